@@ -1,0 +1,397 @@
+//! Job names and job specs: the value stored at `jobs/<name>` and accepted from users.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::schedule::Schedule;
+
+/// Longest accepted job name, in characters.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest accepted command, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest accepted cron expression, in bytes.
+pub const MAX_CRON_EXPR_BYTES: usize = 256;
+/// Longest accepted description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+/// Most environment variables a job may set.
+pub const MAX_ENV_VARS: usize = 64;
+/// Longest accepted environment variable name, in bytes.
+pub const MAX_ENV_NAME_BYTES: usize = 128;
+/// Longest accepted environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 4 * 1024;
+/// Longest accepted timeout: seven days, in seconds.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
+/// A job spec field, or a request field, that failed validation and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// The JSON name of the offending field (`cronExpr`, `env.PATH`, ...).
+    pub field: String,
+    /// What is wrong with it, in words a user can act on.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// Builds the error for `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A job name: 1–128 characters of `[A-Za-z0-9._-]`, so it is always safe inside an etcd key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct JobName(String);
+
+impl JobName {
+    /// Checks `raw` and wraps it. The error names the `name` field.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        if raw.len() > MAX_NAME_LEN {
+            return Err(FieldError::new(
+                "name",
+                format!(
+                    "is {} characters long; at most {MAX_NAME_LEN} are allowed",
+                    raw.len()
+                ),
+            ));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(FieldError::new(
+                "name",
+                format!("contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"),
+            ));
+        }
+        if raw == "." || raw == ".." {
+            return Err(FieldError::new("name", "must not be \".\" or \"..\""));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        JobName::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a worker does when a tick comes while an earlier run of the same job still holds its lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// Skip the tick (recorded as `skipped`) while a run is in progress.
+    #[default]
+    Forbid,
+    /// Start another run beside the one in progress.
+    Allow,
+    /// Kill the run in progress, then start the new one.
+    Replace,
+}
+
+impl Concurrency {
+    /// The lowercase name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concurrency::Forbid => "forbid",
+            Concurrency::Allow => "allow",
+            Concurrency::Replace => "replace",
+        }
+    }
+}
+
+/// A validated job: what the master projects to `jobs/<name>` and what workers schedule.
+///
+/// The JSON field names of go-crontab (`name`, `command`, `cronExpr`) are kept, so a go-crontab
+/// fleet's keys parse as they are; cronfleet's fields are additions with defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    pub name: JobName,
+    pub command: String,
+    pub cron_expr: String,
+    /// IANA time zone the cron expression is read in.
+    #[serde(serialize_with = "serialize_timezone")]
+    pub timezone: Tz,
+    /// Seconds a run may take before it is killed; `None` means no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    pub concurrency: Concurrency,
+    pub paused: bool,
+    /// Free text for people reading the job list.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Environment variables set for every run, on top of the worker's allow-list.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Per-job version from the master's event log; 0 for keys written by go-crontab.
+    pub version: u64,
+    #[serde(skip)]
+    schedule: Schedule,
+}
+
+/// Every field a job spec may carry, as spelled in JSON.
+pub const JOB_SPEC_FIELDS: &[&str] = &[
+    "name",
+    "command",
+    "cronExpr",
+    "timezone",
+    "timeoutSecs",
+    "concurrency",
+    "paused",
+    "description",
+    "env",
+    "version",
+];
+
+struct RawSpec {
+    name: String,
+    command: String,
+    cron_expr: String,
+    timezone: Option<String>,
+    timeout_secs: Option<u64>,
+    concurrency: Option<String>,
+    paused: bool,
+    description: String,
+    env: BTreeMap<String, String>,
+    version: u64,
+}
+
+impl RawSpec {
+    fn from_object(mut object: Map<String, Value>) -> Result<Self, FieldError> {
+        Ok(Self {
+            name: required(&mut object, "name")?,
+            command: required(&mut object, "command")?,
+            cron_expr: required(&mut object, "cronExpr")?,
+            timezone: optional(&mut object, "timezone")?,
+            timeout_secs: optional(&mut object, "timeoutSecs")?,
+            concurrency: optional(&mut object, "concurrency")?,
+            paused: optional(&mut object, "paused")?.unwrap_or_default(),
+            description: optional(&mut object, "description")?.unwrap_or_default(),
+            env: optional(&mut object, "env")?.unwrap_or_default(),
+            version: optional(&mut object, "version")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// Takes `field` out of `object`; absent and `null` are both `None`. A wrong type names the field.
+pub fn optional<T: serde::de::DeserializeOwned>(
+    object: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<T>, FieldError> {
+    match object.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| FieldError::new(field, format!("has the wrong type: {e}"))),
+    }
+}
+
+/// Like [`optional`], but absence is an error.
+pub fn required<T: serde::de::DeserializeOwned>(
+    object: &mut Map<String, Value>,
+    field: &str,
+) -> Result<T, FieldError> {
+    optional(object, field)?.ok_or_else(|| FieldError::new(field, "is required"))
+}
+
+impl JobSpec {
+    /// Parses a job from user input: unknown fields are refused, every field is validated.
+    pub fn from_user_json(body: &[u8]) -> Result<Self, FieldError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| FieldError::new("body", format!("is not valid JSON: {e}")))?;
+        let Value::Object(object) = value else {
+            return Err(FieldError::new("body", "must be a JSON object"));
+        };
+        reject_unknown_fields(&object, JOB_SPEC_FIELDS)?;
+        Self::from_object(object)
+    }
+
+    /// Parses the value stored at `jobs/<name>`: unknown fields are ignored so that keys written
+    /// by go-crontab or a newer cronfleet still load; the known fields are validated all the same.
+    pub fn from_etcd_value(value: &[u8]) -> Result<Self, FieldError> {
+        let value: Value = serde_json::from_slice(value)
+            .map_err(|e| FieldError::new("value", format!("is not valid JSON: {e}")))?;
+        let Value::Object(object) = value else {
+            return Err(FieldError::new("value", "must be a JSON object"));
+        };
+        Self::from_object(object)
+    }
+
+    fn from_object(object: Map<String, Value>) -> Result<Self, FieldError> {
+        Self::validate(RawSpec::from_object(object)?)
+    }
+
+    fn validate(raw: RawSpec) -> Result<Self, FieldError> {
+        let name = JobName::parse(&raw.name)?;
+        validate_command(&raw.command)?;
+        let timezone = match raw.timezone.as_deref() {
+            None | Some("") => Tz::UTC,
+            Some(tz) => tz.parse::<Tz>().map_err(|_| {
+                FieldError::new("timezone", format!("{tz:?} is not an IANA time zone name"))
+            })?,
+        };
+        if raw.cron_expr.len() > MAX_CRON_EXPR_BYTES {
+            return Err(FieldError::new(
+                "cronExpr",
+                format!("is longer than {MAX_CRON_EXPR_BYTES} bytes"),
+            ));
+        }
+        let schedule = Schedule::parse(&raw.cron_expr, timezone)
+            .map_err(|e| FieldError::new("cronExpr", e.to_string()))?;
+        let timeout_secs = match raw.timeout_secs {
+            None | Some(0) => None,
+            Some(secs) if secs > MAX_TIMEOUT_SECS => {
+                return Err(FieldError::new(
+                    "timeoutSecs",
+                    format!("{secs} is more than the maximum of {MAX_TIMEOUT_SECS} (7 days)"),
+                ))
+            }
+            Some(secs) => Some(secs),
+        };
+        let concurrency = match raw.concurrency.as_deref() {
+            None | Some("") | Some("forbid") => Concurrency::Forbid,
+            Some("allow") => Concurrency::Allow,
+            Some("replace") => Concurrency::Replace,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "concurrency",
+                    format!("{other:?} is not one of forbid, allow, replace"),
+                ))
+            }
+        };
+        if raw.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(FieldError::new(
+                "description",
+                format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
+        }
+        validate_env(&raw.env)?;
+        Ok(Self {
+            name,
+            command: raw.command,
+            cron_expr: raw.cron_expr,
+            timezone,
+            timeout_secs,
+            concurrency,
+            paused: raw.paused,
+            description: raw.description,
+            env: raw.env,
+            version: raw.version,
+            schedule,
+        })
+    }
+
+    /// The parsed schedule, in the job's time zone.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The JSON stored at `jobs/<name>`.
+    pub fn to_etcd_value(&self) -> Vec<u8> {
+        // Serialising a struct of strings, integers, bools and a string map cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+fn serialize_timezone<S: serde::Serializer>(tz: &Tz, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(tz.name())
+}
+
+/// Refuses any key of `object` that is not in `known`, naming it.
+pub fn reject_unknown_fields(
+    object: &Map<String, Value>,
+    known: &[&str],
+) -> Result<(), FieldError> {
+    match object.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(unknown) => Err(FieldError::new(
+            unknown.clone(),
+            format!("is not a known field; expected one of {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn validate_command(command: &str) -> Result<(), FieldError> {
+    if command.trim().is_empty() {
+        return Err(FieldError::new("command", "must not be empty"));
+    }
+    if command.len() > MAX_COMMAND_BYTES {
+        return Err(FieldError::new(
+            "command",
+            format!(
+                "is {} bytes; at most {MAX_COMMAND_BYTES} are allowed",
+                command.len()
+            ),
+        ));
+    }
+    if command.contains('\0') {
+        return Err(FieldError::new("command", "must not contain a NUL byte"));
+    }
+    Ok(())
+}
+
+fn validate_env(env: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(FieldError::new(
+            "env",
+            format!(
+                "has {} variables; at most {MAX_ENV_VARS} are allowed",
+                env.len()
+            ),
+        ));
+    }
+    for (name, value) in env {
+        let field = format!("env.{name}");
+        let well_formed = !name.is_empty()
+            && name.len() <= MAX_ENV_NAME_BYTES
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(FieldError::new(
+                field,
+                format!("name must be 1-{MAX_ENV_NAME_BYTES} of [A-Za-z0-9_], not starting with a digit"),
+            ));
+        }
+        if name.starts_with("CRON_") {
+            return Err(FieldError::new(
+                field,
+                "names starting with CRON_ are set by the worker",
+            ));
+        }
+        if value.len() > MAX_ENV_VALUE_BYTES || value.contains('\0') {
+            return Err(FieldError::new(
+                field,
+                format!("value must be at most {MAX_ENV_VALUE_BYTES} bytes with no NUL byte"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

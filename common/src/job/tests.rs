@@ -1,0 +1,139 @@
+use super::*;
+
+fn spec_json(extra: &str) -> String {
+    format!(r#"{{"name":"backup","command":"pg_dump app","cronExpr":"0 3 * * *"{extra}}}"#)
+}
+
+#[test]
+fn plain_go_crontab_job_is_accepted_from_etcd() {
+    let spec = JobSpec::from_etcd_value(
+        br#"{"name":"job1","command":"echo hello","cronExpr":"*/5 * * * * * *"}"#,
+    )
+    .unwrap();
+    assert_eq!(spec.name.as_str(), "job1");
+    assert_eq!(spec.timezone, Tz::UTC);
+    assert_eq!(spec.concurrency, Concurrency::Forbid);
+    assert_eq!(
+        (spec.paused, spec.version, spec.timeout_secs),
+        (false, 0, None)
+    );
+}
+
+#[test]
+fn etcd_values_tolerate_unknown_fields_but_users_do_not() {
+    let body = spec_json(r#","uid":0"#);
+    assert!(JobSpec::from_etcd_value(body.as_bytes()).is_ok());
+    let err = JobSpec::from_user_json(body.as_bytes()).unwrap_err();
+    assert_eq!(err.field, "uid");
+}
+
+#[test]
+fn all_fields_round_trip_through_etcd() {
+    let body = spec_json(
+        r#","timezone":"Europe/Berlin","timeoutSecs":30,"concurrency":"replace","paused":true,
+           "description":"nightly dump","env":{"PGHOST":"db"},"version":7"#,
+    );
+    let spec = JobSpec::from_user_json(body.as_bytes()).unwrap();
+    assert_eq!(spec.timezone.name(), "Europe/Berlin");
+    assert_eq!(spec.timeout_secs, Some(30));
+    assert_eq!(spec.concurrency, Concurrency::Replace);
+    let again = JobSpec::from_user_json(&spec.to_etcd_value()).unwrap();
+    assert_eq!(again, spec);
+    let value: Value = serde_json::from_slice(&spec.to_etcd_value()).unwrap();
+    assert_eq!(value["cronExpr"], "0 3 * * *");
+    assert_eq!(value["timeoutSecs"], 30);
+}
+
+#[test]
+fn schedule_is_read_in_the_job_time_zone() {
+    let spec =
+        JobSpec::from_user_json(spec_json(r#","timezone":"Asia/Tokyo""#).as_bytes()).unwrap();
+    assert_eq!(spec.schedule().timezone().name(), "Asia/Tokyo");
+}
+
+#[test]
+fn names_are_checked() {
+    let long = "a".repeat(MAX_NAME_LEN + 1);
+    for bad in [
+        "",
+        "a/b",
+        "../etc",
+        "..",
+        "job name",
+        "jöb",
+        "a\nb",
+        long.as_str(),
+    ] {
+        assert_eq!(JobName::parse(bad).unwrap_err().field, "name", "{bad:?}");
+    }
+    for good in ["a", "Job-1.daily_report", &"x".repeat(MAX_NAME_LEN)] {
+        assert!(JobName::parse(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn bad_fields_are_named() {
+    let huge = format!(
+        r#"{{"name":"a","command":"{}","cronExpr":"@daily"}}"#,
+        "x".repeat(MAX_COMMAND_BYTES + 1)
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (huge, "command"),
+        (
+            r#"{"name":"a","command":"  ","cronExpr":"@daily"}"#.to_owned(),
+            "command",
+        ),
+        (r#"{"command":"x","cronExpr":"@daily"}"#.to_owned(), "name"),
+        (r#"{"name":"a","cronExpr":"@daily"}"#.to_owned(), "command"),
+        (r#"{"name":"a","command":"x"}"#.to_owned(), "cronExpr"),
+        (
+            r#"{"name":"a b","command":"x","cronExpr":"@daily"}"#.to_owned(),
+            "name",
+        ),
+        (
+            r#"{"name":7,"command":"x","cronExpr":"@daily"}"#.to_owned(),
+            "name",
+        ),
+        (spec_json(r#","timezone":"Mars/Olympus""#), "timezone"),
+        (
+            r#"{"name":"a","command":"x","cronExpr":"99 * * * *"}"#.to_owned(),
+            "cronExpr",
+        ),
+        (spec_json(r#","timeoutSecs":"soon""#), "timeoutSecs"),
+        (spec_json(r#","timeoutSecs":-1"#), "timeoutSecs"),
+        (spec_json(r#","timeoutSecs":999999999"#), "timeoutSecs"),
+        (spec_json(r#","concurrency":"sometimes""#), "concurrency"),
+        (spec_json(r#","paused":"yes""#), "paused"),
+        (
+            spec_json(&format!(
+                r#","description":"{}""#,
+                "d".repeat(MAX_DESCRIPTION_BYTES + 1)
+            )),
+            "description",
+        ),
+        (
+            spec_json(r#","env":{"CRON_RUN_ID":"x"}"#),
+            "env.CRON_RUN_ID",
+        ),
+        (spec_json(r#","env":{"1BAD":"x"}"#), "env.1BAD"),
+        (spec_json(r#","env":{"A-B":"x"}"#), "env.A-B"),
+        ("[1,2]".to_owned(), "body"),
+        ("{".to_owned(), "body"),
+    ];
+    for (body, field) in cases {
+        let err = JobSpec::from_user_json(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field, field, "{}: {err}", &body[..body.len().min(80)]);
+    }
+}
+
+#[test]
+fn cron_errors_keep_the_cron_field_in_the_reason() {
+    let err = JobSpec::from_user_json(br#"{"name":"a","command":"x","cronExpr":"* 25 * * *"}"#)
+        .unwrap_err();
+    assert_eq!(err.field, "cronExpr");
+    assert!(
+        err.reason.starts_with("hour: 25 is out of range 0-23"),
+        "{}",
+        err.reason
+    );
+}

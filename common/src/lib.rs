@@ -1,0 +1,23 @@
+//! The contract between cronfleet's master and its workers.
+//!
+//! * [`job`]: job names and job specs, validated once at the edge (`JobName::parse`,
+//!   `JobSpec::from_user_json`, `JobSpec::from_etcd_value`).
+//! * [`schedule`]: cron expressions in every accepted form, fire times in the job's time zone,
+//!   and the daylight-saving rules.
+//! * [`keys`]: the etcd key layout; every key is built there.
+//! * [`record`]: the execution record workers write to MongoDB and the master reads back.
+//!
+//! Nothing here does IO. With the `testkit` feature, [`testkit`] gives integration tests their
+//! own slice of the real etcd, PostgreSQL and MongoDB-wire servers that `compose/test` starts.
+
+pub mod job;
+pub mod keys;
+pub mod record;
+pub mod schedule;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use job::{Concurrency, FieldError, JobName, JobSpec};
+pub use keys::Keys;
+pub use record::{ExecutionRecord, RunStatus, Trigger};
+pub use schedule::{Schedule, ScheduleError};

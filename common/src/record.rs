@@ -1,0 +1,178 @@
+//! The execution record: one document per run in MongoDB `cron.log`.
+
+use serde::{Deserialize, Serialize};
+
+/// Mongo database and collection names used by default (go-crontab's).
+pub const DEFAULT_MONGO_DB: &str = "cron";
+/// The collection execution records go to.
+pub const LOG_COLLECTION: &str = "log";
+
+/// How a run ended, or why a planned tick did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited with a non-zero code, or died of a signal nobody sent.
+    Failed,
+    /// Killed because it ran past the job's timeout.
+    TimedOut,
+    /// Killed on request (a kill command, or `replace` concurrency).
+    Killed,
+    /// Its worker died mid-run; written by a surviving worker.
+    Abandoned,
+    /// The shell could not be started.
+    FailedToStart,
+    /// Not started because an earlier run still held the lock (`forbid` concurrency).
+    Skipped,
+    /// Not started because no worker was able to claim the tick in time.
+    Missed,
+}
+
+impl RunStatus {
+    /// The snake_case name used in JSON and BSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Killed => "killed",
+            RunStatus::Abandoned => "abandoned",
+            RunStatus::FailedToStart => "failed_to_start",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Missed => "missed",
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The job's cron schedule.
+    Schedule,
+    /// A run-now command.
+    Manual,
+}
+
+/// One execution, as stored in Mongo. Times are Unix milliseconds, as in go-crontab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRecord {
+    /// Unique per run; the unique index that makes retried inserts idempotent.
+    pub run_id: String,
+    pub job_name: String,
+    pub command: String,
+    /// Why the run did not succeed, in words; empty when it did.
+    pub err: String,
+    /// Captured stdout and stderr (head and tail when truncated).
+    pub output: String,
+    /// The tick the run was planned for.
+    pub plan_time: i64,
+    /// When the worker picked the tick up.
+    pub schedule_time: i64,
+    /// When the child process started (or the tick was given up, for skipped and missed).
+    pub start_time: i64,
+    /// When the child process ended.
+    pub end_time: i64,
+    pub worker_id: String,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Total bytes the run wrote, including any that were cut from `output`.
+    pub output_bytes: i64,
+    /// Whether `output` lost bytes from its middle to the output cap.
+    pub truncated: bool,
+    /// The etcd revision of the claim that started the run; 0 when nothing was claimed.
+    pub fencing_token: i64,
+    pub job_version: i64,
+    pub trigger: Trigger,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ExecutionRecord {
+        ExecutionRecord {
+            run_id: "0193a7c1-run".to_owned(),
+            job_name: "backup".to_owned(),
+            command: "echo 'hi' && exit 3".to_owned(),
+            err: "exit code 3".to_owned(),
+            output: "hi\n".to_owned(),
+            plan_time: 1_764_072_000_000,
+            schedule_time: 1_764_072_000_001,
+            start_time: 1_764_072_000_004,
+            end_time: 1_764_072_001_250,
+            worker_id: "host-a-4242".to_owned(),
+            status: RunStatus::Failed,
+            exit_code: Some(3),
+            signal: None,
+            output_bytes: 3,
+            truncated: false,
+            fencing_token: 812,
+            job_version: 4,
+            trigger: Trigger::Schedule,
+        }
+    }
+
+    #[test]
+    fn bson_round_trip_keeps_every_field() {
+        let original = record();
+        let document = bson::to_document(&original).unwrap();
+        assert_eq!(
+            bson::from_document::<ExecutionRecord>(document).unwrap(),
+            original
+        );
+    }
+
+    #[test]
+    fn bson_uses_go_crontab_names_and_millisecond_integers() {
+        let document = bson::to_document(&record()).unwrap();
+        for field in [
+            "jobName",
+            "command",
+            "err",
+            "output",
+            "runId",
+            "workerId",
+            "fencingToken",
+        ] {
+            assert!(document.contains_key(field), "missing {field}");
+        }
+        for field in ["planTime", "scheduleTime", "startTime", "endTime"] {
+            assert!(
+                matches!(document.get(field), Some(bson::Bson::Int64(_))),
+                "{field}"
+            );
+        }
+        assert_eq!(document.get_str("status").unwrap(), "failed");
+        assert_eq!(document.get_str("trigger").unwrap(), "schedule");
+        assert!(matches!(document.get("signal"), Some(bson::Bson::Null)));
+    }
+
+    #[test]
+    fn every_status_round_trips_under_its_name() {
+        for status in [
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::Killed,
+            RunStatus::Abandoned,
+            RunStatus::FailedToStart,
+            RunStatus::Skipped,
+            RunStatus::Missed,
+        ] {
+            let mut r = record();
+            r.status = status;
+            let document = bson::to_document(&r).unwrap();
+            assert_eq!(document.get_str("status").unwrap(), status.as_str());
+            assert_eq!(
+                bson::from_document::<ExecutionRecord>(document)
+                    .unwrap()
+                    .status,
+                status
+            );
+        }
+    }
+}
