@@ -6,14 +6,16 @@
 //!   and the daylight-saving rules.
 //! * [`keys`]: the etcd key layout; every key is built there.
 //! * [`record`]: the execution record workers write to MongoDB and the master reads back.
+//! * [`telemetry`]: the tracing setup both binaries share.
 //!
-//! Nothing here does IO. With the `testkit` feature, [`testkit`] gives integration tests their
+//! Nothing here does IO besides installing the log subscriber. With the `testkit` feature, [`testkit`] gives integration tests their
 //! own slice of the real etcd, PostgreSQL and MongoDB-wire servers that `compose/test` starts.
 
 pub mod job;
 pub mod keys;
 pub mod record;
 pub mod schedule;
+pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -1,12 +1,27 @@
-//! `cronfleet-worker`: watches jobs in etcd, runs each tick on exactly one worker, logs to Mongo.
+//! `cronfleet-worker`: see the library docs for how the parts fit.
 
 use clap::Parser;
+use cronfleet_worker::config::Config;
+use cronfleet_worker::Worker;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
-/// cronfleet worker: schedules jobs from etcd, claims each tick and runs it.
-#[derive(Debug, Parser)]
-#[command(name = "cronfleet-worker", version, about)]
-struct Cli {}
-
-fn main() {
-    Cli::parse();
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    cronfleet_common::telemetry::init(config.log_json);
+    let worker = Worker::build(config).await?;
+    let shutdown = CancellationToken::new();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("signal received; shutting down");
+        trigger.cancel();
+    });
+    worker.run(shutdown).await
 }

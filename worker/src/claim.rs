@@ -1,0 +1,310 @@
+//! Claiming a start in etcd, so that each (job, planned tick) starts at most once in the fleet.
+//!
+//! A scheduled claim is one txn that, in one revision:
+//! * checks `tick/<job>` still has the mod revision this worker last saw (the per-tick guard),
+//!   and that the guard's planned time is before this tick (checked before the txn);
+//! * with `forbid`, checks `lock/<job>` does not exist (`create_revision == 0`, as go-crontab);
+//! * writes the guard forward to this tick, `lock/<job>` and `runs/<job>/<run>` on the
+//!   worker's lease.
+//!
+//! Because the guard only moves forward and every writer must have seen its latest revision,
+//! two workers whose clocks disagree by seconds cannot both start the same tick: the second
+//! finds the guard already at that tick. The txn's revision is the run's fencing token.
+//! When the lock is held under `forbid`, the guard still moves forward in a txn of its own, and
+//! the worker that wins it records the tick as skipped — once.
+
+use chrono::{DateTime, Utc};
+use cronfleet_common::{Concurrency, JobName, JobSpec, Keys, Trigger};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+
+/// Who holds a run: the value of `lock/<job>` and `runs/<job>/<run>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    pub worker_id: String,
+    pub run_id: String,
+    pub job_name: String,
+    /// Planned tick, Unix ms.
+    pub planned_at: i64,
+    /// When the worker claimed it, Unix ms.
+    pub claimed_at: i64,
+    pub trigger: Trigger,
+    pub job_version: i64,
+}
+
+/// The per-tick guard: the last planned tick claimed for a job, and the job version it was
+/// claimed under (missed ticks are only counted within one version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Guard {
+    pub planned_ms: i64,
+    pub version: u64,
+    /// Mod revision of `tick/<job>`; 0 when the key does not exist.
+    pub mod_revision: i64,
+}
+
+impl Guard {
+    fn encode(planned_ms: i64, version: u64) -> String {
+        format!("{planned_ms:020}:{version}")
+    }
+
+    /// Reads the guard from a key's value and mod revision; unreadable values count as absent.
+    pub fn decode(value: &[u8], mod_revision: i64) -> Self {
+        let parsed = std::str::from_utf8(value).ok().and_then(|text| {
+            let (planned, version) = text.split_once(':')?;
+            Some((planned.parse().ok()?, version.parse().ok()?))
+        });
+        let (planned_ms, version) = parsed.unwrap_or((i64::MIN, 0));
+        Self {
+            planned_ms,
+            version,
+            mod_revision,
+        }
+    }
+}
+
+/// The result of trying to claim a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// This worker starts the run; `revision` is the fencing token. `previous` is the guard
+    /// before this claim, `replaced` the holder a `replace` claim took the lock from.
+    Start {
+        revision: i64,
+        previous: Guard,
+        replaced: Option<Holder>,
+    },
+    /// The lock was held under `forbid`; this worker moved the guard and records the skip.
+    Skip {
+        previous: Guard,
+        holder: Option<Holder>,
+    },
+    /// Another worker already claimed (or skipped) this tick.
+    Lost,
+}
+
+/// Claims for one worker, on its session lease.
+#[derive(Clone)]
+pub struct Claimer {
+    pub client: Client,
+    pub keys: Keys,
+}
+
+impl std::fmt::Debug for Claimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimer")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+const ATTEMPTS: usize = 5;
+
+impl Claimer {
+    /// Claims the scheduled tick `planned` of `job`, starting from the guard this worker saw.
+    pub async fn claim_tick(
+        &mut self,
+        job: &JobSpec,
+        planned: DateTime<Utc>,
+        mut guard: Guard,
+        lease: i64,
+        holder: &Holder,
+    ) -> Result<Claimed, etcd_client::Error> {
+        let planned_ms = planned.timestamp_millis();
+        let tick_key = self.keys.tick(&job.name);
+        let lock_key = self.keys.lock(&job.name);
+        for _ in 0..ATTEMPTS {
+            if guard.planned_ms >= planned_ms {
+                return Ok(Claimed::Lost);
+            }
+            let mut when = vec![Compare::mod_revision(
+                tick_key.as_str(),
+                CompareOp::Equal,
+                guard.mod_revision,
+            )];
+            if job.concurrency == Concurrency::Forbid {
+                when.push(Compare::create_revision(
+                    lock_key.as_str(),
+                    CompareOp::Equal,
+                    0,
+                ));
+            }
+            let mut then = vec![TxnOp::get(lock_key.as_str(), None)];
+            then.push(TxnOp::put(
+                tick_key.as_str(),
+                Guard::encode(planned_ms, job.version),
+                None,
+            ));
+            then.extend(self.run_keys(&job.name, holder, lease, job.concurrency));
+            let txn = Txn::new().when(when).and_then(then).or_else([
+                TxnOp::get(tick_key.as_str(), None),
+                TxnOp::get(lock_key.as_str(), None),
+            ]);
+            let response = self.client.txn(txn).await?;
+            let revision = response.header().map_or(0, |h| h.revision());
+            let replies = response.op_responses();
+            if response.succeeded() {
+                let replaced = first_kv(&replies, 0)
+                    .and_then(|(value, _)| serde_json::from_slice::<Holder>(&value).ok());
+                return Ok(Claimed::Start {
+                    revision,
+                    previous: guard,
+                    replaced,
+                });
+            }
+            let current = first_kv(&replies, 0)
+                .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
+                .unwrap_or_default();
+            if current.mod_revision != guard.mod_revision {
+                guard = current;
+                continue;
+            }
+            // The guard was as seen, so the lock is what failed: skip the tick, once.
+            let holder =
+                first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+            let skip = Txn::new()
+                .when([Compare::mod_revision(
+                    tick_key.as_str(),
+                    CompareOp::Equal,
+                    guard.mod_revision,
+                )])
+                .and_then([TxnOp::put(
+                    tick_key.as_str(),
+                    Guard::encode(planned_ms, job.version),
+                    None,
+                )])
+                .or_else([TxnOp::get(tick_key.as_str(), None)]);
+            let response = self.client.txn(skip).await?;
+            if response.succeeded() {
+                return Ok(Claimed::Skip {
+                    previous: guard,
+                    holder,
+                });
+            }
+            guard = first_kv(&response.op_responses(), 0)
+                .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
+                .unwrap_or_default();
+        }
+        Ok(Claimed::Lost)
+    }
+
+    /// Claims a run-now request: whoever deletes `trigger/<job>` at `trigger_revision` runs it.
+    pub async fn claim_trigger(
+        &mut self,
+        job: &JobSpec,
+        trigger_revision: i64,
+        lease: i64,
+        holder: &Holder,
+    ) -> Result<Claimed, etcd_client::Error> {
+        let trigger_key = self.keys.trigger(&job.name);
+        let lock_key = self.keys.lock(&job.name);
+        let mut when = vec![Compare::mod_revision(
+            trigger_key.as_str(),
+            CompareOp::Equal,
+            trigger_revision,
+        )];
+        if job.concurrency == Concurrency::Forbid {
+            when.push(Compare::create_revision(
+                lock_key.as_str(),
+                CompareOp::Equal,
+                0,
+            ));
+        }
+        let mut then = vec![
+            TxnOp::get(lock_key.as_str(), None),
+            TxnOp::delete(trigger_key.as_str(), None),
+        ];
+        then.extend(self.run_keys(&job.name, holder, lease, job.concurrency));
+        let txn = Txn::new().when(when).and_then(then).or_else([
+            TxnOp::get(trigger_key.as_str(), None),
+            TxnOp::get(lock_key.as_str(), None),
+        ]);
+        let response = self.client.txn(txn).await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let replies = response.op_responses();
+        if response.succeeded() {
+            let replaced =
+                first_kv(&replies, 0).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+            return Ok(Claimed::Start {
+                revision,
+                previous: Guard::default(),
+                replaced,
+            });
+        }
+        if first_kv(&replies, 0).map(|(_, mod_rev)| mod_rev) != Some(trigger_revision) {
+            return Ok(Claimed::Lost);
+        }
+        // The lock is held under forbid: consume the request and record it as skipped.
+        let holder =
+            first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+        let consume = Txn::new()
+            .when([Compare::mod_revision(
+                trigger_key.as_str(),
+                CompareOp::Equal,
+                trigger_revision,
+            )])
+            .and_then([TxnOp::delete(trigger_key.as_str(), None)]);
+        if self.client.txn(consume).await?.succeeded() {
+            return Ok(Claimed::Skip {
+                previous: Guard::default(),
+                holder,
+            });
+        }
+        Ok(Claimed::Lost)
+    }
+
+    /// Releases a run that ended: deletes `runs/<job>/<run>` and, if the lock is still the one
+    /// this run took at `revision`, the lock too. One write.
+    pub async fn release(
+        &mut self,
+        job: &JobName,
+        run_id: &str,
+        revision: i64,
+    ) -> Result<(), etcd_client::Error> {
+        let lock_key = self.keys.lock(job);
+        let run_key = self.keys.run(job, run_id);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                lock_key.as_str(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([
+                TxnOp::delete(lock_key.as_str(), None),
+                TxnOp::delete(run_key.as_str(), None),
+            ])
+            .or_else([TxnOp::delete(run_key.as_str(), None)]);
+        self.client.txn(txn).await.map(drop)
+    }
+
+    fn run_keys(
+        &self,
+        job: &JobName,
+        holder: &Holder,
+        lease: i64,
+        concurrency: Concurrency,
+    ) -> Vec<TxnOp> {
+        let value = serde_json::to_vec(holder).unwrap_or_default();
+        let on_lease = || Some(PutOptions::new().with_lease(lease));
+        let mut ops = vec![TxnOp::put(
+            self.keys.run(job, &holder.run_id),
+            value.clone(),
+            on_lease(),
+        )];
+        if concurrency != Concurrency::Allow {
+            ops.push(TxnOp::put(self.keys.lock(job), value, on_lease()));
+        }
+        ops
+    }
+}
+
+/// The value and mod revision of the first key of the `index`-th reply, if it is a get that
+/// found one.
+fn first_kv(replies: &[TxnOpResponse], index: usize) -> Option<(Vec<u8>, i64)> {
+    match replies.get(index)? {
+        TxnOpResponse::Get(get) => get
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+        _ => None,
+    }
+}

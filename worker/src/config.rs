@@ -1,0 +1,119 @@
+//! The worker's settings: every knob is a flag with an environment fallback and a default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use cronfleet_common::keys::DEFAULT_PREFIX;
+use cronfleet_common::record::DEFAULT_MONGO_DB;
+
+/// cronfleet worker: watches jobs in etcd, claims each tick so exactly one worker in the fleet
+/// runs it, runs the command, and logs every execution to MongoDB.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cronfleet-worker", version, about)]
+pub struct Config {
+    /// etcd endpoints, comma-separated.
+    #[arg(
+        long,
+        env = "CRON_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Root prefix of every cronfleet key in etcd.
+    #[arg(long, env = "CRON_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+
+    /// MongoDB connection URL (credentials and TLS options go in the URL).
+    #[arg(
+        long,
+        env = "CRON_MONGO_URL",
+        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
+    )]
+    pub mongo_url: String,
+
+    /// MongoDB database that holds the `log` collection.
+    #[arg(long, env = "CRON_MONGO_DB", default_value = DEFAULT_MONGO_DB)]
+    pub mongo_db: String,
+
+    /// Unique id of this worker in the fleet [default: <hostname>-<pid>].
+    #[arg(long, env = "CRON_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Most runs this worker executes at once; ticks beyond it are left to other workers.
+    #[arg(long, env = "CRON_WORKER_SLOTS", default_value_t = 64)]
+    pub slots: usize,
+
+    /// Time to live of the worker's session lease, in seconds. A dead worker's locks and
+    /// registration vanish this long after its last keep-alive.
+    #[arg(long, env = "CRON_LEASE_TTL_SECS", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=300))]
+    pub lease_ttl_secs: i64,
+
+    /// Execution records per `insert_many` batch.
+    #[arg(long, env = "CRON_LOG_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub log_batch_size: u16,
+
+    /// Longest a record waits for its batch to fill, in milliseconds.
+    #[arg(long, env = "CRON_LOG_FLUSH_MS", default_value_t = 1000)]
+    pub log_flush_ms: u64,
+
+    /// Directory where execution records are kept until MongoDB has them; survives restarts.
+    #[arg(long, env = "CRON_SPOOL_DIR", default_value = "./cronfleet-spool")]
+    pub spool_dir: PathBuf,
+
+    /// Seconds between SIGTERM and SIGKILL when a run is killed or times out, and how long a
+    /// shutting-down worker lets runs finish.
+    #[arg(long, env = "CRON_KILL_GRACE_SECS", default_value_t = 5)]
+    pub kill_grace_secs: u64,
+
+    /// Bytes of output kept per run (half from the start, half from the end); the total is
+    /// still counted.
+    #[arg(long, env = "CRON_OUTPUT_CAP_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
+    pub output_cap_bytes: u64,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CRON_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Test only: milliseconds added to this worker's clock, to simulate clock skew.
+    #[arg(
+        long,
+        env = "CRON_TEST_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        hide = true,
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_ms: i64,
+}
+
+impl Config {
+    /// The worker id: the configured one, or `<hostname>-<pid>`.
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "worker".to_owned());
+            let host: String = host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn kill_grace(&self) -> Duration {
+        Duration::from_secs(self.kill_grace_secs)
+    }
+
+    pub fn log_flush(&self) -> Duration {
+        Duration::from_millis(self.log_flush_ms)
+    }
+}

@@ -1,0 +1,275 @@
+//! Runs one command: `/bin/sh -c` in its own process group, output captured under a cap,
+//! stopped by timeout or request with SIGTERM to the group and SIGKILL after a grace period.
+//! When the shell exits, whatever it left behind in its group is stopped the same way, so no
+//! process of a run outlives the run.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cronfleet_common::{JobSpec, RunStatus};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::output::{Captured, Output};
+use crate::runs::StopReason;
+
+/// Variables of the worker's own environment that runs inherit; everything else is dropped.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
+];
+
+/// What a run is told about itself through its environment.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: String,
+    pub planned_at: DateTime<Utc>,
+    pub fencing_token: i64,
+}
+
+/// Settings shared by every run on this worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub output_cap: usize,
+    pub kill_grace: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: RunStatus,
+    pub err: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub output: Captured,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
+enum Ending {
+    Exited(ExitStatus),
+    Stopped(RunStatus, String, ExitStatus),
+}
+
+/// Runs `job`'s command to completion, timeout or stop request.
+pub async fn execute(
+    job: &JobSpec,
+    context: &RunContext,
+    limits: Limits,
+    clock: Clock,
+    mut stop: watch::Receiver<Option<StopReason>>,
+) -> Outcome {
+    let started_at = clock.now();
+    let mut child = match spawn(job, context) {
+        Ok(child) => child,
+        Err(e) => {
+            return Outcome {
+                status: RunStatus::FailedToStart,
+                err: format!("could not start /bin/sh: {e}"),
+                exit_code: None,
+                signal: None,
+                output: Output::new(0).finish(),
+                started_at,
+                ended_at: clock.now(),
+            }
+        }
+    };
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let reader = tokio::spawn(capture(
+        child.stdout.take(),
+        child.stderr.take(),
+        limits.output_cap,
+    ));
+    let deadline = job
+        .timeout_secs
+        .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let ending = tokio::select! {
+        status = child.wait() => status.map(Ending::Exited),
+        () = sleep_until_opt(deadline) => {
+            let reason = format!("timed out after {}s", job.timeout_secs.unwrap_or_default());
+            terminate(&mut child, group, limits.kill_grace).await
+                .map(|status| Ending::Stopped(RunStatus::TimedOut, reason, status))
+        }
+        reason = stopped(&mut stop) => {
+            terminate(&mut child, group, limits.kill_grace).await
+                .map(|status| Ending::Stopped(RunStatus::Killed, reason.describe().to_owned(), status))
+        }
+    };
+    if let Some(group) = group {
+        stop_group(group, limits.kill_grace).await;
+    }
+    let output = reader.await.unwrap_or_else(|_| Output::new(0).finish());
+    let ended_at = clock.now();
+    let (status, err, exit) = match ending {
+        Ok(Ending::Exited(exit)) => match exit.code() {
+            Some(0) => (RunStatus::Succeeded, String::new(), exit),
+            Some(code) => (RunStatus::Failed, format!("exit code {code}"), exit),
+            None => (
+                RunStatus::Failed,
+                format!("killed by signal {}", signal_of(exit).unwrap_or(0)),
+                exit,
+            ),
+        },
+        Ok(Ending::Stopped(status, err, exit)) => (status, err, exit),
+        Err(e) => {
+            return Outcome {
+                status: RunStatus::Failed,
+                err: format!("lost track of the shell: {e}"),
+                exit_code: None,
+                signal: None,
+                output,
+                started_at,
+                ended_at,
+            }
+        }
+    };
+    Outcome {
+        status,
+        err,
+        exit_code: exit.code(),
+        signal: signal_of(exit),
+        output,
+        started_at,
+        ended_at,
+    }
+}
+
+fn signal_of(status: ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(&status)
+}
+
+fn spawn(job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&job.command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear()
+        .kill_on_drop(true)
+        .process_group(0);
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .envs(&job.env)
+        .env("CRON_JOB_NAME", job.name.as_str())
+        .env("CRON_RUN_ID", &context.run_id)
+        .env("CRON_PLANNED_AT", context.planned_at.to_rfc3339())
+        .env("CRON_FENCING_TOKEN", context.fencing_token.to_string());
+    die_with_parent(command.as_std_mut());
+    command.spawn()
+}
+
+/// Asks the kernel to SIGKILL the shell when the worker dies, so a crashed worker leaves no
+/// run behind that another worker might start again.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut std::process::Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
+    let reason = stop.wait_for(Option::is_some).await.map(|reason| *reason);
+    match reason {
+        Ok(reason) => reason.unwrap_or(StopReason::Shutdown),
+        // The sender lives in the run table until the run ends; if it is gone, never stop.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period; returns the shell's status.
+async fn terminate(
+    child: &mut Child,
+    group: Option<Pid>,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+/// Stops whatever is left of a process group: SIGTERM, then SIGKILL after the grace period.
+async fn stop_group(group: Pid, grace: Duration) {
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if killpg(group, None).is_err() {
+            return;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+async fn capture(
+    stdout: Option<impl AsyncRead + Unpin>,
+    stderr: Option<impl AsyncRead + Unpin>,
+    cap: usize,
+) -> Captured {
+    let mut output = Output::new(cap);
+    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut stdout, mut stderr) = (stdout, stderr);
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            read = read_some(&mut stdout, &mut out_buf) => match read {
+                Some(n) => output.push(&out_buf[..n]),
+                None => stdout = None,
+            },
+            read = read_some(&mut stderr, &mut err_buf) => match read {
+                Some(n) => output.push(&err_buf[..n]),
+                None => stderr = None,
+            },
+        }
+    }
+    output.finish()
+}
+
+/// Reads a chunk; `None` at end of stream or on error. Pending forever once the stream is gone.
+async fn read_some(stream: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
+    match stream {
+        Some(stream) => match stream.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use std::time::Duration;
+
+use chrono::Utc;
+use cronfleet_common::{JobSpec, RunStatus};
+use tokio::sync::watch;
+
+use super::{execute, Limits, Outcome, RunContext};
+use crate::clock::Clock;
+use crate::runs::StopReason;
+
+fn job(command: &str, timeout_secs: Option<u64>) -> JobSpec {
+    let body = serde_json::json!({
+        "name": "test-job",
+        "command": command,
+        "cronExpr": "@daily",
+        "timeoutSecs": timeout_secs,
+        "env": {"JOB_LEVEL": "from-job"},
+    });
+    JobSpec::from_user_json(body.to_string().as_bytes()).unwrap()
+}
+
+fn context(run_id: &str) -> RunContext {
+    RunContext {
+        run_id: run_id.to_owned(),
+        planned_at: Utc::now(),
+        fencing_token: 42,
+    }
+}
+
+const LIMITS: Limits = Limits {
+    output_cap: 4096,
+    kill_grace: Duration::from_millis(500),
+};
+
+async fn run(command: &str, timeout_secs: Option<u64>) -> Outcome {
+    let (_keep, stop) = watch::channel(None);
+    execute(
+        &job(command, timeout_secs),
+        &context("run-1"),
+        LIMITS,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(marker).then_some(cmdline)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn success_captures_output_and_sets_the_run_environment() {
+    // cargo sets this for the test process; runs must not inherit it.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let outcome = run(
+        "echo \"$CRON_JOB_NAME $CRON_RUN_ID $CRON_FENCING_TOKEN $JOB_LEVEL\"; echo oops >&2; \
+         test -n \"$CRON_PLANNED_AT\" && test -z \"$CARGO_MANIFEST_DIR\"",
+        None,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.exit_code, Some(0));
+    assert!(
+        outcome.output.text.contains("test-job run-1 42 from-job\n"),
+        "{:?}",
+        outcome.output
+    );
+    assert!(outcome.output.text.contains("oops\n"));
+    assert_eq!(outcome.output.total_bytes, 32);
+}
+
+#[tokio::test]
+async fn nonzero_exit_is_a_failure_with_its_code() {
+    let outcome = run("exit 3", None).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    assert_eq!(
+        (outcome.exit_code, outcome.err.as_str()),
+        (Some(3), "exit code 3")
+    );
+}
+
+#[tokio::test]
+async fn stdin_is_empty() {
+    let outcome = run("cat; echo done", None).await;
+    assert_eq!(outcome.output.text, "done\n");
+}
+
+#[tokio::test]
+async fn timeout_kills_a_run_that_ignores_sigterm() {
+    let outcome = run("trap '' TERM; sleep 7771; sleep 7771", Some(1)).await;
+    assert_eq!(outcome.status, RunStatus::TimedOut, "{outcome:?}");
+    assert_eq!(outcome.signal, Some(9));
+    assert_eq!(outcome.err, "timed out after 1s");
+    assert!(processes_with("sleep 7771").is_empty());
+}
+
+#[tokio::test]
+async fn kill_reaches_background_grandchildren() {
+    let job = job(
+        "sleep 7772 & sleep 7772 & (sleep 7772; echo never) & echo started; wait",
+        None,
+    );
+    let (stop_tx, stop) = watch::channel(None);
+    let running = tokio::spawn(async move {
+        execute(
+            &job,
+            &context("run-2"),
+            LIMITS,
+            Clock::with_offset_ms(0),
+            stop,
+        )
+        .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while processes_with("sleep 7772").len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(Some(StopReason::KillRequested)).unwrap();
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Killed, "{outcome:?}");
+    assert_eq!(outcome.err, "killed on request");
+    assert_eq!(outcome.output.text, "started\n");
+    assert!(
+        processes_with("sleep 7772").is_empty(),
+        "{:?}",
+        processes_with("sleep 7772")
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_traps_term_gets_to_clean_up() {
+    let job = job(
+        "trap 'echo cleaning up; exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+        None,
+    );
+    let (stop_tx, stop) = watch::channel(None);
+    let running = tokio::spawn(async move {
+        execute(
+            &job,
+            &context("run-3"),
+            LIMITS,
+            Clock::with_offset_ms(0),
+            stop,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(Some(StopReason::KillRequested)).unwrap();
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Killed);
+    assert!(
+        outcome.output.text.contains("cleaning up"),
+        "{:?}",
+        outcome.output
+    );
+}
+
+#[tokio::test]
+async fn leftovers_of_a_finished_shell_are_stopped() {
+    let outcome = run("sleep 7773 >/dev/null 2>&1 & echo bye", None).await;
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+    assert!(processes_with("sleep 7773").is_empty());
+}
+
+#[tokio::test]
+async fn a_gibibyte_of_output_is_counted_but_not_kept() {
+    let outcome = run("head -c 1073741824 /dev/zero | tr '\\0' x; echo end", None).await;
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+    assert_eq!(outcome.output.total_bytes, 1024 * 1024 * 1024 + 4);
+    assert!(outcome.output.truncated);
+    assert!(outcome.output.text.len() < LIMITS.output_cap + 64);
+    assert!(outcome.output.text.ends_with("xxend\n"));
+}

@@ -1,0 +1,223 @@
+//! cronfleet's worker: watch → schedule → claim → execute → log.
+//!
+//! * [`watcher`] keeps a snapshot of everything under the etcd prefix current and turns changes
+//!   into [`watcher::Change`]s.
+//! * [`scheduler`] holds the plan (jobs by next fire time) and starts a [`tick`] task per due
+//!   tick, run-now request or kill.
+//! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
+//!   the run's fencing token.
+//! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
+//!   timeout and kill; [`runs`] is the table of runs in progress.
+//! * [`session`] keeps the worker's lease and registration.
+//! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
+//!   restarts.
+
+pub mod claim;
+pub mod clock;
+pub mod config;
+pub mod executor;
+pub mod log_sink;
+pub mod output;
+pub mod runs;
+pub mod scheduler;
+pub mod session;
+pub mod spool;
+pub mod tick;
+pub mod watcher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use cronfleet_common::record::LOG_COLLECTION;
+use cronfleet_common::{ExecutionRecord, Keys};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::claim::Claimer;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::executor::Limits;
+use crate::log_sink::{LogSink, Uploader};
+use crate::runs::{Runs, StopReason};
+use crate::scheduler::Scheduler;
+use crate::session::{Registration, Session};
+use crate::spool::Spool;
+use crate::watcher::Watcher;
+
+/// How long a stopping worker keeps trying to hand spooled records to Mongo.
+const FINAL_UPLOAD: Duration = Duration::from_secs(5);
+
+/// A connected worker, ready to run.
+pub struct Worker {
+    config: Config,
+    worker_id: String,
+    keys: Keys,
+    etcd: etcd_client::Client,
+    log: mongodb::Collection<ExecutionRecord>,
+    spool: Spool,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Checks the settings and connects to etcd and Mongo (Mongo may be down: records wait in
+    /// the spool).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let worker_id = config.worker_id();
+        cronfleet_common::JobName::parse(&worker_id)
+            .map_err(|e| anyhow::anyhow!("worker id {worker_id:?}: {}", e.reason))?;
+        let keys = Keys::new(&config.etcd_prefix)
+            .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        let etcd = etcd_client::Client::connect(&config.etcd_endpoints, Some(options))
+            .await
+            .with_context(|| {
+                format!("connecting to etcd at {}", config.etcd_endpoints.join(","))
+            })?;
+        let mut mongo_options = mongodb::options::ClientOptions::parse(&config.mongo_url)
+            .await
+            .context("parsing --mongo-url")?;
+        mongo_options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(3));
+        mongo_options
+            .app_name
+            .get_or_insert_with(|| "cronfleet-worker".to_owned());
+        let log = mongodb::Client::with_options(mongo_options)
+            .context("configuring the Mongo client")?
+            .database(&config.mongo_db)
+            .collection(LOG_COLLECTION);
+        let spool = Spool::open(&config.spool_dir)
+            .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
+        Ok(Self {
+            config,
+            worker_id,
+            keys,
+            etcd,
+            log,
+            spool,
+        })
+    }
+
+    /// This worker's id in the fleet.
+    pub fn id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs until `shutdown`, then stops claiming, lets runs finish within the kill grace,
+    /// stops the rest, flushes every record and revokes the lease.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let runs = Runs::default();
+        let (lease_tx, lease_rx) = watch::channel(None);
+        let (records_tx, records_rx) = mpsc::channel(4096);
+        let sealed = Arc::new(Notify::new());
+
+        let sink = tokio::spawn(
+            LogSink {
+                spool: self.spool,
+                batch_size: usize::from(config.log_batch_size),
+                flush: config.log_flush(),
+                sealed: Arc::clone(&sealed),
+            }
+            .run(records_rx),
+        );
+        let uploader = Uploader {
+            dir: config.spool_dir.clone(),
+            log: self.log,
+            sealed,
+        };
+        let upload_stop = CancellationToken::new();
+        let upload = tokio::spawn(uploader.clone().run(upload_stop.clone()));
+
+        let session_stop = CancellationToken::new();
+        let session = tokio::spawn(
+            Session {
+                client: self.etcd.clone(),
+                key: self.keys.worker(&self.worker_id),
+                ttl_secs: config.lease_ttl_secs,
+                registration: Registration {
+                    id: self.worker_id.clone(),
+                    hostname: nix::unistd::gethostname()
+                        .map(|h| h.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    pid: std::process::id(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    started_at: Utc::now(),
+                    slots: config.slots,
+                    running: Vec::new(),
+                    heartbeat_at: Utc::now(),
+                },
+                runs: runs.clone(),
+                lease: lease_tx,
+            }
+            .run(session_stop.clone()),
+        );
+
+        let context = Arc::new(tick::Context {
+            claimer: Claimer {
+                client: self.etcd.clone(),
+                keys: self.keys.clone(),
+            },
+            clock: Clock::with_offset_ms(config.clock_offset_ms),
+            runs: runs.clone(),
+            records: records_tx,
+            limits: Limits {
+                output_cap: usize::try_from(config.output_cap_bytes).unwrap_or(usize::MAX),
+                kill_grace: config.kill_grace(),
+            },
+            worker_id: self.worker_id.clone(),
+            lease: lease_rx,
+        });
+        let (changes_tx, changes_rx) = mpsc::channel(1024);
+        let watcher = tokio::spawn(
+            Watcher {
+                client: self.etcd.clone(),
+                keys: self.keys.clone(),
+            }
+            .run(changes_tx, shutdown.clone()),
+        );
+        let tasks = TaskTracker::new();
+        tracing::info!(worker.id = %self.worker_id, "worker started");
+        Scheduler::new(Arc::clone(&context), config.slots, tasks.clone())
+            .run(changes_rx, shutdown.clone())
+            .await;
+
+        tracing::info!(
+            running = runs.len(),
+            "shutting down: no new claims; letting runs finish"
+        );
+        tasks.close();
+        if tokio::time::timeout(config.kill_grace(), tasks.wait())
+            .await
+            .is_err()
+        {
+            let stopped = runs.stop_all(StopReason::Shutdown);
+            tracing::warn!(stopped, "grace period over; stopping the remaining runs");
+            tasks.wait().await;
+        }
+        shutdown.cancel();
+        watcher.await.context("watcher task")?.context("watcher")?;
+        drop(context);
+        sink.await.context("log sink task")?.context("log sink")?;
+        upload_stop.cancel();
+        upload.await.context("uploader task")?;
+        uploader.drain(FINAL_UPLOAD).await;
+        session_stop.cancel();
+        session.await.context("session task")?;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! The log pipeline: records arrive on a bounded channel, go to the disk spool at once, and are
+//! uploaded to Mongo `log` in batches (`insert_many`, unordered) by a separate task. Scheduling
+//! never waits on Mongo: the only thing between a finished run and its record being safe is a
+//! local file append.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cronfleet_common::ExecutionRecord;
+use mongodb::bson::doc;
+use mongodb::error::ErrorKind;
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::Spool;
+
+/// Duplicate key: the record is already in Mongo.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Reads records off the channel into spool segments of at most `batch_size` records, sealing
+/// a segment when it is full or `flush` after its first record. Ends, sealing what it has,
+/// when every sender is gone.
+#[derive(Debug)]
+pub struct LogSink {
+    pub spool: Spool,
+    pub batch_size: usize,
+    pub flush: Duration,
+    pub sealed: Arc<Notify>,
+}
+
+impl LogSink {
+    pub async fn run(mut self, mut records: mpsc::Receiver<ExecutionRecord>) -> anyhow::Result<()> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                record = records.recv() => match record {
+                    Some(record) => {
+                        if self.spool.append(&record)? >= self.batch_size {
+                            self.seal(&mut deadline)?;
+                        } else if deadline.is_none() {
+                            deadline = Some(Instant::now() + self.flush);
+                        }
+                    }
+                    None => break,
+                },
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.seal(&mut deadline)?;
+                }
+            }
+        }
+        self.seal(&mut deadline)?;
+        Ok(())
+    }
+
+    fn seal(&mut self, deadline: &mut Option<Instant>) -> std::io::Result<()> {
+        *deadline = None;
+        if self.spool.has_open() {
+            self.spool.seal()?;
+            self.sealed.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Uploads sealed segments to Mongo, oldest first, with backoff while Mongo is unreachable.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    pub dir: PathBuf,
+    pub log: Collection<ExecutionRecord>,
+    pub sealed: Arc<Notify>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Uploader {
+    /// Uploads until `shutdown`; the caller then runs [`Uploader::drain`] once the sink is done.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut indexed = false;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.upload_all(&mut indexed).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    tokio::select! {
+                        () = self.sealed.notified() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "execution records wait in the spool: Mongo upload failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One last upload of everything sealed, giving up after `within`; what is left stays in the
+    /// spool for the next start.
+    pub async fn drain(&self, within: Duration) {
+        let mut indexed = false;
+        match tokio::time::timeout(within, self.upload_all(&mut indexed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "records stay in the spool until the next start")
+            }
+            Err(_) => tracing::warn!(
+                "Mongo too slow at shutdown; records stay in the spool until the next start"
+            ),
+        }
+    }
+
+    async fn upload_all(&self, indexed: &mut bool) -> anyhow::Result<()> {
+        if !*indexed {
+            ensure_indexes(&self.log).await?;
+            *indexed = true;
+        }
+        for segment in Spool::sealed(&self.dir)? {
+            let records = Spool::read(&segment)?;
+            if !records.is_empty() {
+                insert_idempotent(&self.log, &records).await?;
+            }
+            match std::fs::remove_file(&segment) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the unique `runId` index and the `(jobName, startTime desc)` index.
+pub async fn ensure_indexes(log: &Collection<ExecutionRecord>) -> mongodb::error::Result<()> {
+    log.create_indexes([
+        IndexModel::builder()
+            .keys(doc! { "runId": 1 })
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("runId_unique".to_owned())
+                    .build(),
+            )
+            .build(),
+        IndexModel::builder()
+            .keys(doc! { "jobName": 1, "startTime": -1 })
+            .options(
+                IndexOptions::builder()
+                    .name("jobName_startTime".to_owned())
+                    .build(),
+            )
+            .build(),
+    ])
+    .await
+    .map(drop)
+}
+
+/// `insert_many`, unordered; records already present (duplicate `runId`) count as inserted.
+pub async fn insert_idempotent(
+    log: &Collection<ExecutionRecord>,
+    records: &[ExecutionRecord],
+) -> mongodb::error::Result<()> {
+    match log.insert_many(records).ordered(false).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.kind.as_ref() {
+            ErrorKind::InsertMany(failure)
+                if failure.write_concern_error.is_none()
+                    && failure
+                        .write_errors
+                        .as_ref()
+                        .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY)) =>
+            {
+                Ok(())
+            }
+            _ => Err(e),
+        },
+    }
+}

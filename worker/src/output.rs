@@ -1,0 +1,123 @@
+//! Output capture under a cap: the first half of the cap from the start of the output, the
+//! second half from its end, and a count of every byte. Memory stays at the cap whatever the
+//! run writes.
+
+use std::collections::VecDeque;
+
+/// Collects a run's stdout and stderr.
+#[derive(Debug)]
+pub struct Output {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    total: u64,
+}
+
+/// What is kept of a run's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Head and tail, joined by a marker line when bytes were dropped between them.
+    pub text: String,
+    /// Every byte the run wrote.
+    pub total_bytes: u64,
+    /// Whether bytes were dropped.
+    pub truncated: bool,
+}
+
+impl Output {
+    /// An empty capture that keeps at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        let head_cap = cap / 2;
+        Self {
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            head_cap,
+            tail_cap: cap - head_cap,
+            total: 0,
+        }
+    }
+
+    /// Appends a chunk as it arrives.
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let room = self.head_cap - self.head.len();
+        if room > 0 {
+            let take = room.min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+        }
+        if chunk.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail.extend(&chunk[chunk.len() - self.tail_cap..]);
+            return;
+        }
+        let overflow = (self.tail.len() + chunk.len()).saturating_sub(self.tail_cap);
+        self.tail.drain(..overflow);
+        self.tail.extend(chunk);
+    }
+
+    /// The kept text (invalid UTF-8 replaced) and the counts.
+    pub fn finish(self) -> Captured {
+        let kept = self.head.len() + self.tail.len();
+        let truncated = self.total > kept as u64;
+        let mut bytes = self.head;
+        if truncated {
+            let dropped = self.total - kept as u64;
+            bytes.extend_from_slice(format!("\n[... {dropped} bytes omitted ...]\n").as_bytes());
+        }
+        bytes.extend(self.tail);
+        Captured {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            total_bytes: self.total,
+            truncated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_output_is_kept_whole() {
+        let mut output = Output::new(16);
+        output.push(b"hello ");
+        output.push(b"world");
+        let captured = output.finish();
+        assert_eq!(captured.text, "hello world");
+        assert_eq!((captured.total_bytes, captured.truncated), (11, false));
+    }
+
+    #[test]
+    fn large_output_keeps_head_and_tail() {
+        let mut output = Output::new(8);
+        for chunk in [&b"abcdef"[..], b"ghijkl", b"mnop", b"qrstuvwxyz"] {
+            output.push(chunk);
+        }
+        let captured = output.finish();
+        assert_eq!(captured.text, "abcd\n[... 18 bytes omitted ...]\nwxyz");
+        assert_eq!((captured.total_bytes, captured.truncated), (26, true));
+    }
+
+    #[test]
+    fn byte_at_a_time_matches_one_chunk() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut chunked = Output::new(100);
+        for byte in &data {
+            chunked.push(std::slice::from_ref(byte));
+        }
+        let mut whole = Output::new(100);
+        whole.push(&data);
+        assert_eq!(chunked.finish(), whole.finish());
+    }
+
+    #[test]
+    fn exactly_the_cap_is_not_truncated() {
+        let mut output = Output::new(10);
+        output.push(b"0123456789");
+        let captured = output.finish();
+        assert_eq!(captured.text, "0123456789");
+        assert!(!captured.truncated);
+    }
+}

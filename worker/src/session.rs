@@ -1,0 +1,147 @@
+//! The worker's session: one lease, kept alive, that carries its registration, its locks and
+//! its run keys. When the lease is lost the worker stops claiming, stops the runs whose locks
+//! went with it, and starts a new session.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use etcd_client::{Client, PutOptions};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::runs::{RunSummary, Runs, StopReason};
+
+/// The value of `workers/<id>`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    pub id: String,
+    pub hostname: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub slots: usize,
+    pub running: Vec<RunSummary>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+/// Keeps the lease and the registration.
+pub struct Session {
+    pub client: Client,
+    pub key: String,
+    pub ttl_secs: i64,
+    pub registration: Registration,
+    pub runs: Runs,
+    /// The current lease id, `None` while there is no valid lease.
+    pub lease: watch::Sender<Option<i64>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often the registration is rewritten even when nothing changed.
+const REFRESH: Duration = Duration::from_secs(15);
+
+impl Session {
+    /// Holds a session until `stop`, then revokes the lease (removing registration and locks).
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !stop.is_cancelled() {
+            match self.open().await {
+                Ok(lease) => {
+                    backoff = Duration::from_millis(200);
+                    self.lease.send_replace(Some(lease));
+                    tracing::info!(lease, "registered in etcd");
+                    let lost = self.keep(lease, &stop).await;
+                    self.lease.send_replace(None);
+                    if !lost {
+                        if let Err(e) = self.client.lease_revoke(lease).await {
+                            tracing::warn!(error = %e, "could not revoke the lease; it expires on its own");
+                        }
+                        return;
+                    }
+                    let stopped = self.runs.stop_all(StopReason::LeaseLost);
+                    tracing::error!(
+                        stopped,
+                        "lost the etcd lease; stopped runs and opening a new session"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "could not open an etcd session; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn open(&mut self) -> Result<i64, etcd_client::Error> {
+        let lease = self.client.lease_grant(self.ttl_secs, None).await?.id();
+        self.register(lease).await?;
+        Ok(lease)
+    }
+
+    async fn register(&mut self, lease: i64) -> Result<(), etcd_client::Error> {
+        self.registration.running = self.runs.summaries();
+        self.registration.heartbeat_at = Utc::now();
+        let value = serde_json::to_vec(&self.registration).unwrap_or_default();
+        self.client
+            .put(
+                self.key.as_str(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Keeps `lease` alive until `stop` (returns false) or until it is lost (returns true).
+    async fn keep(&mut self, lease: i64, stop: &CancellationToken) -> bool {
+        let interval = Duration::from_millis(u64::try_from(self.ttl_secs).unwrap_or(10) * 1000 / 3);
+        let ttl = Duration::from_secs(u64::try_from(self.ttl_secs).unwrap_or(10));
+        let mut alive_until = Instant::now() + ttl;
+        let mut registered_at = Instant::now();
+        let mut registered_runs = self.runs.summaries().len();
+        let mut keeper = None;
+        loop {
+            if Instant::now() >= alive_until {
+                return true;
+            }
+            if keeper.is_none() {
+                keeper = self.client.lease_keep_alive(lease).await.ok();
+            }
+            if let Some((sender, stream)) = keeper.as_mut() {
+                let answer = async {
+                    sender.keep_alive().await?;
+                    stream.message().await
+                };
+                match tokio::time::timeout(interval, answer).await {
+                    Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
+                        alive_until = Instant::now()
+                            + Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
+                    }
+                    Ok(Ok(Some(_))) => return true,
+                    _ => keeper = None,
+                }
+            }
+            let running = self.runs.summaries().len();
+            let stale = running != registered_runs || registered_at.elapsed() >= REFRESH;
+            if stale && self.register(lease).await.is_ok() {
+                registered_at = Instant::now();
+                registered_runs = running;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval.min(alive_until.saturating_duration_since(Instant::now()))) => {}
+                () = stop.cancelled() => return false,
+            }
+        }
+    }
+}

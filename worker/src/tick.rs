@@ -1,0 +1,265 @@
+//! One tick of one job: claim it, run it, release it, record it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cronfleet_common::{ExecutionRecord, JobSpec, RunStatus, Trigger};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
+
+use crate::claim::{Claimed, Claimer, Guard, Holder};
+use crate::clock::Clock;
+use crate::executor::{self, Limits, Outcome, RunContext};
+use crate::runs::{RunSummary, Runs};
+
+/// Most `missed` records written for one gap; a longer gap gets one more record that says how
+/// many ticks it covered.
+const MAX_MISSED_RECORDS: usize = 100;
+
+/// What every tick task needs.
+#[derive(Debug)]
+pub struct Context {
+    pub claimer: Claimer,
+    pub clock: Clock,
+    pub runs: Runs,
+    pub records: mpsc::Sender<ExecutionRecord>,
+    pub limits: Limits,
+    pub worker_id: String,
+    pub lease: watch::Receiver<Option<i64>>,
+}
+
+/// What started the tick.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// The schedule, with the guard this worker last saw.
+    Schedule(Guard),
+    /// A run-now request at this mod revision of `trigger/<job>`.
+    Manual(i64),
+}
+
+/// Claims and, if this worker wins, runs one tick. Errors are logged, never returned: a tick
+/// that fails to claim is seen as missed by the next claim.
+pub async fn run(context: Arc<Context>, job: Arc<JobSpec>, planned: DateTime<Utc>, source: Source) {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let span =
+        tracing::info_span!("tick", job.name = %job.name, run.id = %run_id, planned = %planned);
+    claim_and_run(&context, &job, planned, source, run_id)
+        .instrument(span)
+        .await;
+}
+
+async fn claim_and_run(
+    context: &Context,
+    job: &JobSpec,
+    planned: DateTime<Utc>,
+    source: Source,
+    run_id: String,
+) {
+    let Some(lease) = *context.lease.borrow() else {
+        tracing::warn!("no etcd session; not claiming");
+        return;
+    };
+    let scheduled_at = context.clock.now();
+    let holder = Holder {
+        worker_id: context.worker_id.clone(),
+        run_id,
+        job_name: job.name.to_string(),
+        planned_at: planned.timestamp_millis(),
+        claimed_at: scheduled_at.timestamp_millis(),
+        trigger: match source {
+            Source::Schedule(_) => Trigger::Schedule,
+            Source::Manual(_) => Trigger::Manual,
+        },
+        job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
+    };
+    let mut claimer = context.claimer.clone();
+    let claimed = match source {
+        Source::Schedule(guard) => {
+            claimer
+                .claim_tick(job, planned, guard, lease, &holder)
+                .await
+        }
+        Source::Manual(revision) => claimer.claim_trigger(job, revision, lease, &holder).await,
+    };
+    let base = Base {
+        job,
+        holder: &holder,
+        scheduled_at: scheduled_at.timestamp_millis(),
+    };
+    match claimed {
+        Err(e) => tracing::warn!(error = %e, "claim failed"),
+        Ok(Claimed::Lost) => {}
+        Ok(Claimed::Skip {
+            previous,
+            holder: running,
+        }) => {
+            record_missed(context, &base, previous, planned).await;
+            let by = running.map_or_else(
+                || "another run".to_owned(),
+                |h| format!("run {} on {}", h.run_id, h.worker_id),
+            );
+            let mut record = base.record(RunStatus::Skipped, 0);
+            record.err = format!("skipped: {by} was still running (concurrency: forbid)");
+            send(context, record).await;
+        }
+        Ok(Claimed::Start {
+            revision,
+            previous,
+            replaced,
+        }) => {
+            record_missed(context, &base, previous, planned).await;
+            if let Some(replaced) = replaced {
+                tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
+            }
+            execute(context, &base, planned, revision).await;
+        }
+    }
+}
+
+async fn execute(context: &Context, base: &Base<'_>, planned: DateTime<Utc>, revision: i64) {
+    let job = base.job;
+    let summary = RunSummary {
+        run_id: base.holder.run_id.clone(),
+        job_name: job.name.to_string(),
+        planned_at: base.holder.planned_at,
+        started_at: context.clock.now_ms(),
+    };
+    let stop = context.runs.insert(job.name.clone(), summary, revision);
+    let run_context = RunContext {
+        run_id: base.holder.run_id.clone(),
+        planned_at: planned,
+        fencing_token: revision,
+    };
+    tracing::info!(fencing_token = revision, "run started");
+    let outcome = executor::execute(job, &run_context, context.limits, context.clock, stop).await;
+    context.runs.remove(&base.holder.run_id);
+    let mut claimer = context.claimer.clone();
+    if let Err(e) = claimer
+        .release(&job.name, &base.holder.run_id, revision)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the run's keys; they go with the lease");
+    }
+    tracing::info!(status = outcome.status.as_str(), "run ended");
+    send(context, base.finished(outcome, revision)).await;
+}
+
+/// Records every tick between the previous guard and `planned` that nobody claimed.
+async fn record_missed(
+    context: &Context,
+    base: &Base<'_>,
+    previous: Guard,
+    planned: DateTime<Utc>,
+) {
+    if previous.mod_revision == 0 || previous.version != base.job.version {
+        return;
+    }
+    let Some(mut cursor) = DateTime::from_timestamp_millis(previous.planned_ms) else {
+        return;
+    };
+    let schedule = base.job.schedule();
+    let mut gap = Vec::new();
+    let mut extra = 0usize;
+    while let Some(next) = schedule.next_after(cursor).filter(|next| *next < planned) {
+        if gap.len() < MAX_MISSED_RECORDS {
+            gap.push(next);
+        } else {
+            extra += 1;
+        }
+        cursor = next;
+    }
+    let last = gap.len().saturating_sub(1);
+    for (index, tick) in gap.into_iter().enumerate() {
+        let mut record = base.record(RunStatus::Missed, 0);
+        let ms = tick.timestamp_millis();
+        record.run_id = format!("missed-{}-{ms}", base.job.name);
+        record.plan_time = ms;
+        record.trigger = Trigger::Schedule;
+        record.err = if index == last && extra > 0 {
+            format!("missed: no worker claimed this tick, nor the {extra} after it")
+        } else {
+            "missed: no worker claimed this tick".to_owned()
+        };
+        send(context, record).await;
+    }
+}
+
+async fn send(context: &Context, record: ExecutionRecord) {
+    if context.records.send(record).await.is_err() {
+        tracing::error!("the log pipeline is gone; an execution record was dropped");
+    }
+}
+
+/// The parts of a record that do not depend on how the run ended.
+struct Base<'a> {
+    job: &'a JobSpec,
+    holder: &'a Holder,
+    scheduled_at: i64,
+}
+
+impl Base<'_> {
+    fn record(&self, status: RunStatus, fencing_token: i64) -> ExecutionRecord {
+        ExecutionRecord {
+            run_id: self.holder.run_id.clone(),
+            job_name: self.job.name.to_string(),
+            command: self.job.command.clone(),
+            err: String::new(),
+            output: String::new(),
+            plan_time: self.holder.planned_at,
+            schedule_time: self.scheduled_at,
+            start_time: self.scheduled_at,
+            end_time: self.scheduled_at,
+            worker_id: self.holder.worker_id.clone(),
+            status,
+            exit_code: None,
+            signal: None,
+            output_bytes: 0,
+            truncated: false,
+            fencing_token,
+            job_version: self.holder.job_version,
+            trigger: self.holder.trigger,
+        }
+    }
+
+    fn finished(&self, outcome: Outcome, fencing_token: i64) -> ExecutionRecord {
+        let mut record = self.record(outcome.status, fencing_token);
+        record.err = outcome.err;
+        record.output = outcome.output.text;
+        record.output_bytes = i64::try_from(outcome.output.total_bytes).unwrap_or(i64::MAX);
+        record.truncated = outcome.output.truncated;
+        record.start_time = outcome.started_at.timestamp_millis();
+        record.end_time = outcome.ended_at.timestamp_millis();
+        record.exit_code = outcome.exit_code;
+        record.signal = outcome.signal;
+        record
+    }
+}
+
+/// The record a survivor writes for a run whose worker died.
+pub fn abandoned(
+    holder: &Holder,
+    command: &str,
+    fencing_token: i64,
+    now_ms: i64,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        run_id: holder.run_id.clone(),
+        job_name: holder.job_name.clone(),
+        command: command.to_owned(),
+        err: format!("abandoned: worker {} died during the run", holder.worker_id),
+        output: String::new(),
+        plan_time: holder.planned_at,
+        schedule_time: holder.claimed_at,
+        start_time: holder.claimed_at,
+        end_time: now_ms,
+        worker_id: holder.worker_id.clone(),
+        status: RunStatus::Abandoned,
+        exit_code: None,
+        signal: None,
+        output_bytes: 0,
+        truncated: false,
+        fencing_token,
+        job_version: holder.job_version,
+        trigger: holder.trigger,
+    }
+}

@@ -1,0 +1,290 @@
+//! Keeps the worker's view of etcd current: a snapshot of everything under the prefix at one
+//! revision, then a watch from the next revision, so no change falls between the two. A
+//! compacted or broken watch takes a new snapshot and carries on.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use cronfleet_common::{JobName, JobSpec, Keys};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::claim::{Guard, Holder};
+
+/// Keys fetched per page of a snapshot; keeps each response far below gRPC's message limit.
+const PAGE: i64 = 2_000;
+
+/// A change the scheduler must act on.
+#[derive(Debug)]
+pub enum Change {
+    /// The full state at one revision; replaces everything known before.
+    Snapshot {
+        jobs: Vec<JobSpec>,
+        guards: HashMap<JobName, Guard>,
+        triggers: Vec<(JobName, i64)>,
+    },
+    JobPut(JobSpec),
+    JobDeleted(JobName),
+    /// A kill request for `job`, written at `revision`.
+    Kill(JobName, i64),
+    /// A run-now request for `job`, at its mod revision.
+    Trigger(JobName, i64),
+    /// `lock/<job>` was written by `run_id` at `revision`.
+    LockTaken {
+        job: JobName,
+        run_id: String,
+        revision: i64,
+    },
+    Guard(JobName, Guard),
+    /// A run whose worker died: its lease took the run key and the registration together.
+    Abandoned {
+        holder: Holder,
+        fencing_token: i64,
+    },
+}
+
+/// Watches everything under the prefix.
+pub struct Watcher {
+    pub client: Client,
+    pub keys: Keys,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Kind {
+    Job,
+    Killer,
+    Trigger,
+    Lock,
+    Tick,
+    Run,
+    Worker,
+    Other,
+}
+
+impl Watcher {
+    pub async fn run(
+        mut self,
+        changes: mpsc::Sender<Change>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let round = async {
+                let revision = self.snapshot(&changes).await?;
+                backoff = Duration::from_millis(100);
+                self.follow(revision + 1, &changes).await
+            };
+            let result = tokio::select! {
+                result = round => result,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            if changes.is_closed() {
+                return Ok(());
+            }
+            match result {
+                Ok(()) => tracing::warn!("etcd watch ended; taking a new snapshot"),
+                Err(e) => tracing::warn!(error = %e, "etcd watch failed; taking a new snapshot"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn kind(&self, key: &[u8]) -> Kind {
+        let Some(rest) = key.strip_prefix(self.keys.prefix().as_bytes()) else {
+            return Kind::Other;
+        };
+        let dir = rest.split(|b| *b == b'/').next().unwrap_or_default();
+        match dir {
+            b"jobs" => Kind::Job,
+            b"killer" => Kind::Killer,
+            b"trigger" => Kind::Trigger,
+            b"lock" => Kind::Lock,
+            b"tick" => Kind::Tick,
+            b"runs" => Kind::Run,
+            b"workers" => Kind::Worker,
+            _ => Kind::Other,
+        }
+    }
+
+    /// Reads everything under the prefix at one revision, page by page; returns the revision.
+    async fn snapshot(&mut self, changes: &mpsc::Sender<Change>) -> anyhow::Result<i64> {
+        let prefix = self.keys.prefix().to_owned();
+        let end = prefix_end(prefix.as_bytes());
+        let mut from = prefix.into_bytes();
+        let mut revision = 0;
+        let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let response = self.client.get(from.clone(), Some(options)).await?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            for kv in response.kvs() {
+                match self.kind(kv.key()) {
+                    Kind::Job => jobs.extend(parse_job(kv)),
+                    Kind::Tick => {
+                        if let Some(job) = self.job_of(kv) {
+                            guards.insert(job, Guard::decode(kv.value(), kv.mod_revision()));
+                        }
+                    }
+                    Kind::Trigger => {
+                        triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
+                    }
+                    _ => {}
+                }
+            }
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        tracing::info!(jobs = jobs.len(), revision, "etcd snapshot loaded");
+        changes
+            .send(Change::Snapshot {
+                jobs,
+                guards,
+                triggers,
+            })
+            .await?;
+        Ok(revision)
+    }
+
+    fn job_of(&self, kv: &KeyValue) -> Option<JobName> {
+        self.keys.job_of(kv.key())
+    }
+
+    /// Follows the watch from `start` until it breaks or is compacted.
+    async fn follow(&mut self, start: i64, changes: &mpsc::Sender<Change>) -> anyhow::Result<()> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start)
+            .with_prev_key();
+        let mut stream = self.client.watch(self.keys.prefix(), Some(options)).await?;
+        while let Some(response) = stream.message().await? {
+            if response.canceled() || response.compact_revision() > 0 {
+                anyhow::bail!(
+                    "watch cancelled at compacted revision {} ({})",
+                    response.compact_revision(),
+                    response.cancel_reason()
+                );
+            }
+            for change in self.translate(response.events()) {
+                changes.send(change).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one watch response into changes, pairing run deletions with the deletion of their
+    /// worker's registration in the same revision (a lease that expired).
+    fn translate(&self, events: &[etcd_client::Event]) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut dead_workers: HashSet<(i64, String)> = HashSet::new();
+        let mut deleted_runs: Vec<(i64, &KeyValue)> = Vec::new();
+        for event in events {
+            let Some(kv) = event.kv() else { continue };
+            let put = event.event_type() == EventType::Put;
+            match (self.kind(kv.key()), put) {
+                (Kind::Job, true) => out.extend(parse_job(kv).map(Change::JobPut)),
+                (Kind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
+                (Kind::Killer, true) => out.extend(
+                    self.job_of(kv)
+                        .map(|job| Change::Kill(job, kv.mod_revision())),
+                ),
+                (Kind::Trigger, true) => out.extend(
+                    self.job_of(kv)
+                        .map(|job| Change::Trigger(job, kv.mod_revision())),
+                ),
+                (Kind::Lock, true) => {
+                    if let (Some(job), Ok(holder)) = (
+                        self.job_of(kv),
+                        serde_json::from_slice::<Holder>(kv.value()),
+                    ) {
+                        out.push(Change::LockTaken {
+                            job,
+                            run_id: holder.run_id,
+                            revision: kv.mod_revision(),
+                        });
+                    }
+                }
+                (Kind::Tick, true) => {
+                    if let Some(job) = self.job_of(kv) {
+                        out.push(Change::Guard(
+                            job,
+                            Guard::decode(kv.value(), kv.mod_revision()),
+                        ));
+                    }
+                }
+                (Kind::Worker, false) => {
+                    let key = String::from_utf8_lossy(kv.key());
+                    if let Some(id) = key.strip_prefix(&self.keys.workers()) {
+                        dead_workers.insert((kv.mod_revision(), id.to_owned()));
+                    }
+                }
+                (Kind::Run, false) => {
+                    if let Some(previous) = event.prev_kv() {
+                        deleted_runs.push((kv.mod_revision(), previous));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (revision, previous) in deleted_runs {
+            let Ok(holder) = serde_json::from_slice::<Holder>(previous.value()) else {
+                continue;
+            };
+            if dead_workers.contains(&(revision, holder.worker_id.clone())) {
+                out.push(Change::Abandoned {
+                    holder,
+                    fencing_token: previous.create_revision(),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn parse_job(kv: &KeyValue) -> Option<JobSpec> {
+    let key_name = kv.key().rsplit(|b| *b == b'/').next().unwrap_or_default();
+    match JobSpec::from_etcd_value(kv.value()) {
+        Ok(spec) if spec.name.as_str().as_bytes() == key_name => Some(spec),
+        Ok(spec) => {
+            tracing::warn!(key = %String::from_utf8_lossy(kv.key()), name = %spec.name, "skipping a job whose name differs from its key");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(key = %String::from_utf8_lossy(kv.key()), error = %e, "skipping a job whose value does not parse");
+            None
+        }
+    }
+}
+
+/// The end of the range of keys that start with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
