@@ -1,9 +1,12 @@
-//! Runs one command: `/bin/sh -c` in its own process group, output captured under a cap,
-//! stopped by timeout or request with SIGTERM to the group and SIGKILL after a grace period.
-//! When the shell exits, whatever it left behind in its group is stopped the same way, so no
-//! process of a run outlives the run.
+//! Runs one command: `/bin/sh -c` in its own process group, under the [`supervisor`], output
+//! captured under a cap, stopped by timeout or request with SIGTERM to the group and SIGKILL
+//! after a grace period. When the shell exits, whatever it left behind in its group is stopped
+//! the same way, so no process of a run outlives the run, nor the worker.
+//!
+//! [`supervisor`]: crate::supervisor
 
 use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -34,10 +37,12 @@ pub struct RunContext {
 }
 
 /// Settings shared by every run on this worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub output_cap: usize,
     pub kill_grace: Duration,
+    /// The binary that acts as [`crate::supervisor`]: `/proc/self/exe` in the worker.
+    pub supervisor: PathBuf,
 }
 
 /// How a run ended.
@@ -61,17 +66,17 @@ enum Ending {
 pub async fn execute(
     job: &JobSpec,
     context: &RunContext,
-    limits: Limits,
+    limits: &Limits,
     clock: Clock,
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
     let started_at = clock.now();
-    let mut child = match spawn(job, context) {
+    let mut child = match spawn(&limits.supervisor, job, context) {
         Ok(child) => child,
         Err(e) => {
             return Outcome {
                 status: RunStatus::FailedToStart,
-                err: format!("could not start /bin/sh: {e}"),
+                err: format!("could not start the run: {e}"),
                 exit_code: None,
                 signal: None,
                 output: Output::new(0).finish(),
@@ -147,10 +152,10 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-fn spawn(job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
-    let mut command = Command::new("/bin/sh");
+fn spawn(supervisor: &Path, job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
+    let mut command = Command::new(supervisor);
     command
-        .arg("-c")
+        .arg(crate::supervisor::ARG)
         .arg(&job.command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -173,15 +178,15 @@ fn spawn(job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
     command.spawn()
 }
 
-/// Asks the kernel to SIGKILL the shell when the worker dies, so a crashed worker leaves no
-/// run behind that another worker might start again.
+/// Asks the kernel to send the supervisor SIGHUP when the worker dies; the supervisor then
+/// kills the run's whole process group, so a crashed worker leaves no run behind.
 #[allow(unsafe_code)]
 fn die_with_parent(command: &mut std::process::Command) {
     // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
     // which is async-signal-safe; it touches no memory shared with the parent.
     unsafe {
         command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            nix::sys::prctl::set_pdeathsig(Signal::SIGHUP).map_err(std::io::Error::from)
         });
     }
 }
@@ -235,6 +240,13 @@ async fn stop_group(group: Pid, grace: Duration) {
         }
     }
     let _ = killpg(group, Signal::SIGKILL);
+    // SIGKILL is delivered asynchronously; give the kernel a moment to take them down.
+    for _ in 0..50 {
+        if killpg(group, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn capture(
@@ -270,6 +282,3 @@ async fn read_some(stream: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) 
         None => std::future::pending().await,
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,7 +7,8 @@
 //! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
 //!   the run's fencing token.
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
-//!   timeout and kill; [`runs`] is the table of runs in progress.
+//!   timeout and kill, under a [`supervisor`] that takes the run down if the worker dies;
+//!   [`runs`] is the table of runs in progress.
 //! * [`session`] keeps the worker's lease and registration.
 //! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
 //!   restarts.
@@ -22,9 +23,11 @@ pub mod runs;
 pub mod scheduler;
 pub mod session;
 pub mod spool;
+pub mod supervisor;
 pub mod tick;
 pub mod watcher;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,6 +180,7 @@ impl Worker {
             limits: Limits {
                 output_cap: usize::try_from(config.output_cap_bytes).unwrap_or(usize::MAX),
                 kill_grace: config.kill_grace(),
+                supervisor: PathBuf::from("/proc/self/exe"),
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,

@@ -2,14 +2,20 @@
 
 use clap::Parser;
 use cronfleet_worker::config::Config;
-use cronfleet_worker::Worker;
+use cronfleet_worker::{supervisor, Worker};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    if let Some(command) = supervisor::invocation() {
+        supervisor::run(&command);
+    }
     let config = Config::parse();
     cronfleet_common::telemetry::init(config.log_json);
+    tokio::runtime::Runtime::new()?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let worker = Worker::build(config).await?;
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate())?;

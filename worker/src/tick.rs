@@ -131,7 +131,7 @@ async fn execute(context: &Context, base: &Base<'_>, planned: DateTime<Utc>, rev
         fencing_token: revision,
     };
     tracing::info!(fencing_token = revision, "run started");
-    let outcome = executor::execute(job, &run_context, context.limits, context.clock, stop).await;
+    let outcome = executor::execute(job, &run_context, &context.limits, context.clock, stop).await;
     context.runs.remove(&base.holder.run_id);
     let mut claimer = context.claimer.clone();
     if let Err(e) = claimer

@@ -1,12 +1,16 @@
+//! The executor with real processes, under the worker binary acting as supervisor.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
 use cronfleet_common::{JobSpec, RunStatus};
+use cronfleet_worker::clock::Clock;
+use cronfleet_worker::executor::{execute, Limits, Outcome, RunContext};
+use cronfleet_worker::runs::StopReason;
 use tokio::sync::watch;
-
-use super::{execute, Limits, Outcome, RunContext};
-use crate::clock::Clock;
-use crate::runs::StopReason;
 
 fn job(command: &str, timeout_secs: Option<u64>) -> JobSpec {
     let body = serde_json::json!({
@@ -27,17 +31,22 @@ fn context(run_id: &str) -> RunContext {
     }
 }
 
-const LIMITS: Limits = Limits {
-    output_cap: 4096,
-    kill_grace: Duration::from_millis(500),
-};
+const OUTPUT_CAP: usize = 4096;
+
+fn limits() -> Limits {
+    Limits {
+        output_cap: OUTPUT_CAP,
+        kill_grace: Duration::from_millis(500),
+        supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-worker")),
+    }
+}
 
 async fn run(command: &str, timeout_secs: Option<u64>) -> Outcome {
     let (_keep, stop) = watch::channel(None);
     execute(
         &job(command, timeout_secs),
         &context("run-1"),
-        LIMITS,
+        &limits(),
         Clock::with_offset_ms(0),
         stop,
     )
@@ -113,7 +122,7 @@ async fn kill_reaches_background_grandchildren() {
         execute(
             &job,
             &context("run-2"),
-            LIMITS,
+            &limits(),
             Clock::with_offset_ms(0),
             stop,
         )
@@ -150,7 +159,7 @@ async fn a_run_that_traps_term_gets_to_clean_up() {
         execute(
             &job,
             &context("run-3"),
-            LIMITS,
+            &limits(),
             Clock::with_offset_ms(0),
             stop,
         )
@@ -180,6 +189,6 @@ async fn a_gibibyte_of_output_is_counted_but_not_kept() {
     assert_eq!(outcome.status, RunStatus::Succeeded);
     assert_eq!(outcome.output.total_bytes, 1024 * 1024 * 1024 + 4);
     assert!(outcome.output.truncated);
-    assert!(outcome.output.text.len() < LIMITS.output_cap + 64);
+    assert!(outcome.output.text.len() < OUTPUT_CAP + 64);
     assert!(outcome.output.text.ends_with("xxend\n"));
 }

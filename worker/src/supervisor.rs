@@ -1,0 +1,85 @@
+//! The run supervisor: a few lines of this same binary that sit between the worker and the
+//! job's shell, so that a run cannot outlive a worker that dies.
+//!
+//! The worker starts `/proc/self/exe __cronfleet-run <command>` as the leader of a new process
+//! group, with the kernel set to send it SIGHUP when the worker dies. The supervisor starts
+//! `/bin/sh -c <command>` in that group and waits for it. On SIGHUP it SIGKILLs the whole group,
+//! itself, the shell and anything the shell started included. SIGTERM and SIGINT sent to the
+//! group reach the shell and its children directly; the supervisor outlives them to report the
+//! shell's status as its own (the same exit code, or death by the same signal).
+
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::process::{Command, ExitStatus};
+
+use nix::sys::signal::{killpg, raise, SigSet, SigmaskHow, Signal};
+use nix::unistd::getpgrp;
+
+/// The first argument that turns the worker binary into a supervisor.
+pub const ARG: &str = "__cronfleet-run";
+
+/// The command to supervise, when this process was started as a supervisor.
+pub fn invocation() -> Option<OsString> {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next(), args.next()) {
+        (Some(flag), Some(command), None) if flag == ARG => Some(command),
+        _ => None,
+    }
+}
+
+/// Supervises `/bin/sh -c command` and exits as it did.
+pub fn run(command: &OsString) -> ! {
+    let signals: SigSet = [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT]
+        .into_iter()
+        .collect();
+    if signals.thread_block().is_err() {
+        std::process::exit(127);
+    }
+    let mut shell = Command::new("/bin/sh");
+    shell.arg("-c").arg(command);
+    unblock_in_child(&mut shell);
+    let mut shell = match shell.spawn() {
+        Ok(shell) => shell,
+        Err(e) => {
+            eprintln!("cronfleet: could not start /bin/sh: {e}");
+            std::process::exit(127);
+        }
+    };
+    std::thread::spawn(move || loop {
+        if let Ok(Signal::SIGHUP) = signals.wait() {
+            let _ = killpg(getpgrp(), Signal::SIGKILL);
+        }
+    });
+    match shell.wait() {
+        Ok(status) => exit_like(status),
+        Err(_) => std::process::exit(127),
+    }
+}
+
+/// The signal mask survives exec, and the shell must see SIGTERM and SIGINT as usual.
+#[allow(unsafe_code)]
+fn unblock_in_child(command: &mut Command) {
+    // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(|| {
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+fn exit_like(status: ExitStatus) -> ! {
+    if let Some(code) = status.code() {
+        std::process::exit(code);
+    }
+    let number = status.signal().unwrap_or(0);
+    if let Ok(signal) = Signal::try_from(number) {
+        let one: SigSet = std::iter::once(signal).collect();
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&one), None);
+        let _ = raise(signal);
+    }
+    // Only reached for a signal whose default action is not to terminate (or is ignored here).
+    std::process::exit(128 + number);
+}

@@ -1,0 +1,272 @@
+//! Worker processes against the real services, for the fleet tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cronfleet_common::testkit::TestEnv;
+use cronfleet_common::{ExecutionRecord, JobName};
+use etcd_client::GetOptions;
+use futures_util::TryStreamExt;
+use mongodb::bson::doc;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+/// A worker process; killed with SIGKILL if the test drops it while it runs.
+pub struct WorkerProcess {
+    pub id: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub async fn stop(mut self) -> i32 {
+        kill(self.pid(), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {} did not stop; log {}",
+                self.id,
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One test's fleet: the services slice plus a scratch directory.
+pub struct Fleet {
+    pub env: TestEnv,
+    pub etcd: etcd_client::Client,
+    pub log: mongodb::Collection<ExecutionRecord>,
+    pub dir: PathBuf,
+}
+
+impl Fleet {
+    pub async fn new() -> Self {
+        let env = TestEnv::new().await;
+        let etcd = env.etcd().await;
+        let log = env.mongo().await.collection("log");
+        let dir = std::env::temp_dir().join(format!("cronfleet-test-{}", env.id));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            env,
+            etcd,
+            log,
+            dir,
+        }
+    }
+
+    /// Starts a worker with a 3 s lease, 1 s kill grace and 100 ms log flushes.
+    pub fn worker(&self, id: &str, extra_env: &[(&str, &str)]) -> WorkerProcess {
+        self.worker_with_mongo(id, &self.env.mongo_url, extra_env)
+    }
+
+    pub fn worker_with_mongo(
+        &self,
+        id: &str,
+        mongo_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let log = self.dir.join(format!("{id}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cronfleet-worker"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("CRON_ETCD_ENDPOINTS", self.env.etcd_endpoints.join(","))
+            .env("CRON_ETCD_PREFIX", self.env.keys.prefix())
+            .env("CRON_MONGO_URL", mongo_url)
+            .env("CRON_MONGO_DB", &self.env.mongo_db)
+            .env("CRON_WORKER_ID", id)
+            .env("CRON_LEASE_TTL_SECS", "3")
+            .env("CRON_KILL_GRACE_SECS", "1")
+            .env("CRON_LOG_FLUSH_MS", "100")
+            .env("CRON_SPOOL_DIR", self.dir.join(format!("spool-{id}")))
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        WorkerProcess {
+            id: id.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// Writes `jobs/<name>` as the projector would.
+    pub async fn put_job(&mut self, spec: serde_json::Value) {
+        let name = JobName::parse(spec["name"].as_str().unwrap()).unwrap();
+        self.etcd
+            .put(self.env.keys.job(&name), spec.to_string(), None)
+            .await
+            .unwrap();
+    }
+
+    pub async fn put(&mut self, key: String, value: &str) {
+        self.etcd.put(key, value, None).await.unwrap();
+    }
+
+    /// Waits until every worker id is registered.
+    pub async fn registered(&mut self, ids: &[&str]) {
+        let prefix = self.env.keys.workers();
+        wait_until(Duration::from_secs(15), "workers to register", || {
+            let mut etcd = self.etcd.clone();
+            let prefix = prefix.clone();
+            async move {
+                let found = etcd
+                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await
+                    .unwrap();
+                ids.iter().all(|id| {
+                    found
+                        .kvs()
+                        .iter()
+                        .any(|kv| kv.key_str().unwrap().ends_with(&format!("/{id}")))
+                })
+            }
+        })
+        .await;
+    }
+
+    /// The value of a key, if any.
+    pub async fn get(&mut self, key: &str) -> Option<serde_json::Value> {
+        let found = self.etcd.get(key, None).await.unwrap();
+        found
+            .kvs()
+            .first()
+            .map(|kv| serde_json::from_slice(kv.value()).unwrap_or_default())
+    }
+
+    /// Waits until `key` exists and returns its JSON value.
+    pub async fn wait_for_key(&mut self, key: &str, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(value) = self.get(key).await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {key}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every record of `job`, oldest planned first.
+    pub async fn records(&self, job: &str) -> Vec<ExecutionRecord> {
+        self.log
+            .find(doc! { "jobName": job })
+            .sort(doc! { "planTime": 1, "startTime": 1 })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `job` has at least `count` records matching `filter`.
+    pub async fn wait_for_records(
+        &self,
+        job: &str,
+        within: Duration,
+        what: &str,
+        filter: impl Fn(&ExecutionRecord) -> bool,
+        count: usize,
+    ) -> Vec<ExecutionRecord> {
+        let deadline = Instant::now() + within;
+        loop {
+            let records = self.records(job).await;
+            if records.iter().filter(|r| filter(r)).count() >= count {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; have {records:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `within` passes (then panics naming `what`).
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts records per planned time; any count above one is a duplicate start.
+pub fn starts_per_tick(records: &[ExecutionRecord]) -> HashMap<i64, usize> {
+    let mut counts = HashMap::new();
+    for record in records.iter().filter(|r| r.fencing_token > 0) {
+        *counts.entry(record.plan_time).or_default() += 1;
+    }
+    counts
+}
+
+fn command_lines() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .map(|cmdline| {
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Processes whose command line is exactly `command` (arguments joined by spaces).
+pub fn processes_running(command: &str) -> usize {
+    command_lines()
+        .iter()
+        .filter(|line| *line == command)
+        .count()
+}
+
+/// Processes whose command line contains `marker` anywhere (shells and supervisors included).
+pub fn processes_mentioning(marker: &str) -> usize {
+    command_lines()
+        .iter()
+        .filter(|line| line.contains(marker))
+        .count()
+}
