@@ -28,6 +28,7 @@ pub mod tick;
 pub mod watcher;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +142,7 @@ impl Worker {
             dir: config.spool_dir.clone(),
             log: self.log,
             sealed,
+            reachable: Arc::new(AtomicBool::new(true)),
         };
         let upload_stop = CancellationToken::new();
         let upload = tokio::spawn(uploader.clone().run(upload_stop.clone()));

@@ -11,6 +11,7 @@ use mongodb::bson::doc;
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
@@ -72,6 +73,8 @@ pub struct Uploader {
     pub dir: PathBuf,
     pub log: Collection<ExecutionRecord>,
     pub sealed: Arc<Notify>,
+    /// Whether the last upload attempt reached Mongo.
+    pub reachable: Arc<AtomicBool>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -82,7 +85,9 @@ impl Uploader {
         let mut indexed = false;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.upload_all(&mut indexed).await {
+            let result = self.upload_all(&mut indexed).await;
+            self.reachable.store(result.is_ok(), Ordering::Relaxed);
+            match result {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
                     tokio::select! {
@@ -103,8 +108,13 @@ impl Uploader {
     }
 
     /// One last upload of everything sealed, giving up after `within`; what is left stays in the
-    /// spool for the next start.
+    /// spool for the next start. Skipped when Mongo was unreachable at the last attempt, so a
+    /// worker stops promptly during an outage.
     pub async fn drain(&self, within: Duration) {
+        if !self.reachable.load(Ordering::Relaxed) {
+            tracing::warn!("Mongo is unreachable; records stay in the spool until the next start");
+            return;
+        }
         let mut indexed = false;
         match tokio::time::timeout(within, self.upload_all(&mut indexed)).await {
             Ok(Ok(())) => {}

@@ -270,3 +270,100 @@ pub fn processes_mentioning(marker: &str) -> usize {
         .filter(|line| line.contains(marker))
         .count()
 }
+
+/// A MongoDB-wire server of the test's own, to stop and start without disturbing other tests.
+pub struct PrivateMongo {
+    child: Option<Child>,
+    pub port: u16,
+    storage: PathBuf,
+    log: PathBuf,
+}
+
+impl PrivateMongo {
+    /// Starts `secantusd-py` (from `CRON_SECANTUSD`, which `compose/test` sets) on a free port.
+    pub async fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut mongo = Self {
+            child: None,
+            port,
+            storage: dir.join("mongo-data"),
+            log: dir.join("mongo.log"),
+        };
+        mongo.restart().await;
+        mongo
+    }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Starts the server again on the same port and data.
+    pub async fn restart(&mut self) {
+        let binary = std::env::var("CRON_SECANTUSD").expect(
+            "CRON_SECANTUSD is not set: run the tests with compose/test, which points it at secantusd-py",
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--standalone",
+                "--log-level",
+                "WARNING",
+            ])
+            .arg("--storage-path")
+            .arg(&self.storage)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.url();
+        wait_until(
+            Duration::from_secs(30),
+            "the private Mongo to answer",
+            || {
+                let url = url.clone();
+                async move {
+                    let Ok(client) = mongodb::Client::with_uri_str(&url).await else {
+                        return false;
+                    };
+                    client
+                        .database("admin")
+                        .run_command(doc! { "ping": 1 })
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Stops the server (it ignores SIGTERM; SIGINT stops it) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
