@@ -78,6 +78,8 @@ pub enum Claimed {
         previous: Guard,
         holder: Option<Holder>,
     },
+    /// The lock was held under `forbid` and the caller asked not to skip yet; nothing changed.
+    Locked,
     /// Another worker already claimed (or skipped) this tick.
     Lost,
 }
@@ -101,6 +103,8 @@ const ATTEMPTS: usize = 5;
 
 impl Claimer {
     /// Claims the scheduled tick `planned` of `job`, starting from the guard this worker saw.
+    /// With `skip_when_locked` false, a held lock returns [`Claimed::Locked`] instead of
+    /// recording the tick as skipped (used to claim ahead of time without skipping too early).
     pub async fn claim_tick(
         &mut self,
         job: &JobSpec,
@@ -108,6 +112,7 @@ impl Claimer {
         mut guard: Guard,
         lease: i64,
         holder: &Holder,
+        skip_when_locked: bool,
     ) -> Result<Claimed, etcd_client::Error> {
         let planned_ms = planned.timestamp_millis();
         let tick_key = self.keys.tick(&job.name);
@@ -159,6 +164,9 @@ impl Claimer {
                 continue;
             }
             // The guard was as seen, so the lock is what failed: skip the tick, once.
+            if !skip_when_locked {
+                return Ok(Claimed::Locked);
+            }
             let holder =
                 first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
             let skip = Txn::new()

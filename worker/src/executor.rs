@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use cronfleet_common::{JobSpec, RunStatus};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -62,16 +62,50 @@ enum Ending {
     Stopped(RunStatus, String, ExitStatus),
 }
 
+/// A run's supervisor, started and waiting for the word to start the shell. Starting the
+/// process ahead of the planned time keeps fork and exec out of the start latency.
+#[derive(Debug)]
+pub struct Prepared {
+    child: Child,
+    go: ChildStdin,
+}
+
+/// Starts the supervisor for a run; the shell starts on [`start`]. Dropping the result
+/// without starting it makes the supervisor exit without running anything.
+pub fn prepare(job: &JobSpec, context: &RunContext, limits: &Limits) -> std::io::Result<Prepared> {
+    let mut child = spawn(&limits.supervisor, job, context)?;
+    let go = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("the supervisor has no stdin"))?;
+    Ok(Prepared { child, go })
+}
+
 /// Runs `job`'s command to completion, timeout or stop request.
 pub async fn execute(
     job: &JobSpec,
     context: &RunContext,
     limits: &Limits,
     clock: Clock,
+    stop: watch::Receiver<Option<StopReason>>,
+) -> Outcome {
+    start(prepare(job, context, limits), job, limits, clock, stop).await
+}
+
+/// Tells a prepared supervisor to start the shell, then supervises the run to its end.
+pub async fn start(
+    prepared: std::io::Result<Prepared>,
+    job: &JobSpec,
+    limits: &Limits,
+    clock: Clock,
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
     let started_at = clock.now();
-    let mut child = match spawn(&limits.supervisor, job, context) {
+    let started = match prepared {
+        Ok(Prepared { child, mut go }) => go.write_all(b"g").await.map(|()| child),
+        Err(e) => Err(e),
+    };
+    let mut child = match started {
         Ok(child) => child,
         Err(e) => {
             return Outcome {
@@ -82,7 +116,7 @@ pub async fn execute(
                 output: Output::new(0).finish(),
                 started_at,
                 ended_at: clock.now(),
-            }
+            };
         }
     };
     let group = child
@@ -157,7 +191,7 @@ fn spawn(supervisor: &Path, job: &JobSpec, context: &RunContext) -> std::io::Res
     command
         .arg(crate::supervisor::ARG)
         .arg(&job.command)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_clear()
@@ -229,24 +263,46 @@ async fn terminate(
 
 /// Stops whatever is left of a process group: SIGTERM, then SIGKILL after the grace period.
 async fn stop_group(group: Pid, grace: Duration) {
-    if killpg(group, Signal::SIGTERM).is_err() {
+    if !group_alive(group) {
         return;
     }
+    let _ = killpg(group, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if killpg(group, None).is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if !group_alive(group) {
             return;
         }
     }
     let _ = killpg(group, Signal::SIGKILL);
     // SIGKILL is delivered asynchronously; give the kernel a moment to take them down.
-    for _ in 0..50 {
-        if killpg(group, None).is_err() {
+    for _ in 0..100 {
+        if !group_alive(group) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Whether a process of `group` is still running. Zombies do not count: they wait for init to
+/// reap them, which can take a while, and `kill(-pgid, 0)` would still find them.
+fn group_alive(group: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killpg(group, None).is_ok();
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // The command name in parentheses may contain spaces; the fields after it do not.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(group.as_raw()) && state != Some("Z") && state != Some("X")
+    })
 }
 
 async fn capture(

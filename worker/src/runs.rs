@@ -129,11 +129,6 @@ impl Runs {
         stopped
     }
 
-    /// Whether `run_id` is still running here.
-    pub fn contains(&self, run_id: &str) -> bool {
-        self.table().contains_key(run_id)
-    }
-
     /// Number of runs in progress.
     pub fn len(&self) -> usize {
         self.table().len()

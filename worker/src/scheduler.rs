@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::claim::Guard;
 use crate::runs::StopReason;
-use crate::tick::{self, Context, Source};
+use crate::tick::{self, Context, Source, CLAIM_LEAD};
 use crate::watcher::Change;
 
 struct Entry {
@@ -56,7 +56,7 @@ impl Scheduler {
             let wake = self
                 .plan
                 .first()
-                .map(|(at, _)| self.context.clock.until(*at));
+                .map(|(at, _)| self.context.clock.until(*at - CLAIM_LEAD));
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -69,20 +69,11 @@ impl Scheduler {
         }
     }
 
-    /// Number of jobs in the plan.
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
-    /// Whether the plan is empty.
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-
+    /// Starts every tick due within [`CLAIM_LEAD`]: each is claimed now and runs at its time.
     fn fire_due(&mut self) {
         let now = self.context.clock.now();
         while let Some((at, name)) = self.plan.first().cloned() {
-            if at > now {
+            if at - CLAIM_LEAD > now {
                 break;
             }
             self.plan.pop_first();
@@ -139,9 +130,11 @@ impl Scheduler {
                 for (job, revision) in triggers {
                     self.trigger(&job, revision);
                 }
+                tracing::info!(jobs = self.jobs.len(), "plan loaded from the snapshot");
             }
             Change::JobPut(spec) => self.put(spec),
             Change::JobDeleted(name) => {
+                tracing::debug!(job.name = %name, "job removed from the plan");
                 self.remove(&name);
                 self.guards.remove(&name);
             }
@@ -209,6 +202,7 @@ impl Scheduler {
             }
         }
         let name = spec.name.clone();
+        tracing::debug!(job.name = %name, version = spec.version, "plan updated");
         self.remove(&name);
         let next = spec.schedule().next_after(self.context.clock.now());
         if let Some(next) = next {

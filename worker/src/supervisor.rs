@@ -2,15 +2,18 @@
 //! job's shell, so that a run cannot outlive a worker that dies.
 //!
 //! The worker starts `/proc/self/exe __cronfleet-run <command>` as the leader of a new process
-//! group, with the kernel set to send it SIGHUP when the worker dies. The supervisor starts
-//! `/bin/sh -c <command>` in that group and waits for it. On SIGHUP it SIGKILLs the whole group,
+//! group, with the kernel set to send it SIGHUP when the worker dies, ahead of the planned time.
+//! The supervisor waits for one byte on stdin (the word to go; end of file means the run was
+//! called off), then starts `/bin/sh -c <command>` in that group, stdin from `/dev/null`, and
+//! waits for it. On SIGHUP it SIGKILLs the whole group,
 //! itself, the shell and anything the shell started included. SIGTERM and SIGINT sent to the
 //! group reach the shell and its children directly; the supervisor outlives them to report the
 //! shell's status as its own (the same exit code, or death by the same signal).
 
 use std::ffi::OsString;
+use std::io::Read as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 
 use nix::sys::signal::{killpg, raise, SigSet, SigmaskHow, Signal};
 use nix::unistd::getpgrp;
@@ -35,8 +38,12 @@ pub fn run(command: &OsString) -> ! {
     if signals.thread_block().is_err() {
         std::process::exit(127);
     }
+    let mut go = [0u8; 1];
+    if !matches!(std::io::stdin().read(&mut go), Ok(1)) {
+        std::process::exit(0);
+    }
     let mut shell = Command::new("/bin/sh");
-    shell.arg("-c").arg(command);
+    shell.arg("-c").arg(command).stdin(Stdio::null());
     unblock_in_child(&mut shell);
     let mut shell = match shell.spawn() {
         Ok(shell) => shell,

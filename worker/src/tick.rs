@@ -12,6 +12,10 @@ use crate::clock::Clock;
 use crate::executor::{self, Limits, Outcome, RunContext};
 use crate::runs::{RunSummary, Runs};
 
+/// How long before its planned time a scheduled tick is claimed, so that the claim's etcd round
+/// trip is not part of the start latency. The run itself starts at the planned time.
+pub const CLAIM_LEAD: chrono::TimeDelta = chrono::TimeDelta::milliseconds(200);
+
 /// Most `missed` records written for one gap; a longer gap gets one more record that says how
 /// many ticks it covered.
 const MAX_MISSED_RECORDS: usize = 100;
@@ -73,13 +77,40 @@ async fn claim_and_run(
         job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
     };
     let mut claimer = context.claimer.clone();
-    let claimed = match source {
+    let (claimed, prepared) = match source {
         Source::Schedule(guard) => {
-            claimer
-                .claim_tick(job, planned, guard, lease, &holder)
-                .await
+            // Claimed ahead of time, and the run's supervisor started, so that at the planned
+            // time only the shell remains to start. A lock still held now may be released by
+            // the planned time, so a skip is only decided then.
+            let early = claimer
+                .claim_tick(job, planned, guard, lease, &holder, false)
+                .await;
+            let prepared = match &early {
+                Ok(Claimed::Start { revision, .. }) => {
+                    let run = RunContext {
+                        run_id: holder.run_id.clone(),
+                        planned_at: planned,
+                        fencing_token: *revision,
+                    };
+                    Some(executor::prepare(job, &run, &context.limits))
+                }
+                _ => None,
+            };
+            tokio::time::sleep(context.clock.until(planned)).await;
+            match early {
+                Ok(Claimed::Locked) => (
+                    claimer
+                        .claim_tick(job, planned, guard, lease, &holder, true)
+                        .await,
+                    None,
+                ),
+                other => (other, prepared),
+            }
         }
-        Source::Manual(revision) => claimer.claim_trigger(job, revision, lease, &holder).await,
+        Source::Manual(revision) => (
+            claimer.claim_trigger(job, revision, lease, &holder).await,
+            None,
+        ),
     };
     let base = Base {
         job,
@@ -88,7 +119,7 @@ async fn claim_and_run(
     };
     match claimed {
         Err(e) => tracing::warn!(error = %e, "claim failed"),
-        Ok(Claimed::Lost) => {}
+        Ok(Claimed::Lost | Claimed::Locked) => {}
         Ok(Claimed::Skip {
             previous,
             holder: running,
@@ -111,12 +142,18 @@ async fn claim_and_run(
             if let Some(replaced) = replaced {
                 tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
             }
-            execute(context, &base, planned, revision).await;
+            execute(context, &base, planned, revision, prepared).await;
         }
     }
 }
 
-async fn execute(context: &Context, base: &Base<'_>, planned: DateTime<Utc>, revision: i64) {
+async fn execute(
+    context: &Context,
+    base: &Base<'_>,
+    planned: DateTime<Utc>,
+    revision: i64,
+    prepared: Option<std::io::Result<executor::Prepared>>,
+) {
     let job = base.job;
     let summary = RunSummary {
         run_id: base.holder.run_id.clone(),
@@ -125,13 +162,15 @@ async fn execute(context: &Context, base: &Base<'_>, planned: DateTime<Utc>, rev
         started_at: context.clock.now_ms(),
     };
     let stop = context.runs.insert(job.name.clone(), summary, revision);
-    let run_context = RunContext {
-        run_id: base.holder.run_id.clone(),
-        planned_at: planned,
-        fencing_token: revision,
-    };
-    tracing::info!(fencing_token = revision, "run started");
-    let outcome = executor::execute(job, &run_context, &context.limits, context.clock, stop).await;
+    let prepared = prepared.unwrap_or_else(|| {
+        let run = RunContext {
+            run_id: base.holder.run_id.clone(),
+            planned_at: planned,
+            fencing_token: revision,
+        };
+        executor::prepare(job, &run, &context.limits)
+    });
+    let outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
     context.runs.remove(&base.holder.run_id);
     let mut claimer = context.claimer.clone();
     if let Err(e) = claimer
@@ -140,7 +179,11 @@ async fn execute(context: &Context, base: &Base<'_>, planned: DateTime<Utc>, rev
     {
         tracing::warn!(error = %e, "could not release the run's keys; they go with the lease");
     }
-    tracing::info!(status = outcome.status.as_str(), "run ended");
+    tracing::info!(
+        fencing_token = revision,
+        status = outcome.status.as_str(),
+        "run ended"
+    );
     send(context, base.finished(outcome, revision)).await;
 }
 

@@ -171,8 +171,13 @@ impl Watcher {
         self.keys.job_of(kv.key())
     }
 
-    /// Follows the watch from `start` until it breaks or is compacted.
-    async fn follow(&mut self, start: i64, changes: &mpsc::Sender<Change>) -> anyhow::Result<()> {
+    /// Follows the watch from `start` until it breaks or is compacted (an error: the caller
+    /// takes a new snapshot).
+    pub async fn follow(
+        &mut self,
+        start: i64,
+        changes: &mpsc::Sender<Change>,
+    ) -> anyhow::Result<()> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(start)

@@ -446,3 +446,62 @@ async fn registration_carries_the_worker_and_leaves_with_it() {
     .await;
     assert!(crashed_at.elapsed() <= Duration::from_secs(4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_missed_while_no_worker_ran_are_recorded_once() {
+    let mut fleet = Fleet::new().await;
+    let first = fleet.worker("before", &[]);
+    fleet.registered(&["before"]).await;
+    fleet
+        .put_job(json!({"name": "gappy", "command": "true", "cronExpr": "* * * * * *"}))
+        .await;
+    fleet
+        .wait_for_records(
+            "gappy",
+            Duration::from_secs(10),
+            "runs before the gap",
+            |r| r.status == RunStatus::Succeeded,
+            2,
+        )
+        .await;
+    assert_eq!(first.stop().await, 0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let second = fleet.worker("after", &[]);
+    let records = fleet
+        .wait_for_records(
+            "gappy",
+            Duration::from_secs(10),
+            "runs after the gap",
+            |r| r.worker_id == "after" && r.status == RunStatus::Succeeded,
+            1,
+        )
+        .await;
+    fleet
+        .put_job(
+            json!({"name": "gappy", "command": "true", "cronExpr": "* * * * * *", "paused": true}),
+        )
+        .await;
+    assert_eq!(second.stop().await, 0);
+    let missed: Vec<_> = records
+        .iter()
+        .filter(|r| r.status == RunStatus::Missed)
+        .collect();
+    assert!(missed.len() >= 3, "{records:#?}");
+    assert!(missed
+        .iter()
+        .all(|r| r.run_id.starts_with("missed-gappy-") && r.fencing_token == 0));
+    let mut ticks: Vec<i64> = fleet
+        .records("gappy")
+        .await
+        .iter()
+        .map(|r| r.plan_time)
+        .collect();
+    ticks.sort_unstable();
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            1000,
+            "a second has no record, or two: {pair:?}"
+        );
+    }
+}
