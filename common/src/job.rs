@@ -325,6 +325,17 @@ impl JobSpec {
     }
 }
 
+/// Reads a spec the way [`JobSpec::from_etcd_value`] does: unknown fields ignored, every known
+/// field validated. For specs cronfleet itself stored (events, the read model).
+impl<'de> Deserialize<'de> for JobSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Object(object) => Self::from_object(object).map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom("a job spec must be a JSON object")),
+        }
+    }
+}
+
 fn serialize_timezone<S: serde::Serializer>(tz: &Tz, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(tz.name())
 }

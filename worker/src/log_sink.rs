@@ -107,37 +107,54 @@ impl Uploader {
         }
     }
 
-    /// One last upload of everything sealed, giving up after `within`; what is left stays in the
-    /// spool for the next start. Skipped when Mongo was unreachable at the last attempt, so a
-    /// worker stops promptly during an outage.
+    /// One last upload of everything sealed, giving up after `within`; what is left is flushed
+    /// to the disk and uploaded by the next start. Skipped when Mongo was unreachable at the
+    /// last attempt, so a worker stops promptly during an outage.
     pub async fn drain(&self, within: Duration) {
-        if !self.reachable.load(Ordering::Relaxed) {
-            tracing::warn!("Mongo is unreachable; records stay in the spool until the next start");
-            return;
-        }
-        let mut indexed = false;
-        match tokio::time::timeout(within, self.upload_all(&mut indexed)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "records stay in the spool until the next start")
+        if self.reachable.load(Ordering::Relaxed) {
+            let mut indexed = false;
+            match tokio::time::timeout(within, self.upload_all(&mut indexed)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "Mongo upload failed at shutdown"),
+                Err(_) => tracing::warn!("Mongo too slow at shutdown"),
             }
-            Err(_) => tracing::warn!(
-                "Mongo too slow at shutdown; records stay in the spool until the next start"
+        }
+        let left = Spool::sealed(&self.dir).unwrap_or_default();
+        match Spool::persist(&self.dir, &left) {
+            Ok(()) => tracing::warn!(
+                segments = left.len(),
+                "records stay in the spool until the next start"
             ),
+            Err(e) => tracing::error!(error = %e, "could not flush the spool to the disk"),
         }
     }
 
+    /// Uploads every sealed segment; on failure, flushes the ones left to the disk.
     async fn upload_all(&self, indexed: &mut bool) -> anyhow::Result<()> {
+        let segments = Spool::sealed(&self.dir)?;
+        let result = self.upload(&segments, indexed).await;
+        if result.is_err() {
+            Spool::persist(&self.dir, &segments)?;
+        }
+        result
+    }
+
+    async fn upload(&self, segments: &[PathBuf], indexed: &mut bool) -> anyhow::Result<()> {
         if !*indexed {
             ensure_indexes(&self.log).await?;
             *indexed = true;
         }
-        for segment in Spool::sealed(&self.dir)? {
-            let records = Spool::read(&segment)?;
+        for segment in segments {
+            let records = match Spool::read(segment) {
+                Ok(records) => records,
+                // Another worker sharing the directory uploaded it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
             if !records.is_empty() {
                 insert_idempotent(&self.log, &records).await?;
             }
-            match std::fs::remove_file(&segment) {
+            match std::fs::remove_file(segment) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),

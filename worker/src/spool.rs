@@ -5,6 +5,11 @@
 //!
 //! Segments being written are `<pid>-<seq>.open`; finished ones are `<millis>-<pid>-<seq>.sealed`
 //! and upload oldest first. On start a worker seals the open segments of processes that are gone.
+//!
+//! Appends go to the page cache, which survives the worker's own crash. A segment is flushed to
+//! the disk with fsync only when it has to wait (MongoDB refused or could not be reached), so
+//! the fast path costs no fsync per batch; the exposure is a power loss in the milliseconds
+//! between a batch closing and MongoDB taking it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -78,10 +83,9 @@ impl Spool {
         self.open.is_some()
     }
 
-    /// Flushes the open segment to disk and hands it to the uploader.
+    /// Closes the open segment and hands it to the uploader.
     pub fn seal(&mut self) -> io::Result<()> {
-        if let Some((path, file, _)) = self.open.take() {
-            file.sync_all()?;
+        if let Some((path, _, _)) = self.open.take() {
             let stem = path
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -100,6 +104,18 @@ impl Spool {
             .collect();
         paths.sort();
         Ok(paths)
+    }
+
+    /// Flushes segments that have to wait, and the directory entries naming them, to the disk.
+    pub fn persist(dir: &Path, segments: &[PathBuf]) -> io::Result<()> {
+        for segment in segments {
+            match File::open(segment) {
+                Ok(file) => file.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        File::open(dir)?.sync_all()
     }
 
     /// The records of a segment. A torn last line (a crash mid-write) is skipped.
