@@ -1,0 +1,209 @@
+//! The event-sourced core: commands are decided against a job's current state, producing
+//! events; events are applied to produce the next state. Pure and synchronous, no IO.
+
+use cronfleet_common::{JobName, JobSpec};
+use serde::{Deserialize, Serialize};
+
+/// What someone asks to happen to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    CreateJob(JobSpec),
+    UpdateJob(JobSpec),
+    DeleteJob,
+    PauseJob,
+    ResumeJob,
+    RunJobNow { request_id: String },
+    KillJob { request_id: String },
+}
+
+impl Command {
+    /// The command's name in errors and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateJob(_) => "CreateJob",
+            Command::UpdateJob(_) => "UpdateJob",
+            Command::DeleteJob => "DeleteJob",
+            Command::PauseJob => "PauseJob",
+            Command::ResumeJob => "ResumeJob",
+            Command::RunJobNow { .. } => "RunJobNow",
+            Command::KillJob { .. } => "KillJob",
+        }
+    }
+}
+
+/// What happened to a job. Stored as JSON in the `events` table, `type` naming the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum Event {
+    JobCreated { after: JobSpec },
+    JobUpdated { before: JobSpec, after: JobSpec },
+    JobDeleted { before: JobSpec },
+    JobPaused { before: JobSpec, after: JobSpec },
+    JobResumed { before: JobSpec, after: JobSpec },
+    RunRequested { request_id: String },
+    KillRequested { request_id: String },
+}
+
+impl Event {
+    /// The event type as stored in `events.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::JobCreated { .. } => "JobCreated",
+            Event::JobUpdated { .. } => "JobUpdated",
+            Event::JobDeleted { .. } => "JobDeleted",
+            Event::JobPaused { .. } => "JobPaused",
+            Event::JobResumed { .. } => "JobResumed",
+            Event::RunRequested { .. } => "RunRequested",
+            Event::KillRequested { .. } => "KillRequested",
+        }
+    }
+
+    /// Every event type, for validating filters.
+    pub const KINDS: &'static [&'static str] = &[
+        "JobCreated",
+        "JobUpdated",
+        "JobDeleted",
+        "JobPaused",
+        "JobResumed",
+        "RunRequested",
+        "KillRequested",
+    ];
+}
+
+/// A job's state as of its last event. `version` counts the job's events (0: none yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobState {
+    pub version: u64,
+    /// The live spec; `None` before creation and after deletion.
+    pub spec: Option<JobSpec>,
+}
+
+/// Why a command was refused. Nothing is appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("job {0} does not exist")]
+    NotFound(JobName),
+    #[error("job {0} already exists")]
+    AlreadyExists(JobName),
+    #[error("job {name} is at version {current}, not {expected}")]
+    VersionConflict {
+        name: JobName,
+        expected: u64,
+        current: u64,
+    },
+    #[error("job {0} is already paused")]
+    AlreadyPaused(JobName),
+    #[error("job {0} is not paused")]
+    NotPaused(JobName),
+    #[error("the spec names job {spec}, but the command is for job {target}")]
+    NameMismatch { target: JobName, spec: JobName },
+}
+
+/// Decides `command` for job `name` in `state`. `expected` is the version the caller last saw,
+/// if it sent one. An empty result means the command changes nothing (an update to the same
+/// spec).
+pub fn decide(
+    name: &JobName,
+    state: &JobState,
+    command: Command,
+    expected: Option<u64>,
+) -> Result<Vec<Event>, DomainError> {
+    if let Some(expected) = expected {
+        if expected != state.version {
+            return Err(DomainError::VersionConflict {
+                name: name.clone(),
+                expected,
+                current: state.version,
+            });
+        }
+    }
+    let live = || {
+        state
+            .spec
+            .clone()
+            .ok_or_else(|| DomainError::NotFound(name.clone()))
+    };
+    // A spec written by an event carries that event's version.
+    let next = state.version + 1;
+    let event = match command {
+        Command::CreateJob(mut spec) => {
+            check_name(name, &spec)?;
+            if state.spec.is_some() {
+                return Err(DomainError::AlreadyExists(name.clone()));
+            }
+            spec.version = next;
+            Event::JobCreated { after: spec }
+        }
+        Command::UpdateJob(mut spec) => {
+            check_name(name, &spec)?;
+            let before = live()?;
+            spec.paused = before.paused;
+            spec.version = before.version;
+            if spec == before {
+                return Ok(Vec::new());
+            }
+            spec.version = next;
+            Event::JobUpdated {
+                before,
+                after: spec,
+            }
+        }
+        Command::DeleteJob => Event::JobDeleted { before: live()? },
+        Command::PauseJob => {
+            let before = live()?;
+            if before.paused {
+                return Err(DomainError::AlreadyPaused(name.clone()));
+            }
+            let mut after = before.clone();
+            after.paused = true;
+            after.version = next;
+            Event::JobPaused { before, after }
+        }
+        Command::ResumeJob => {
+            let before = live()?;
+            if !before.paused {
+                return Err(DomainError::NotPaused(name.clone()));
+            }
+            let mut after = before.clone();
+            after.paused = false;
+            after.version = next;
+            Event::JobResumed { before, after }
+        }
+        Command::RunJobNow { request_id } => {
+            live()?;
+            Event::RunRequested { request_id }
+        }
+        Command::KillJob { request_id } => {
+            live()?;
+            Event::KillRequested { request_id }
+        }
+    };
+    Ok(vec![event])
+}
+
+fn check_name(target: &JobName, spec: &JobSpec) -> Result<(), DomainError> {
+    if &spec.name != target {
+        return Err(DomainError::NameMismatch {
+            target: target.clone(),
+            spec: spec.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The state after `event`.
+pub fn apply(mut state: JobState, event: &Event) -> JobState {
+    state.version += 1;
+    match event {
+        Event::JobCreated { after }
+        | Event::JobUpdated { after, .. }
+        | Event::JobPaused { after, .. }
+        | Event::JobResumed { after, .. } => state.spec = Some(after.clone()),
+        Event::JobDeleted { .. } => state.spec = None,
+        Event::RunRequested { .. } | Event::KillRequested { .. } => {}
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests;

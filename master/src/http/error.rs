@@ -1,0 +1,188 @@
+//! The HTTP error: one type for every handler, rendered as `{"error": {code, message, field}}`.
+//! Internal errors are logged once here and the client gets a generic message.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cronfleet_common::FieldError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub current_version: Option<u64>,
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_field`, `version_conflict`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The job's current version, on a version conflict.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "currentVersion")]
+    pub current_version: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            current_version: None,
+        }
+    }
+
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+            current_version: None,
+        }
+    }
+
+    pub fn invalid(error: FieldError) -> Self {
+        let message = error.to_string();
+        Self::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            error.field,
+            message,
+        )
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// A dependency is down: 503 with `Retry-After`.
+    pub fn unavailable(what: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(dependency = what, error = %error, "dependency unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} is unavailable; retry shortly"),
+        )
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+                current_version: self.current_version,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        let message = error.to_string();
+        match error {
+            DomainError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            DomainError::AlreadyExists(_) => {
+                Self::field(StatusCode::CONFLICT, "already_exists", "name", message)
+            }
+            DomainError::VersionConflict { current, .. } => Self {
+                current_version: Some(current),
+                ..Self::field(StatusCode::CONFLICT, "version_conflict", "version", message)
+            },
+            DomainError::AlreadyPaused(_) => {
+                Self::new(StatusCode::CONFLICT, "already_paused", message)
+            }
+            DomainError::NotPaused(_) => Self::new(StatusCode::CONFLICT, "not_paused", message),
+            DomainError::NameMismatch { .. } => Self::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "name",
+                message,
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Domain(domain) => domain.into(),
+            StoreError::IdempotencyMismatch => Self::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency-Key",
+                "this Idempotency-Key was already used with a different request",
+            ),
+            StoreError::Database(e) if is_unavailable(&e) => Self::unavailable("PostgreSQL", e),
+            other => Self::internal(other),
+        }
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    )
+}
+
+impl From<etcd_client::Error> for ApiError {
+    fn from(error: etcd_client::Error) -> Self {
+        Self::unavailable("etcd", error)
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(error: mongodb::error::Error) -> Self {
+        Self::unavailable("MongoDB", error)
+    }
+}

@@ -1,0 +1,202 @@
+//! The master's HTTP surface: the REST API under `/api/v1`, its OpenAPI document, health,
+//! readiness and metrics.
+
+pub mod api;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cronfleet_common::{ExecutionRecord, Keys};
+use mongodb::bson::doc;
+use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use error::ApiError;
+
+/// Largest request body accepted, in bytes (a job's command is at most 64 KiB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub etcd: etcd_client::Client,
+    pub keys: Keys,
+    pub log: mongodb::Collection<ExecutionRecord>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cronfleet", description = "Distributed crontab: jobs, executions, audit log, workers."),
+    servers((url = "/api/v1")),
+    tags((name = "jobs"), (name = "executions"), (name = "audit"), (name = "workers"))
+)]
+struct ApiDoc;
+
+/// The whole router: `/api/v1/...`, `/api/v1/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::router())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    let api = api
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::not_found("no such API route") });
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Who is asking, and what: the actor is required on every write.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub actor: String,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub method: Method,
+    pub uri: Uri,
+}
+
+/// The header naming the caller until authentication lands.
+pub const ACTOR_HEADER: &str = "x-cron-actor";
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let actor = header(ACTOR_HEADER).ok_or_else(|| {
+            ApiError::field(
+                StatusCode::UNAUTHORIZED,
+                "actor_required",
+                "X-Cron-Actor",
+                "X-Cron-Actor: every change must name who makes it",
+            )
+        })?;
+        if actor.len() > 128 || actor.chars().any(char::is_control) {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "X-Cron-Actor",
+                "X-Cron-Actor: at most 128 printable characters",
+            ));
+        }
+        let idempotency_key = header("idempotency-key").map(str::to_owned);
+        if idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "Idempotency-Key",
+                "Idempotency-Key: at most 255 characters",
+            ));
+        }
+        let request_id = header("x-request-id")
+            .filter(|id| id.len() <= 128)
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        Ok(Self {
+            actor: actor.to_owned(),
+            request_id,
+            idempotency_key,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+        })
+    }
+}
+
+/// Counts requests by route and status and times them.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request(&method, &route, response.status(), started.elapsed());
+    response
+}
+
+/// Readiness: PostgreSQL, etcd and MongoDB each answer within a second.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let limit = Duration::from_secs(1);
+    let postgres =
+        tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&state.store.pool)).await;
+    let mut etcd = state.etcd.clone();
+    let etcd = tokio::time::timeout(limit, etcd.get(state.keys.projector_checkpoint(), None)).await;
+    let mongo = tokio::time::timeout(
+        limit,
+        state
+            .log
+            .client()
+            .database("admin")
+            .run_command(doc! { "ping": 1 }),
+    )
+    .await;
+    let verdict = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let checks = json!({
+        "postgres": verdict(matches!(postgres, Ok(Ok(_)))),
+        "etcd": verdict(matches!(etcd, Ok(Ok(_)))),
+        "mongo": verdict(matches!(mongo, Ok(Ok(_)))),
+    });
+    let ready = checks
+        .as_object()
+        .is_some_and(|c| c.values().all(|v| v == "ok"));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, Json(json!({ "ready": ready, "checks": checks }))).into_response();
+    if !ready {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let lag = state.metrics.projector_lag(&state).await;
+    let body = state.metrics.render(lag);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

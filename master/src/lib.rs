@@ -1,0 +1,184 @@
+//! cronfleet's master: where people and automation change jobs.
+//!
+//! * [`domain`] is the pure core: commands decided against a job's state into events, events
+//!   applied to the state.
+//! * [`store`] appends events to PostgreSQL with the `jobs` read model in one transaction, and
+//!   answers the read queries.
+//! * [`projector`] applies committed events to etcd, one master at a time.
+//! * [`http`] serves the REST API, its OpenAPI document, health, readiness and [`metrics`].
+//! * [`rebuild`] replays the whole log into a fresh read model and etcd.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod projector;
+pub mod rebuild;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cronfleet_common::record::LOG_COLLECTION;
+use cronfleet_common::Keys;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{redact, Config};
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::projector::Projector;
+use crate::store::Store;
+
+/// The migrations in `migrations/`, embedded.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How long a request waits on a dependency before answering 503.
+const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections to the three services.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    /// For requests: every call gives up after a second.
+    pub etcd: etcd_client::Client,
+    /// For the projector, whose election call blocks until it wins.
+    pub etcd_blocking: etcd_client::Client,
+    pub keys: Keys,
+    pub log: mongodb::Collection<cronfleet_common::ExecutionRecord>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// Connects and applies pending migrations.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.etcd_prefix)
+            .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            .acquire_timeout(DEPENDENCY_TIMEOUT)
+            .connect(&config.database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to PostgreSQL at {}",
+                    redact(&config.database_url)
+                )
+            })?;
+        MIGRATOR.run(&pool).await.context("applying migrations")?;
+        let connect = |timeout: Option<Duration>| {
+            let mut options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+            if let Some(timeout) = timeout {
+                options = options.with_timeout(timeout);
+            }
+            etcd_client::Client::connect(config.etcd_endpoints.clone(), Some(options))
+        };
+        let endpoints = config.etcd_endpoints.join(",");
+        let etcd = connect(Some(DEPENDENCY_TIMEOUT))
+            .await
+            .with_context(|| format!("connecting to etcd at {endpoints}"))?;
+        let etcd_blocking = connect(None)
+            .await
+            .with_context(|| format!("connecting to etcd at {endpoints}"))?;
+        let mut mongo = mongodb::options::ClientOptions::parse(&config.mongo_url)
+            .await
+            .context("parsing --mongo-url")?;
+        mongo
+            .server_selection_timeout
+            .get_or_insert(DEPENDENCY_TIMEOUT);
+        mongo
+            .app_name
+            .get_or_insert_with(|| "cronfleet-master".to_owned());
+        let log = mongodb::Client::with_options(mongo)
+            .context("configuring the MongoDB client")?
+            .database(&config.mongo_db)
+            .collection(LOG_COLLECTION);
+        Ok(Self {
+            store: Store { pool },
+            etcd,
+            etcd_blocking,
+            keys,
+            log,
+        })
+    }
+
+    /// The state the HTTP handlers share.
+    pub fn app_state(&self) -> AppState {
+        AppState {
+            store: self.store.clone(),
+            etcd: self.etcd.clone(),
+            keys: self.keys.clone(),
+            log: self.log.clone(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// A projector candidate named `candidate`.
+    pub fn projector(&self, lease_ttl_secs: i64, candidate: String) -> Projector {
+        Projector {
+            store: self.store.clone(),
+            etcd: self.etcd_blocking.clone(),
+            keys: self.keys.clone(),
+            lease_ttl_secs,
+            candidate,
+        }
+    }
+}
+
+/// A master bound to its port.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    services: Services,
+    lease_ttl_secs: i64,
+}
+
+impl App {
+    /// Connects and binds (port 0 picks a free one; see [`App::local_addr`]).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let services = Services::connect(config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            listener,
+            services,
+            lease_ttl_secs: config.projector_lease_ttl_secs,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves HTTP and runs for projector leadership until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let address = self.listener.local_addr()?;
+        let state = self.services.app_state();
+        let projector = self.services.projector(
+            self.lease_ttl_secs,
+            format!("{address}-{}", std::process::id()),
+        );
+        let projecting = tokio::spawn(projector.run(shutdown.clone()));
+        tracing::info!(%address, "master serving");
+        let serving = shutdown.clone();
+        axum::serve(self.listener, http::router(state))
+            .with_graceful_shutdown(async move { serving.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        shutdown.cancel();
+        projecting.await.context("projector task")?;
+        Ok(())
+    }
+}

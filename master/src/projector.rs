@@ -1,0 +1,301 @@
+//! The projector: applies events to etcd in sequence order. One runs among all masters, chosen
+//! by an etcd election; its checkpoint (the last applied sequence) lives in etcd and moves in
+//! the same txn as the keys it covers, guarded by the leader key, so an event is applied once
+//! even across crashes and changes of leader. It only reads committed events: never an etcd
+//! write without a PostgreSQL commit.
+
+use std::time::Duration;
+
+use cronfleet_common::{JobName, Keys};
+use etcd_client::{Client, Compare, CompareOp, LeaderKey, PutOptions, Txn, TxnOp};
+use serde_json::json;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Event;
+use crate::store::{Store, StoreError, StoredEvent};
+
+/// Events per etcd txn; etcd allows 128 operations per txn.
+const BATCH: i64 = 100;
+/// Lifetime of a kill request in etcd, in seconds: long enough for every worker to see it.
+const KILL_TTL_SECS: i64 = 30;
+/// Lifetime of a run-now request in etcd: it is dropped if no worker takes it in this time.
+const TRIGGER_TTL_SECS: i64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lost the projector election")]
+    LostLeadership,
+    #[error("the checkpoint in etcd does not parse: {0:?}")]
+    BadCheckpoint(String),
+}
+
+/// Applies events to etcd while it leads.
+pub struct Projector {
+    pub store: Store,
+    pub etcd: Client,
+    pub keys: Keys,
+    pub lease_ttl_secs: i64,
+    /// A name for this master in the election.
+    pub candidate: String,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("candidate", &self.candidate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A won election: the leader key, and the lease that holds it.
+#[derive(Debug)]
+pub struct Leadership {
+    pub leader: LeaderKey,
+    pub lease: i64,
+    keeper: tokio::task::JoinHandle<()>,
+    lost: CancellationToken,
+}
+
+impl Projector {
+    /// Campaigns, projects while leading, and campaigns again after losing, until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let leadership = tokio::select! {
+                won = self.campaign() => won,
+                () = shutdown.cancelled() => return,
+            };
+            let result = match leadership {
+                Ok(leadership) => {
+                    tracing::info!(candidate = %self.candidate, "projector elected");
+                    let result = tokio::select! {
+                        result = self.lead(&leadership) => result,
+                        () = shutdown.cancelled() => Ok(()),
+                    };
+                    self.resign(leadership).await;
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "projector stopped leading; campaigning again");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Waits until this master leads the election.
+    pub async fn campaign(&mut self) -> Result<Leadership, ProjectorError> {
+        let lease = self.etcd.lease_grant(self.lease_ttl_secs, None).await?.id();
+        let lost = CancellationToken::new();
+        let keeper = tokio::spawn(keep_alive(
+            self.etcd.clone(),
+            lease,
+            self.lease_ttl_secs,
+            lost.clone(),
+        ));
+        let won = self
+            .etcd
+            .campaign(
+                self.keys.projector_election(),
+                self.candidate.as_str(),
+                lease,
+            )
+            .await;
+        match won.map(|mut response| response.take_leader()) {
+            Ok(Some(leader)) => Ok(Leadership {
+                leader,
+                lease,
+                keeper,
+                lost,
+            }),
+            Ok(None) => {
+                keeper.abort();
+                Err(ProjectorError::LostLeadership)
+            }
+            Err(e) => {
+                keeper.abort();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Gives up leadership (the next candidate takes over at once).
+    pub async fn resign(&mut self, leadership: Leadership) {
+        leadership.keeper.abort();
+        if let Err(e) = self.etcd.lease_revoke(leadership.lease).await {
+            tracing::warn!(error = %e, "could not revoke the election lease; it expires on its own");
+        }
+    }
+
+    /// Projects until leadership is lost or an error occurs.
+    async fn lead(&mut self, leadership: &Leadership) -> Result<(), ProjectorError> {
+        let mut listener = PgListener::connect_with(&self.store.pool)
+            .await
+            .map_err(StoreError::from)?;
+        listener
+            .listen("cron_events")
+            .await
+            .map_err(StoreError::from)?;
+        loop {
+            if leadership.lost.is_cancelled() {
+                return Err(ProjectorError::LostLeadership);
+            }
+            let applied = self.apply_batch(&leadership.leader).await?;
+            if applied == 0 {
+                tokio::select! {
+                    notification = listener.recv() => { notification.map_err(StoreError::from)?; }
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = leadership.lost.cancelled() => return Err(ProjectorError::LostLeadership),
+                }
+            }
+        }
+    }
+
+    /// Applies the next batch of events after the checkpoint; returns how many.
+    pub async fn apply_batch(&mut self, leader: &LeaderKey) -> Result<usize, ProjectorError> {
+        let (checkpoint, checkpoint_revision) = self.checkpoint().await?;
+        let events = self.store.events_after(checkpoint, BATCH).await?;
+        let Some(last) = events.last() else {
+            return Ok(0);
+        };
+        let last_seq = last.seq;
+        let mut ops = Vec::with_capacity(events.len() + 1);
+        let mut short_lease = None;
+        for event in &events {
+            if let Some(op) = self.operation(event, &mut short_lease).await? {
+                ops.push(op);
+            }
+        }
+        ops.push(TxnOp::put(
+            self.keys.projector_checkpoint(),
+            last_seq.to_string(),
+            None,
+        ));
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(
+                    self.keys.projector_checkpoint(),
+                    CompareOp::Equal,
+                    checkpoint_revision,
+                ),
+                Compare::create_revision(leader.key(), CompareOp::Equal, leader.rev()),
+            ])
+            .and_then(ops);
+        if !self.etcd.txn(txn).await?.succeeded() {
+            // Another projector moved the checkpoint, or this one is no longer the leader.
+            return Err(ProjectorError::LostLeadership);
+        }
+        tracing::debug!(through = last_seq, events = events.len(), "projected");
+        Ok(events.len())
+    }
+
+    /// The checkpoint and its key's mod revision (0 when absent).
+    pub async fn checkpoint(&mut self) -> Result<(i64, i64), ProjectorError> {
+        let response = self
+            .etcd
+            .get(self.keys.projector_checkpoint(), None)
+            .await?;
+        match response.kvs().first() {
+            None => Ok((0, 0)),
+            Some(kv) => {
+                let text = String::from_utf8_lossy(kv.value()).into_owned();
+                let seq = text
+                    .parse()
+                    .map_err(|_| ProjectorError::BadCheckpoint(text))?;
+                Ok((seq, kv.mod_revision()))
+            }
+        }
+    }
+
+    /// The etcd write one event makes. Kill and run-now requests go on a short lease, granted
+    /// once per batch.
+    async fn operation(
+        &mut self,
+        event: &StoredEvent,
+        short_lease: &mut Option<(i64, i64)>,
+    ) -> Result<Option<TxnOp>, ProjectorError> {
+        let Ok(name) = JobName::parse(&event.job_name) else {
+            return Ok(None);
+        };
+        let op = match &event.event {
+            Event::JobCreated { after }
+            | Event::JobUpdated { after, .. }
+            | Event::JobPaused { after, .. }
+            | Event::JobResumed { after, .. } => {
+                TxnOp::put(self.keys.job(&name), after.to_etcd_value(), None)
+            }
+            Event::JobDeleted { .. } => TxnOp::delete(self.keys.job(&name), None),
+            Event::RunRequested { request_id } => {
+                let lease = self.short_lease(short_lease, TRIGGER_TTL_SECS).await?;
+                let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
+                TxnOp::put(
+                    self.keys.trigger(&name),
+                    value,
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+            }
+            Event::KillRequested { request_id } => {
+                let lease = self.short_lease(short_lease, KILL_TTL_SECS).await?;
+                let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
+                TxnOp::put(
+                    self.keys.killer(&name),
+                    value,
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+            }
+        };
+        Ok(Some(op))
+    }
+
+    async fn short_lease(
+        &mut self,
+        cached: &mut Option<(i64, i64)>,
+        ttl: i64,
+    ) -> Result<i64, ProjectorError> {
+        if let Some((id, cached_ttl)) = *cached {
+            if cached_ttl == ttl {
+                return Ok(id);
+            }
+        }
+        let id = self.etcd.lease_grant(ttl, None).await?.id();
+        *cached = Some((id, ttl));
+        Ok(id)
+    }
+}
+
+/// Keeps the election lease alive; cancels `lost` when it cannot.
+async fn keep_alive(mut etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationToken) {
+    let interval = Duration::from_millis(u64::try_from(ttl_secs).unwrap_or(5) * 1000 / 3);
+    let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(5));
+    let mut alive_until = tokio::time::Instant::now() + ttl;
+    let mut keeper = None;
+    while tokio::time::Instant::now() < alive_until {
+        if keeper.is_none() {
+            keeper = etcd.lease_keep_alive(lease).await.ok();
+        }
+        if let Some((sender, stream)) = keeper.as_mut() {
+            let answer = async {
+                sender.keep_alive().await?;
+                stream.message().await
+            };
+            match tokio::time::timeout(interval, answer).await {
+                Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
+                    alive_until = tokio::time::Instant::now()
+                        + Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
+                }
+                Ok(Ok(Some(_))) => break,
+                _ => keeper = None,
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+    lost.cancel();
+}

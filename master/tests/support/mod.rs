@@ -1,0 +1,162 @@
+//! A master's router and projector against the test's own slice of the services.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use clap::Parser;
+use cronfleet_common::testkit::TestEnv;
+use cronfleet_master::config::Cli;
+use cronfleet_master::projector::Projector;
+use cronfleet_master::Services;
+use etcd_client::GetOptions;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct Master {
+    pub env: TestEnv,
+    pub services: Services,
+    pub router: Router,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Master {
+    pub async fn new() -> Self {
+        let env = TestEnv::new().await;
+        let services = Services::connect(&Self::config(&env)).await.unwrap();
+        let router = cronfleet_master::http::router(services.app_state());
+        Self {
+            env,
+            services,
+            router,
+        }
+    }
+
+    pub fn config(env: &TestEnv) -> cronfleet_master::config::Config {
+        Cli::try_parse_from([
+            "cronfleet-master",
+            "--database-url",
+            &env.database_url,
+            "--etcd-endpoints",
+            &env.etcd_endpoints.join(","),
+            "--etcd-prefix",
+            env.keys.prefix(),
+            "--mongo-url",
+            &env.mongo_url,
+            "--mongo-db",
+            &env.mongo_db,
+        ])
+        .unwrap()
+        .config
+    }
+
+    pub fn projector(&self, candidate: &str) -> Projector {
+        self.services.projector(2, candidate.to_owned())
+    }
+
+    /// Sends a request as `actor` (none when `None`) with extra headers and a JSON body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        actor: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(actor) = actor {
+            request = request.header("x-cron-actor", actor);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, Body::from))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, Some("alice"), &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            Some("alice"),
+            &[],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Runs the projector until the log is applied.
+    pub async fn project_all(&self) {
+        let mut projector = self.projector("test");
+        let leadership = projector.campaign().await.unwrap();
+        while projector.apply_batch(&leadership.leader).await.unwrap() > 0 {}
+        projector.resign(leadership).await;
+    }
+
+    /// `jobs/` in etcd, name → JSON value.
+    pub async fn etcd_jobs(&self) -> BTreeMap<String, Value> {
+        let mut etcd = self.env.etcd().await;
+        let found = etcd
+            .get(self.env.keys.jobs(), Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        found
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv.key_str().unwrap();
+                (
+                    key.rsplit('/').next().unwrap().to_owned(),
+                    serde_json::from_slice(kv.value()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The read model's live jobs, name → spec JSON, as etcd should hold them.
+    pub async fn read_model(&self) -> BTreeMap<String, Value> {
+        let rows: Vec<(String, Value)> =
+            sqlx::query_as("SELECT name, spec FROM jobs WHERE NOT deleted")
+                .fetch_all(&self.services.store.pool)
+                .await
+                .unwrap();
+        rows.into_iter().collect()
+    }
+}
+
+pub fn job(name: &str, command: &str) -> Value {
+    serde_json::json!({ "name": name, "command": command, "cronExpr": "*/5 * * * *" })
+}
