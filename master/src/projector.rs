@@ -61,6 +61,14 @@ pub struct Leadership {
     lost: CancellationToken,
 }
 
+/// A dropped leadership stops keeping its lease alive, so it lapses within the TTL, as it
+/// would if the master had died.
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
 impl Projector {
     /// Campaigns, projects while leading, and campaigns again after losing, until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -163,16 +171,25 @@ impl Projector {
     pub async fn apply_batch(&mut self, leader: &LeaderKey) -> Result<usize, ProjectorError> {
         let (checkpoint, checkpoint_revision) = self.checkpoint().await?;
         let events = self.store.events_after(checkpoint, BATCH).await?;
-        let Some(last) = events.last() else {
+        let Some(last) = events.first() else {
             return Ok(0);
         };
-        let last_seq = last.seq;
+        let mut last_seq = last.seq;
         let mut ops = Vec::with_capacity(events.len() + 1);
+        let mut keys = std::collections::HashSet::new();
+        let mut applied = 0;
         let mut short_lease = None;
+        // etcd refuses a txn that writes one key twice: a batch ends before the event that
+        // would, and that event opens the next batch.
         for event in &events {
-            if let Some(op) = self.operation(event, &mut short_lease).await? {
+            if let Some((key, op)) = self.operation(event, &mut short_lease).await? {
+                if !keys.insert(key) {
+                    break;
+                }
                 ops.push(op);
             }
+            applied += 1;
+            last_seq = event.seq;
         }
         ops.push(TxnOp::put(
             self.keys.projector_checkpoint(),
@@ -193,8 +210,8 @@ impl Projector {
             // Another projector moved the checkpoint, or this one is no longer the leader.
             return Err(ProjectorError::LostLeadership);
         }
-        tracing::debug!(through = last_seq, events = events.len(), "projected");
-        Ok(events.len())
+        tracing::debug!(through = last_seq, events = applied, "projected");
+        Ok(applied)
     }
 
     /// The checkpoint and its key's mod revision (0 when absent).
@@ -221,38 +238,45 @@ impl Projector {
         &mut self,
         event: &StoredEvent,
         short_lease: &mut Option<(i64, i64)>,
-    ) -> Result<Option<TxnOp>, ProjectorError> {
+    ) -> Result<Option<(String, TxnOp)>, ProjectorError> {
         let Ok(name) = JobName::parse(&event.job_name) else {
             return Ok(None);
         };
-        let op = match &event.event {
+        let (key, value, ttl) = match &event.event {
             Event::JobCreated { after }
             | Event::JobUpdated { after, .. }
             | Event::JobPaused { after, .. }
             | Event::JobResumed { after, .. } => {
-                TxnOp::put(self.keys.job(&name), after.to_etcd_value(), None)
+                (self.keys.job(&name), after.to_etcd_value(), None)
             }
-            Event::JobDeleted { .. } => TxnOp::delete(self.keys.job(&name), None),
+            Event::JobDeleted { .. } => {
+                let key = self.keys.job(&name);
+                return Ok(Some((key.clone(), TxnOp::delete(key, None))));
+            }
             Event::RunRequested { request_id } => {
-                let lease = self.short_lease(short_lease, TRIGGER_TTL_SECS).await?;
                 let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
-                TxnOp::put(
+                (
                     self.keys.trigger(&name),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
+                    value.into_bytes(),
+                    Some(TRIGGER_TTL_SECS),
                 )
             }
             Event::KillRequested { request_id } => {
-                let lease = self.short_lease(short_lease, KILL_TTL_SECS).await?;
                 let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
-                TxnOp::put(
+                (
                     self.keys.killer(&name),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
+                    value.into_bytes(),
+                    Some(KILL_TTL_SECS),
                 )
             }
         };
-        Ok(Some(op))
+        let options = match ttl {
+            Some(ttl) => {
+                Some(PutOptions::new().with_lease(self.short_lease(short_lease, ttl).await?))
+            }
+            None => None,
+        };
+        Ok(Some((key.clone(), TxnOp::put(key, value, options))))
     }
 
     async fn short_lease(
