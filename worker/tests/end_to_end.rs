@@ -1,0 +1,152 @@
+//! The whole system: a master serving HTTP and projecting into etcd, a worker process, jobs
+//! created, run now and killed through the REST API, executions read back through it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use cronfleet_master::config::Cli;
+use cronfleet_master::App;
+use serde_json::{json, Value};
+use support::Fleet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// One HTTP/1.1 request over a fresh connection; returns the status and the JSON body.
+async fn http(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: cronfleet\r\nX-Cron-Actor: e2e\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn executions(address: std::net::SocketAddr, job: &str) -> Vec<Value> {
+    let (_, page) = http(
+        address,
+        "GET",
+        &format!("/api/v1/jobs/{job}/executions"),
+        None,
+    )
+    .await;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_for_execution(address: std::net::SocketAddr, job: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = executions(address, job)
+            .await
+            .into_iter()
+            .find(|r| r["status"] == status)
+        {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {status} execution of {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_run_kill_through_the_api() {
+    let fleet = Fleet::new().await;
+    let env = &fleet.env;
+    let cli = Cli::try_parse_from([
+        "cronfleet-master",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &env.database_url,
+        "--etcd-endpoints",
+        &env.etcd_endpoints.join(","),
+        "--etcd-prefix",
+        env.keys.prefix(),
+        "--mongo-url",
+        &env.mongo_url,
+        "--mongo-db",
+        &env.mongo_db,
+    ])
+    .unwrap();
+    let app = App::build(&cli.config).await.unwrap();
+    let address = app.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let master = tokio::spawn(app.run(shutdown.clone()));
+    let worker = fleet.worker("e2e-worker", &[]);
+
+    let (status, created) = http(address, "POST", "/api/v1/jobs", Some(json!({"name": "greet", "command": "echo hello from $CRON_JOB_NAME", "cronExpr": "* * * * * *"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let first = wait_for_execution(address, "greet", "succeeded").await;
+    assert_eq!(first["output"], "hello from greet\n");
+    assert_eq!(first["jobVersion"], 1);
+
+    let (status, _) = http(
+        address,
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"name": "long", "command": "sleep 300", "cronExpr": "@yearly"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = http(address, "POST", "/api/v1/jobs/long/run", None).await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, workers) = http(address, "GET", "/api/v1/workers", None).await;
+        let running = workers["items"][0]["running"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if running.iter().any(|r| r["jobName"] == "long") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run-now run never showed up: {workers}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = http(address, "POST", "/api/v1/jobs/long/kill", None).await;
+    assert_eq!(status, 202);
+    let killed = wait_for_execution(address, "long", "killed").await;
+    assert_eq!(killed["trigger"], "manual");
+
+    let (_, history) = http(address, "GET", "/api/v1/jobs/long/history", None).await;
+    let kinds: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["KillRequested", "RunRequested", "JobCreated"]);
+    assert!(history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "e2e"));
+
+    assert_eq!(worker.stop().await, 0);
+    shutdown.cancel();
+    master.await.unwrap().unwrap();
+}
