@@ -141,9 +141,15 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         );
     }
     let huge = json!({"name": "a", "command": "x".repeat(300 * 1024), "cronExpr": "@daily"});
+    let too_large = master.post("/api/v1/jobs", huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.body["error"]["code"], "too_large");
+    let not_a_number = master.get("/api/v1/jobs?limit=many").await;
+    assert_eq!(not_a_number.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        master.post("/api/v1/jobs", huge).await.status,
-        StatusCode::PAYLOAD_TOO_LARGE
+        not_a_number.body["error"]["field"], "limit",
+        "{}",
+        not_a_number.body
     );
     let anonymous = master
         .send(

@@ -1,7 +1,6 @@
 //! The REST API under `/api/v1`.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, RequestContext};
+use super::{ApiBody, ApiQuery, AppState, RequestContext};
 use crate::domain::{Command, Event, JobState};
 use crate::store::{
     EventFilter, Idempotency, JobFilter, JobRow, RequestMeta, StoredEvent, Written,
@@ -164,7 +163,7 @@ fn job_name(raw: &str) -> Result<JobName, ApiError> {
     responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_jobs(
     State(state): State<AppState>,
-    Query(query): Query<JobListQuery>,
+    ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
     let paused = match query.status.as_deref() {
         None | Some("") => None,
@@ -211,7 +210,7 @@ fn page_cursor<T>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> String)
 async fn create_job(
     State(state): State<AppState>,
     context: RequestContext,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     let mut spec = JobSpec::from_user_json(&body).map_err(ApiError::invalid)?;
     spec.version = 0;
@@ -256,7 +255,7 @@ async fn update_job(
     Path(name): Path<String>,
     context: RequestContext,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     let name = job_name(&name)?;
     let spec = JobSpec::from_user_json(&body).map_err(ApiError::invalid)?;
@@ -479,7 +478,7 @@ pub struct PageQuery {
 async fn job_executions(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<ExecutionPage>, ApiError> {
     let name = job_name(&name)?;
     let limit = limit(query.limit)?;
@@ -641,7 +640,7 @@ async fn events_page(
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_events(
     State(state): State<AppState>,
-    Query(query): Query<EventQuery>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     if let Some(kind) = &query.kind {
         if !Event::KINDS.contains(&kind.as_str()) {
@@ -671,7 +670,7 @@ async fn list_events(
 async fn job_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let name = job_name(&name)?;
     let filter = EventFilter {

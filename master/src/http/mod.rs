@@ -7,7 +7,10 @@ pub mod error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::body::Bytes;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -138,6 +141,60 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
         })
+    }
+}
+
+/// `Query` whose rejection is a JSON error naming the parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let detail = text
+                    .split_once("query string: ")
+                    .map_or(text.as_str(), |(_, d)| d)
+                    .to_owned();
+                let field = detail
+                    .split_once(':')
+                    .map(|(f, _)| f.trim().to_owned())
+                    .filter(|f| !f.contains(' '));
+                Err(ApiError {
+                    field,
+                    ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", detail)
+                })
+            }
+        }
+    }
+}
+
+/// The request body; one over [`MAX_BODY_BYTES`] is a JSON 413.
+#[derive(Debug)]
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                    )
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_body", rejection.body_text())
+                }
+            })
     }
 }
 
