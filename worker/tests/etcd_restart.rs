@@ -21,7 +21,25 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Child {
+/// A private etcd, killed when dropped so a failing test leaves nothing running.
+struct Etcd(Child);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Etcd {
+    /// Stops it with SIGTERM, as an operator would.
+    fn stop(&mut self) {
+        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM).unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Etcd {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -51,6 +69,7 @@ fn start_etcd(dir: &std::path::Path, client: u16, peer: u16) -> Child {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(Etcd)
         .expect("etcd on PATH (compose/services installs it)")
 }
 
@@ -78,8 +97,7 @@ async fn registration_and_scheduling_survive_an_etcd_restart() {
     let worker = fleet.worker("survivor", &[]);
     fleet.registered(&["survivor"]).await;
 
-    kill(Pid::from_raw(etcd.id() as i32), Signal::SIGTERM).unwrap();
-    etcd.wait().unwrap();
+    etcd.stop();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut etcd = start_etcd(&fleet.dir, client_port, peer_port);
     fleet.etcd = loop {
@@ -110,6 +128,5 @@ async fn registration_and_scheduling_survive_an_etcd_restart() {
         )
         .await;
     assert_eq!(worker.stop().await, 0);
-    kill(Pid::from_raw(etcd.id() as i32), Signal::SIGTERM).unwrap();
-    etcd.wait().unwrap();
+    etcd.stop();
 }
