@@ -25,6 +25,46 @@ pub enum Action {
     Rebuild,
     /// Apply the database migrations, then exit (serve applies them too).
     Migrate,
+    /// Manage users (the first admin is made here).
+    #[command(subcommand)]
+    User(UserAction),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenAction),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Create a user. The password comes from CRON_PASSWORD or, if unset, the first line of
+    /// standard input; never from the command line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Create an API token for a user and print it (shown this once).
+    Create {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// What the token is for, e.g. "ci-deploy".
+        #[arg(long)]
+        name: String,
+        /// Days until it expires; never when omitted.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Clone, Args)]

@@ -8,9 +8,11 @@
 //! * [`http`] serves the REST API, its OpenAPI document, health, readiness and [`metrics`].
 //! * [`rebuild`] replays the whole log into a fresh read model and etcd.
 
+pub mod accounts;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod projector;
 pub mod rebuild;

@@ -1,7 +1,9 @@
 //! `cronfleet-master`: see the library docs for how the parts fit.
 
 use clap::Parser;
-use cronfleet_master::config::{Action, Cli};
+use cronfleet_master::config::{Action, Cli, TokenAction, UserAction};
+use cronfleet_master::identity::Role;
+use cronfleet_master::store::RequestMeta;
 use cronfleet_master::{App, Services};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,46 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Action::User(UserAction::Create { name, role }) => {
+            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.reason))?;
+            let password = match std::env::var("CRON_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let services = Services::connect(&cli.config).await?;
+            let user = services
+                .store
+                .create_user(&name, role, &password, &command_line())
+                .await?;
+            tracing::info!(user = %user.name, role = %user.role, "user created");
+            Ok(())
+        }
+        Action::Token(TokenAction::Create {
+            user,
+            name,
+            expires_in_days,
+        }) => {
+            let services = Services::connect(&cli.config).await?;
+            let (token, _) = services
+                .store
+                .create_token(&user, &name, expires_in_days, &command_line())
+                .await?;
+            #[allow(clippy::print_stdout)] // the token is the command's output, shown this once
+            {
+                println!("{}", token.plaintext);
+            }
+            Ok(())
+        }
+        Action::Token(TokenAction::Revoke { id }) => {
+            let services = Services::connect(&cli.config).await?;
+            services.store.revoke_token(&id, &command_line()).await?;
+            tracing::info!(token = %id, "token revoked");
+            Ok(())
+        }
         Action::Rebuild => {
             let services = Services::connect(&cli.config).await?;
             let mut projector = services.projector(
@@ -44,5 +86,15 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Changes made from the command line are recorded as made by the local operator.
+fn command_line() -> RequestMeta {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    RequestMeta {
+        actor: format!("cli:{user}"),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        idempotency: None,
     }
 }

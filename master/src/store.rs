@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::domain::{apply, decide, Command, DomainError, Event, JobState};
 
 /// The advisory lock every append holds until it commits.
-const APPEND_LOCK: i64 = 0x6372_6f6e_6665_6c74; // "cronfelt"
+pub(crate) const APPEND_LOCK: i64 = 0x6372_6f6e_6665_6c74; // "cronfelt"
 
 /// Who asked, and how to recognise a retry.
 #[derive(Debug, Clone)]
@@ -39,6 +39,21 @@ pub struct StoredEvent {
     pub version: i64,
     pub kind: String,
     pub event: Event,
+    pub actor: String,
+    pub request_id: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event of any stream (`job`, `user`, `token`), as the audit query returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub stream: String,
+    /// The job name, user name or token id.
+    pub subject: String,
+    pub version: i64,
+    pub kind: String,
+    pub payload: Value,
     pub actor: String,
     pub request_id: String,
     pub recorded_at: DateTime<Utc>,
@@ -211,10 +226,10 @@ impl Store {
     }
 
     /// Events, newest first.
-    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events
-             WHERE ($1::text IS NULL OR job_name = $1)
+            "SELECT seq, stream, job_name, version, type, payload, actor, request_id, recorded_at FROM events
+             WHERE ($1::text IS NULL OR (stream = 'job' AND job_name = $1))
                AND ($2::text IS NULL OR actor = $2)
                AND ($3::text IS NULL OR type = $3)
                AND ($4::timestamptz IS NULL OR recorded_at >= $4)
@@ -231,7 +246,21 @@ impl Store {
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(event_row).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRow {
+                    seq: row.try_get("seq")?,
+                    stream: row.try_get("stream")?,
+                    subject: row.try_get("job_name")?,
+                    version: row.try_get("version")?,
+                    kind: row.try_get("type")?,
+                    payload: row.try_get("payload")?,
+                    actor: row.try_get("actor")?,
+                    request_id: row.try_get("request_id")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Events with a sequence above `after`, oldest first: the projector's feed.
@@ -242,7 +271,7 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+             WHERE seq > $1 AND stream = 'job' ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -270,7 +299,8 @@ impl Store {
             .await?;
         sqlx::query("DELETE FROM jobs").execute(&mut *tx).await?;
         let rows = sqlx::query(
-            "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events ORDER BY seq",
+            "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events
+             WHERE stream = 'job' ORDER BY seq",
         )
         .fetch_all(&mut *tx)
         .await?;

@@ -15,6 +15,9 @@ use support::Fleet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+/// The admin token the requests carry.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// One HTTP/1.1 request over a fresh connection; returns the status and the JSON body.
 async fn http(
     address: std::net::SocketAddr,
@@ -22,9 +25,10 @@ async fn http(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let token = TOKEN.get().expect("the test made a token");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: cronfleet\r\nX-Cron-Actor: e2e\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: cronfleet\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -90,6 +94,26 @@ async fn create_run_kill_through_the_api() {
     ])
     .unwrap();
     let app = App::build(&cli.config).await.unwrap();
+    let services = cronfleet_master::Services::connect(&cli.config)
+        .await
+        .unwrap();
+    let setup = cronfleet_master::store::RequestMeta {
+        actor: "setup".into(),
+        request_id: "setup".into(),
+        idempotency: None,
+    };
+    let role = cronfleet_master::identity::Role::Admin;
+    services
+        .store
+        .create_user("e2e", role, "a long test password", &setup)
+        .await
+        .unwrap();
+    let (token, _) = services
+        .store
+        .create_token("e2e", "e2e", None, &setup)
+        .await
+        .unwrap();
+    TOKEN.set(token.plaintext).unwrap();
     let address = app.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let master = tokio::spawn(app.run(shutdown.clone()));
@@ -144,7 +168,7 @@ async fn create_run_kill_through_the_api() {
         .as_array()
         .unwrap()
         .iter()
-        .all(|e| e["actor"] == "e2e"));
+        .all(|e| e["actor"] == "e2e (token e2e)"));
 
     assert_eq!(worker.stop().await, 0);
     shutdown.cancel();

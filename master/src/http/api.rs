@@ -20,7 +20,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{ApiBody, ApiQuery, AppState, RequestContext};
 use crate::domain::{Command, Event, JobState};
 use crate::store::{
-    EventFilter, Idempotency, JobFilter, JobRow, RequestMeta, StoredEvent, Written,
+    AuditRow, EventFilter, Idempotency, JobFilter, JobRow, RequestMeta, StoredEvent, Written,
 };
 
 /// Largest page a list returns.
@@ -517,46 +517,54 @@ async fn job_executions(
     Ok(Json(ExecutionPage { items, next_cursor }))
 }
 
-/// One change in the audit log.
+/// One change in the audit log: to a job, a user or an API token.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub seq: i64,
-    pub job: String,
-    /// The job's version after this event.
+    /// `job`, `user` or `token`.
+    pub stream: String,
+    /// The job name, user name or token id.
+    pub subject: String,
+    /// The subject's version after this event.
     pub version: i64,
     #[serde(rename = "type")]
     pub kind: String,
     pub actor: String,
     pub request_id: String,
     pub recorded_at: DateTime<Utc>,
-    /// The job spec before the change, when the change touched it.
+    /// The state before the change, when the change touched it.
     #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
-    /// The job spec after the change, when the change touched it.
+    /// The state after the change, when the change touched it.
     #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
 }
 
-impl From<StoredEvent> for AuditEvent {
-    fn from(event: StoredEvent) -> Self {
+impl From<AuditRow> for AuditEvent {
+    fn from(row: AuditRow) -> Self {
         let to_json = |spec: &JobSpec| serde_json::to_value(spec).ok();
-        let (before, after) = match &event.event {
-            Event::JobCreated { after } => (None, to_json(after)),
-            Event::JobUpdated { before, after }
-            | Event::JobPaused { before, after }
-            | Event::JobResumed { before, after } => (to_json(before), to_json(after)),
-            Event::JobDeleted { before } => (to_json(before), None),
-            Event::RunRequested { .. } | Event::KillRequested { .. } => (None, None),
+        let field = |name: &str| row.payload.get(name).filter(|v| !v.is_null()).cloned();
+        let (before, after) = match serde_json::from_value::<Event>(row.payload.clone()) {
+            Ok(Event::JobCreated { after }) => (None, to_json(&after)),
+            Ok(
+                Event::JobUpdated { before, after }
+                | Event::JobPaused { before, after }
+                | Event::JobResumed { before, after },
+            ) => (to_json(&before), to_json(&after)),
+            Ok(Event::JobDeleted { before }) => (to_json(&before), None),
+            Ok(Event::RunRequested { .. } | Event::KillRequested { .. }) => (None, None),
+            Err(_) => (field("before"), field("after")),
         };
         Self {
-            seq: event.seq,
-            job: event.job_name,
-            version: event.version,
-            kind: event.kind,
-            actor: event.actor,
-            request_id: event.request_id,
-            recorded_at: event.recorded_at,
+            seq: row.seq,
+            stream: row.stream,
+            subject: row.subject,
+            version: row.version,
+            kind: row.kind,
+            actor: row.actor,
+            request_id: row.request_id,
+            recorded_at: row.recorded_at,
             before,
             after,
         }
@@ -643,12 +651,18 @@ async fn list_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     if let Some(kind) = &query.kind {
-        if !Event::KINDS.contains(&kind.as_str()) {
+        if !Event::KINDS.contains(&kind.as_str())
+            && !crate::accounts::KINDS.contains(&kind.as_str())
+        {
             return Err(ApiError::field(
                 StatusCode::BAD_REQUEST,
                 "invalid_field",
                 "type",
-                format!("type: {kind:?} is not one of {}", Event::KINDS.join(", ")),
+                format!(
+                    "type: {kind:?} is not one of {}, {}",
+                    Event::KINDS.join(", "),
+                    crate::accounts::KINDS.join(", ")
+                ),
             ));
         }
     }

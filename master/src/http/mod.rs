@@ -1,7 +1,9 @@
 //! The master's HTTP surface: the REST API under `/api/v1`, its OpenAPI document, health,
 //! readiness and metrics.
 
+pub mod accounts;
 pub mod api;
+pub mod auth;
 pub mod error;
 
 use std::sync::Arc;
@@ -52,14 +54,31 @@ impl std::fmt::Debug for AppState {
 #[openapi(
     info(title = "cronfleet", description = "Distributed crontab: jobs, executions, audit log, workers."),
     servers((url = "/api/v1")),
-    tags((name = "jobs"), (name = "executions"), (name = "audit"), (name = "workers"))
+    tags((name = "jobs"), (name = "executions"), (name = "audit"), (name = "workers"), (name = "access")),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the `Authorization: Bearer` scheme every route but health and readiness needs.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The whole router: `/api/v1/...`, `/api/v1/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::router())
+        .merge(accounts::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let api = api
@@ -77,11 +96,16 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn(auth::headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Who is asking, and what: the actor is required on every write.
+/// Who is asking (from the authenticated principal), and what.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub actor: String,
@@ -91,13 +115,13 @@ pub struct RequestContext {
     pub uri: Uri,
 }
 
-/// The header naming the caller until authentication lands.
-pub const ACTOR_HEADER: &str = "x-cron-actor";
-
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let principal = auth::principal(&parts.extensions).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first")
+        })?;
         let header = |name: &str| {
             parts
                 .headers
@@ -106,22 +130,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let actor = header(ACTOR_HEADER).ok_or_else(|| {
-            ApiError::field(
-                StatusCode::UNAUTHORIZED,
-                "actor_required",
-                "X-Cron-Actor",
-                "X-Cron-Actor: every change must name who makes it",
-            )
-        })?;
-        if actor.len() > 128 || actor.chars().any(char::is_control) {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "X-Cron-Actor",
-                "X-Cron-Actor: at most 128 printable characters",
-            ));
-        }
         let idempotency_key = header("idempotency-key").map(str::to_owned);
         if idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
             return Err(ApiError::field(
@@ -132,10 +140,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             ));
         }
         let request_id = header("x-request-id")
-            .filter(|id| id.len() <= 128)
+            .filter(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
         Ok(Self {
-            actor: actor.to_owned(),
+            actor: principal.actor(),
             request_id,
             idempotency_key,
             method: parts.method.clone(),

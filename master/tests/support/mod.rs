@@ -10,7 +10,9 @@ use axum::Router;
 use clap::Parser;
 use cronfleet_common::testkit::TestEnv;
 use cronfleet_master::config::Cli;
+use cronfleet_master::identity::Role;
 use cronfleet_master::projector::Projector;
+use cronfleet_master::store::RequestMeta;
 use cronfleet_master::Services;
 use etcd_client::GetOptions;
 use serde_json::Value;
@@ -20,6 +22,13 @@ pub struct Master {
     pub env: TestEnv,
     pub services: Services,
     pub router: Router,
+    /// Bearer tokens by user: alice, bob and carol are admins, vera a viewer, otto an operator.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// The actor recorded for a request sent as `user`.
+pub fn actor(user: &str) -> String {
+    format!("{user} (token test)")
 }
 
 pub struct Reply {
@@ -33,10 +42,37 @@ impl Master {
         let env = TestEnv::new().await;
         let services = Services::connect(&Self::config(&env)).await.unwrap();
         let router = cronfleet_master::http::router(services.app_state());
+        let mut tokens = BTreeMap::new();
+        let setup = RequestMeta {
+            actor: "test-setup".to_owned(),
+            request_id: "setup".to_owned(),
+            idempotency: None,
+        };
+        let users = [
+            ("alice", Role::Admin),
+            ("bob", Role::Admin),
+            ("carol", Role::Admin),
+            ("vera", Role::Viewer),
+            ("otto", Role::Operator),
+        ];
+        for (user, role) in users {
+            services
+                .store
+                .create_user(user, role, "a long test password", &setup)
+                .await
+                .unwrap();
+            let (token, _) = services
+                .store
+                .create_token(user, "test", None, &setup)
+                .await
+                .unwrap();
+            tokens.insert(user.to_owned(), token.plaintext);
+        }
         Self {
             env,
             services,
             router,
+            tokens,
         }
     }
 
@@ -62,7 +98,7 @@ impl Master {
         self.services.projector(2, candidate.to_owned())
     }
 
-    /// Sends a request as `actor` (none when `None`) with extra headers and a JSON body.
+    /// Sends a request as user `actor` (anonymous when `None`) with extra headers and a body.
     pub async fn send(
         &self,
         method: Method,
@@ -72,8 +108,8 @@ impl Master {
         body: Option<String>,
     ) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
-        if let Some(actor) = actor {
-            request = request.header("x-cron-actor", actor);
+        if let Some(user) = actor {
+            request = request.header("authorization", format!("Bearer {}", self.tokens[user]));
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -101,6 +137,10 @@ impl Master {
             headers,
             body,
         }
+    }
+
+    pub async fn get_as(&self, user: &str, path: &str) -> Reply {
+        self.send(Method::GET, path, Some(user), &[], None).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

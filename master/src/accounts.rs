@@ -1,0 +1,348 @@
+//! Users and API tokens in PostgreSQL. Every change is also an event in the audit log (streams
+//! `user` and `token`), appended in the same transaction.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::identity::{self, NewToken, Role};
+use crate::store::{RequestMeta, Store, StoreError, APPEND_LOCK};
+
+/// The event types of the `user` and `token` streams.
+pub const KINDS: &[&str] = &["UserCreated", "TokenCreated", "TokenRevoked"];
+
+/// Who is making a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub role: Role,
+    /// The token it came with (id, name), when it is not a session.
+    pub token: Option<(String, String)>,
+}
+
+impl Principal {
+    /// The actor recorded on events.
+    pub fn actor(&self) -> String {
+        match &self.token {
+            Some((_, name)) => format!("{} (token {name})", self.user),
+            None => self.user.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Invalid(#[from] cronfleet_common::FieldError),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} does not exist")]
+    NoSuchUser(String),
+    #[error("token {0} does not exist")]
+    NoSuchToken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(error: sqlx::Error) -> Self {
+        AccountError::Store(StoreError::Database(error))
+    }
+}
+
+/// How often a token's `last_used_at` is written at most.
+const LAST_USE_RESOLUTION_SECS: i64 = 60;
+
+impl Store {
+    /// Creates a user (an admin when bootstrapping from the command line).
+    pub async fn create_user(
+        &self,
+        name: &str,
+        role: Role,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<UserView, AccountError> {
+        identity::check_user_name(name)?;
+        let hash = identity::hash_password(password)?;
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (name, password_hash, role, created_by) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING RETURNING created_at",
+        )
+        .bind(name)
+        .bind(&hash)
+        .bind(role.as_str())
+        .bind(&meta.actor)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            return Err(AccountError::UserExists(name.to_owned()));
+        };
+        append(
+            &mut tx,
+            "user",
+            name,
+            "UserCreated",
+            json!({ "after": { "name": name, "role": role } }),
+            meta,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(UserView {
+            name: name.to_owned(),
+            role,
+            disabled: false,
+            created_at: row.try_get("created_at")?,
+            created_by: meta.actor.clone(),
+        })
+    }
+
+    /// Whether any user exists (the first one must be made from the command line).
+    pub async fn has_users(&self) -> Result<bool, AccountError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserView>, AccountError> {
+        let rows = sqlx::query(
+            "SELECT name, role, disabled, created_at, created_by FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserView {
+                    name: row.try_get("name")?,
+                    role: Role::parse(row.try_get("role")?).map_err(AccountError::Invalid)?,
+                    disabled: row.try_get("disabled")?,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The user a name and password identify, if they match and the user is enabled.
+    pub async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, AccountError> {
+        let row =
+            sqlx::query("SELECT password_hash, role FROM users WHERE name = $1 AND NOT disabled")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = row.try_get("password_hash")?;
+        if !identity::verify_password(&hash, password) {
+            return Ok(None);
+        }
+        let role = Role::parse(row.try_get("role")?)?;
+        Ok(Some(Principal {
+            user: name.to_owned(),
+            role,
+            token: None,
+        }))
+    }
+
+    /// Makes a token for `user`; the returned plaintext is the only copy.
+    pub async fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        expires_in_days: Option<u32>,
+        meta: &RequestMeta,
+    ) -> Result<(NewToken, TokenView), AccountError> {
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(cronfleet_common::FieldError::new(
+                "name",
+                "must be 1-64 printable characters",
+            )
+            .into());
+        }
+        if expires_in_days.is_some_and(|days| days == 0 || days > 3650) {
+            return Err(cronfleet_common::FieldError::new(
+                "expiresInDays",
+                "must be between 1 and 3650",
+            )
+            .into());
+        }
+        let token = identity::new_token().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(i64::from(days)));
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)")
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !exists {
+            return Err(AccountError::NoSuchUser(user.to_owned()));
+        }
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO api_tokens (id, user_name, name, secret_hash, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+        )
+        .bind(&token.id)
+        .bind(user)
+        .bind(name)
+        .bind(&token.secret_hash)
+        .bind(&meta.actor)
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let payload = json!({ "after": { "id": token.id, "user": user, "name": name, "expiresAt": expires_at } });
+        append(&mut tx, "token", &token.id, "TokenCreated", payload, meta).await?;
+        tx.commit().await?;
+        let view = TokenView {
+            id: token.id.clone(),
+            user: user.to_owned(),
+            name: name.to_owned(),
+            created_at,
+            created_by: meta.actor.clone(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        Ok((token, view))
+    }
+
+    /// Revokes a token; it stops working at once.
+    pub async fn revoke_token(&self, id: &str, meta: &RequestMeta) -> Result<(), AccountError> {
+        let mut tx = self.pool.begin().await?;
+        lock(&mut tx).await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(AccountError::NoSuchToken(id.to_owned()));
+        }
+        append(&mut tx, "token", id, "TokenRevoked", json!({}), meta).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenView>, AccountError> {
+        let rows = sqlx::query(
+            "SELECT id, user_name, name, created_at, created_by, expires_at, revoked_at, last_used_at
+             FROM api_tokens ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenView {
+                    id: row.try_get("id")?,
+                    user: row.try_get("user_name")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The principal a presented bearer token stands for, if it is valid, unexpired, unrevoked
+    /// and its user enabled. Records the use (at most once a minute per token).
+    pub async fn authenticate_token(
+        &self,
+        presented: &str,
+    ) -> Result<Option<Principal>, AccountError> {
+        let Some((id, presented_hash)) = identity::parse_token(presented) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT t.secret_hash, t.name, t.user_name, u.role, t.last_used_at FROM api_tokens t
+             JOIN users u ON u.name = t.user_name
+             WHERE t.id = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+               AND NOT u.disabled",
+        )
+        .bind(&id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("secret_hash")?;
+        if !identity::same_secret(&stored, &presented_hash) {
+            return Ok(None);
+        }
+        let last_used: Option<DateTime<Utc>> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|t| Utc::now() - t > Duration::seconds(LAST_USE_RESOLUTION_SECS)) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(Principal {
+            user: row.try_get("user_name")?,
+            role: Role::parse(row.try_get("role")?)?,
+            token: Some((id, row.try_get("name")?)),
+        }))
+    }
+}
+
+async fn lock(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// Appends one event of a non-job stream; the caller holds the append lock.
+async fn append(
+    tx: &mut Transaction<'_, Postgres>,
+    stream: &str,
+    subject: &str,
+    kind: &str,
+    payload: Value,
+    meta: &RequestMeta,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (seq, stream, job_name, version, type, payload, actor, request_id)
+         SELECT (SELECT coalesce(max(seq), 0) + 1 FROM events), $1, $2,
+                (SELECT coalesce(max(version), 0) + 1 FROM events WHERE stream = $1 AND job_name = $2),
+                $3, $4, $5, $6",
+    )
+    .bind(stream)
+    .bind(subject)
+    .bind(kind)
+    .bind(payload)
+    .bind(&meta.actor)
+    .bind(&meta.request_id)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
