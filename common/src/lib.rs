@@ -6,11 +6,14 @@
 //!   and the daylight-saving rules.
 //! * [`keys`]: the etcd key layout; every key is built there.
 //! * [`record`]: the execution record workers write to MongoDB and the master reads back.
-//! * [`telemetry`]: the tracing setup both binaries share.
+//! * [`telemetry`]: the tracing setup both binaries share; with the `etcd` feature, [`etcd`]
+//!   holds the etcd connection flags both take.
 //!
 //! Nothing here does IO besides installing the log subscriber. With the `testkit` feature, [`testkit`] gives integration tests their
 //! own slice of the real etcd, PostgreSQL and MongoDB-wire servers that `compose/test` starts.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod job;
 pub mod keys;
 pub mod record;

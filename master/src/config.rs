@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
-use cronfleet_common::keys::DEFAULT_PREFIX;
+use cronfleet_common::etcd::EtcdArgs;
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
 /// cronfleet master: takes job commands over REST, records each as an event in PostgreSQL and
@@ -96,19 +96,8 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
-    /// etcd endpoints, comma-separated.
-    #[arg(
-        long,
-        env = "CRON_ETCD_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub etcd_endpoints: Vec<String>,
-
-    /// Root prefix of every cronfleet key in etcd.
-    #[arg(long, env = "CRON_ETCD_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
-    pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 
     /// MongoDB URL, for execution records (credentials and TLS options go in the URL).
     #[arg(
@@ -139,8 +128,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &redact(&self.database_url))
-            .field("etcd_endpoints", &self.etcd_endpoints)
-            .field("etcd_prefix", &self.etcd_prefix)
+            .field("etcd", &self.etcd)
             .field("mongo_url", &redact(&self.mongo_url))
             .field("mongo_db", &self.mongo_db)
             .finish_non_exhaustive()

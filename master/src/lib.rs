@@ -63,7 +63,7 @@ impl std::fmt::Debug for Services {
 impl Services {
     /// Connects and applies pending migrations.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
-        let keys = Keys::new(&config.etcd_prefix)
+        let keys = Keys::new(&config.etcd.etcd_prefix)
             .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
@@ -77,22 +77,16 @@ impl Services {
                 )
             })?;
         MIGRATOR.run(&pool).await.context("applying migrations")?;
-        let connect = |timeout: Option<Duration>| {
-            let mut options = etcd_client::ConnectOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-            if let Some(timeout) = timeout {
-                options = options.with_timeout(timeout);
-            }
-            etcd_client::Client::connect(config.etcd_endpoints.clone(), Some(options))
-        };
-        let endpoints = config.etcd_endpoints.join(",");
-        let etcd = connect(Some(DEPENDENCY_TIMEOUT))
+        let etcd = config
+            .etcd
+            .connect(Some(DEPENDENCY_TIMEOUT))
             .await
-            .with_context(|| format!("connecting to etcd at {endpoints}"))?;
-        let etcd_blocking = connect(None)
+            .map_err(anyhow::Error::msg)?;
+        let etcd_blocking = config
+            .etcd
+            .connect(None)
             .await
-            .with_context(|| format!("connecting to etcd at {endpoints}"))?;
+            .map_err(anyhow::Error::msg)?;
         let mut mongo = mongodb::options::ClientOptions::parse(&config.mongo_url)
             .await
             .context("parsing --mongo-url")?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cronfleet_common::keys::DEFAULT_PREFIX;
+use cronfleet_common::etcd::EtcdArgs;
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
 /// cronfleet worker: watches jobs in etcd, claims each tick so exactly one worker in the fleet
@@ -12,18 +12,8 @@ use cronfleet_common::record::DEFAULT_MONGO_DB;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cronfleet-worker", version, about)]
 pub struct Config {
-    /// etcd endpoints, comma-separated.
-    #[arg(
-        long,
-        env = "CRON_ETCD_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_delimiter = ','
-    )]
-    pub etcd_endpoints: Vec<String>,
-
-    /// Root prefix of every cronfleet key in etcd.
-    #[arg(long, env = "CRON_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 
     /// MongoDB connection URL (credentials and TLS options go in the URL).
     #[arg(
@@ -71,6 +61,11 @@ pub struct Config {
     /// still counted.
     #[arg(long, env = "CRON_OUTPUT_CAP_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
     pub output_cap_bytes: u64,
+
+    /// Local user every run executes as (the worker must run as root to use it); by default
+    /// runs execute as the worker's own user. Jobs cannot choose it.
+    #[arg(long, env = "CRON_RUN_AS")]
+    pub run_as: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON")]

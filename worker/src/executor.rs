@@ -6,7 +6,7 @@
 //! [`supervisor`]: crate::supervisor
 
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -43,6 +43,34 @@ pub struct Limits {
     pub kill_grace: Duration,
     /// The binary that acts as [`crate::supervisor`]: `/proc/self/exe` in the worker.
     pub supervisor: PathBuf,
+    /// The user runs execute as, from the worker's own configuration; `None` runs them as
+    /// the worker's user.
+    pub run_as: Option<RunAs>,
+}
+
+/// A local user that runs execute as.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl RunAs {
+    /// Looks `name` up in the user database.
+    pub fn lookup(name: &str) -> Result<Self, String> {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Ok(Self {
+                name: user.name,
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+                home: user.dir,
+            }),
+            Ok(None) => Err(format!("no local user named {name:?}")),
+            Err(e) => Err(format!("looking up user {name:?}: {e}")),
+        }
+    }
 }
 
 /// How a run ended.
@@ -73,7 +101,7 @@ pub struct Prepared {
 /// Starts the supervisor for a run; the shell starts on [`start`]. Dropping the result
 /// without starting it makes the supervisor exit without running anything.
 pub fn prepare(job: &JobSpec, context: &RunContext, limits: &Limits) -> std::io::Result<Prepared> {
-    let mut child = spawn(&limits.supervisor, job, context)?;
+    let mut child = spawn(limits, job, context)?;
     let go = child
         .stdin
         .take()
@@ -186,11 +214,11 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-fn spawn(supervisor: &Path, job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
-    let mut command = Command::new(supervisor);
+fn spawn(limits: &Limits, job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
+    let mut command = Command::new(&limits.supervisor);
+    let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     command
-        .arg(crate::supervisor::ARG)
-        .arg(&job.command)
+        .args(crate::supervisor::arguments(&job.command, run_as))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -201,6 +229,12 @@ fn spawn(supervisor: &Path, job: &JobSpec, context: &RunContext) -> std::io::Res
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
+    }
+    if let Some(user) = &limits.run_as {
+        command
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name)
+            .env("HOME", &user.home);
     }
     command
         .envs(&job.env)

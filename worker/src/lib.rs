@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use crate::claim::Claimer;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::executor::Limits;
+use crate::executor::{Limits, RunAs};
 use crate::log_sink::{LogSink, Uploader};
 use crate::runs::{Runs, StopReason};
 use crate::scheduler::Scheduler;
@@ -62,6 +62,7 @@ pub struct Worker {
     etcd: etcd_client::Client,
     log: mongodb::Collection<ExecutionRecord>,
     spool: Spool,
+    run_as: Option<RunAs>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -79,17 +80,13 @@ impl Worker {
         let worker_id = config.worker_id();
         cronfleet_common::JobName::parse(&worker_id)
             .map_err(|e| anyhow::anyhow!("worker id {worker_id:?}: {}", e.reason))?;
-        let keys = Keys::new(&config.etcd_prefix)
+        let keys = Keys::new(&config.etcd.etcd_prefix)
             .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-        let etcd = etcd_client::Client::connect(&config.etcd_endpoints, Some(options))
+        let etcd = config
+            .etcd
+            .connect(Some(Duration::from_secs(5)))
             .await
-            .with_context(|| {
-                format!("connecting to etcd at {}", config.etcd_endpoints.join(","))
-            })?;
+            .map_err(anyhow::Error::msg)?;
         let mut mongo_options = mongodb::options::ClientOptions::parse(&config.mongo_url)
             .await
             .context("parsing --mongo-url")?;
@@ -105,6 +102,12 @@ impl Worker {
             .collection(LOG_COLLECTION);
         let spool = Spool::open(&config.spool_dir)
             .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
+        let run_as = config
+            .run_as
+            .as_deref()
+            .map(RunAs::lookup)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--run-as: {e}"))?;
         Ok(Self {
             config,
             worker_id,
@@ -112,6 +115,7 @@ impl Worker {
             etcd,
             log,
             spool,
+            run_as,
         })
     }
 
@@ -183,6 +187,7 @@ impl Worker {
                 output_cap: usize::try_from(config.output_cap_bytes).unwrap_or(usize::MAX),
                 kill_grace: config.kill_grace(),
                 supervisor: PathBuf::from("/proc/self/exe"),
+                run_as: self.run_as,
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,

@@ -7,8 +7,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    if let Some(command) = supervisor::invocation() {
-        supervisor::run(&command);
+    if let Some(invocation) = supervisor::invocation() {
+        supervisor::run(&invocation);
     }
     let config = Config::parse();
     cronfleet_common::telemetry::init(config.log_json);

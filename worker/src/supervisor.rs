@@ -21,17 +21,43 @@ use nix::unistd::getpgrp;
 /// The first argument that turns the worker binary into a supervisor.
 pub const ARG: &str = "__cronfleet-run";
 
-/// The command to supervise, when this process was started as a supervisor.
-pub fn invocation() -> Option<OsString> {
-    let mut args = std::env::args_os().skip(1);
-    match (args.next(), args.next(), args.next()) {
-        (Some(flag), Some(command), None) if flag == ARG => Some(command),
-        _ => None,
+/// What to supervise: the command, and the user and group to run it as (`-` for the worker's).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub command: OsString,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// The arguments that start a supervisor for `command`, run as `run_as` (uid, gid) if given.
+pub fn arguments(command: &str, run_as: Option<(u32, u32)>) -> Vec<OsString> {
+    let (uid, gid) = run_as.map_or_else(
+        || ("-".to_owned(), "-".to_owned()),
+        |(u, g)| (u.to_string(), g.to_string()),
+    );
+    vec![ARG.into(), uid.into(), gid.into(), command.into()]
+}
+
+/// The invocation, when this process was started as a supervisor.
+pub fn invocation() -> Option<Invocation> {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let [flag, uid, gid, command] = args.as_slice() else {
+        return None;
+    };
+    if flag != ARG {
+        return None;
     }
+    let id = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u32>().ok());
+    Some(Invocation {
+        command: command.clone(),
+        uid: id(uid),
+        gid: id(gid),
+    })
 }
 
 /// Supervises `/bin/sh -c command` and exits as it did.
-pub fn run(command: &OsString) -> ! {
+pub fn run(invocation: &Invocation) -> ! {
+    let command = &invocation.command;
     let signals: SigSet = [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT]
         .into_iter()
         .collect();
@@ -44,6 +70,9 @@ pub fn run(command: &OsString) -> ! {
     }
     let mut shell = Command::new("/bin/sh");
     shell.arg("-c").arg(command).stdin(Stdio::null());
+    if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
+        shell.uid(uid).gid(gid);
+    }
     unblock_in_child(&mut shell);
     let mut shell = match shell.spawn() {
         Ok(shell) => shell,

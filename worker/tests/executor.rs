@@ -38,6 +38,7 @@ fn limits() -> Limits {
         output_cap: OUTPUT_CAP,
         kill_grace: Duration::from_millis(500),
         supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-worker")),
+        run_as: None,
     }
 }
 
@@ -191,4 +192,28 @@ async fn a_gibibyte_of_output_is_counted_but_not_kept() {
     assert!(outcome.output.truncated);
     assert!(outcome.output.text.len() < OUTPUT_CAP + 64);
     assert!(outcome.output.text.ends_with("xxend\n"));
+}
+
+#[tokio::test]
+async fn runs_execute_as_the_configured_user() {
+    let nobody = cronfleet_worker::executor::RunAs::lookup("nobody").unwrap();
+    let limits = Limits {
+        run_as: Some(nobody.clone()),
+        ..limits()
+    };
+    let (_keep, stop) = watch::channel(None);
+    let outcome = execute(
+        &job("id -u; id -g; echo $USER", None),
+        &context("run-as"),
+        &limits,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert_eq!(
+        outcome.output.text,
+        format!("{}\n{}\nnobody\n", nobody.uid, nobody.gid)
+    );
+    assert!(cronfleet_worker::executor::RunAs::lookup("no-such-user-here").is_err());
 }

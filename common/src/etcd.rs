@@ -1,0 +1,119 @@
+//! How both binaries reach etcd: endpoints, prefix, TLS and etcd's own authentication, as one
+//! set of flags with environment fallbacks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+
+use crate::keys::DEFAULT_PREFIX;
+
+#[derive(Clone, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (`https://` when TLS is on).
+    #[arg(
+        long,
+        env = "CRON_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Root prefix of every cronfleet key in etcd.
+    #[arg(long, env = "CRON_ETCD_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
+    pub etcd_prefix: String,
+
+    /// CA certificate (PEM) that signed etcd's server certificate; turns TLS on.
+    #[arg(long, env = "CRON_ETCD_CA_FILE", global = true)]
+    pub etcd_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for etcd's mutual TLS; needs --etcd-key-file.
+    #[arg(
+        long,
+        env = "CRON_ETCD_CERT_FILE",
+        requires = "etcd_key_file",
+        global = true
+    )]
+    pub etcd_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate.
+    #[arg(
+        long,
+        env = "CRON_ETCD_KEY_FILE",
+        requires = "etcd_cert_file",
+        global = true
+    )]
+    pub etcd_key_file: Option<PathBuf>,
+
+    /// User for etcd's own authentication; the password comes from CRON_ETCD_PASSWORD.
+    #[arg(
+        long,
+        env = "CRON_ETCD_USER",
+        requires = "etcd_password",
+        global = true
+    )]
+    pub etcd_user: Option<String>,
+
+    /// Password of --etcd-user (set it in the environment, not on the command line).
+    #[arg(
+        long,
+        env = "CRON_ETCD_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub etcd_password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdArgs")
+            .field("etcd_endpoints", &self.etcd_endpoints)
+            .field("etcd_prefix", &self.etcd_prefix)
+            .field("etcd_ca_file", &self.etcd_ca_file)
+            .field("etcd_cert_file", &self.etcd_cert_file)
+            .field("etcd_user", &self.etcd_user)
+            .field("etcd_password", &self.etcd_password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdArgs {
+    /// Connection options: TLS and credentials from the flags, and `timeout` per request if set.
+    pub fn options(&self, timeout: Option<Duration>) -> Result<ConnectOptions, String> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        if let Some(timeout) = timeout {
+            options = options.with_timeout(timeout);
+        }
+        if let Some(ca) = &self.etcd_ca_file {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&self.etcd_cert_file, &self.etcd_key_file) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(tls);
+        }
+        if let (Some(user), Some(password)) = (&self.etcd_user, &self.etcd_password) {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        Ok(options)
+    }
+
+    /// Connects with [`EtcdArgs::options`].
+    pub async fn connect(&self, timeout: Option<Duration>) -> Result<etcd_client::Client, String> {
+        let options = self.options(timeout)?;
+        etcd_client::Client::connect(self.etcd_endpoints.clone(), Some(options))
+            .await
+            .map_err(|e| {
+                format!(
+                    "connecting to etcd at {}: {e}",
+                    self.etcd_endpoints.join(",")
+                )
+            })
+    }
+}
