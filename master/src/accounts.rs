@@ -346,3 +346,77 @@ async fn append(
     .await
     .map(drop)
 }
+
+/// How long a page session lasts.
+const SESSION_HOURS: i64 = 12;
+
+/// A signed-in page session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub principal: Principal,
+    /// The token every form of this session must carry.
+    pub csrf: String,
+}
+
+fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn session_hash(id: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_bytes()).to_vec()
+}
+
+impl Store {
+    /// Starts a session for a principal; returns the cookie value.
+    pub async fn open_session(&self, principal: &Principal) -> Result<String, AccountError> {
+        let id = random_hex(32)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_name, csrf, expires_at) VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
+        )
+        .bind(session_hash(&id))
+        .bind(&principal.user)
+        .bind(random_hex(16)?)
+        .bind(i32::try_from(SESSION_HOURS).unwrap_or(12))
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The session a cookie value stands for, if it is live and its user enabled.
+    pub async fn session(&self, id: &str) -> Result<Option<Session>, AccountError> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT s.user_name, s.csrf, u.role FROM sessions s JOIN users u ON u.name = s.user_name
+             WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled",
+        )
+        .bind(session_hash(id))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Session {
+            principal: Principal {
+                user: row.try_get("user_name")?,
+                role: Role::parse(row.try_get("role")?)?,
+                token: None,
+            },
+            csrf: row.try_get("csrf")?,
+        }))
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, id: &str) -> Result<(), AccountError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(session_hash(id))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -117,6 +117,11 @@ pub struct Config {
     #[arg(long, env = "CRON_PROJECTOR_LEASE_TTL_SECS", default_value_t = 5, value_parser = clap::value_parser!(i64).range(2..=60), global = true)]
     pub projector_lease_ttl_secs: i64,
 
+    /// Mark the admin pages' session cookie `Secure`: set it when users reach the master over
+    /// HTTPS (a TLS-terminating proxy in front of it).
+    #[arg(long, env = "CRON_SECURE_COOKIES", global = true)]
+    pub secure_cookies: bool,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON", global = true)]
     pub log_json: bool,

@@ -50,6 +50,8 @@ pub struct Services {
     pub etcd_blocking: etcd_client::Client,
     pub keys: Keys,
     pub log: mongodb::Collection<cronfleet_common::ExecutionRecord>,
+    /// Mark session cookies `Secure`.
+    pub secure_cookies: bool,
 }
 
 impl std::fmt::Debug for Services {
@@ -106,6 +108,7 @@ impl Services {
             etcd_blocking,
             keys,
             log,
+            secure_cookies: config.secure_cookies,
         })
     }
 
@@ -117,6 +120,8 @@ impl Services {
             keys: self.keys.clone(),
             log: self.log.clone(),
             metrics: Arc::new(Metrics::default()),
+            throttle: Arc::default(),
+            secure_cookies: self.secure_cookies,
         }
     }
 

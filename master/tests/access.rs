@@ -15,6 +15,11 @@ fn concrete(path: &str) -> String {
         .replace("{id}", "0123456789abcdef")
 }
 
+/// Whether a path is one of the admin pages (session cookie) rather than the API (bearer).
+fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+}
+
 #[tokio::test]
 async fn every_route_answers_by_role() {
     let master = Master::new().await;
@@ -26,20 +31,48 @@ async fn every_route_answers_by_role() {
     ];
     for (method, path, access) in ACCESS {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let page = is_page(path);
         for (user, role) in callers {
-            let reply = master
-                .send(
-                    method.clone(),
-                    &concrete(path),
-                    user,
-                    &[],
-                    Some("{}".to_owned()),
-                )
-                .await;
+            let reply = if page {
+                // A fresh session each time: the table includes sign-out.
+                let (cookie, csrf) = match user {
+                    Some(user) => {
+                        let (cookie, csrf) = master.session(user).await;
+                        (Some(cookie), Some(csrf))
+                    }
+                    None => (None, None),
+                };
+                let form = [("csrf", csrf.as_deref().unwrap_or(""))];
+                let form = (method == Method::POST).then_some(&form[..]);
+                master
+                    .page(method.clone(), &concrete(path), cookie.as_deref(), form)
+                    .await
+            } else {
+                master
+                    .send(
+                        method.clone(),
+                        &concrete(path),
+                        user,
+                        &[],
+                        Some("{}".to_owned()),
+                    )
+                    .await
+            };
             let label = format!("{method} {path} as {}", user.unwrap_or("nobody"));
+            let denied = [
+                StatusCode::UNAUTHORIZED,
+                StatusCode::FORBIDDEN,
+                StatusCode::SEE_OTHER,
+            ];
             match (access, role) {
-                (Access::Public, _) => {
-                    assert!(reply.status.is_success(), "{label}: {}", reply.status)
+                (Access::Public, _) => assert!(
+                    !denied[..2].contains(&reply.status) && !reply.status.is_server_error(),
+                    "{label}: {}",
+                    reply.status
+                ),
+                (Access::At(_), None) if page => {
+                    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{label}");
+                    assert_eq!(reply.headers["location"], "/login", "{label}");
                 }
                 (Access::At(_), None) => {
                     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{label}")
@@ -48,18 +81,27 @@ async fn every_route_answers_by_role() {
                     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{label}")
                 }
                 (Access::At(_), Some(_)) => {
+                    let refused = [
+                        StatusCode::UNAUTHORIZED,
+                        StatusCode::FORBIDDEN,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                    ];
+                    let allowed_forbidden =
+                        *path == "/jobs/{name}/{action}" && role < Some(Role::Admin);
                     assert!(
-                        ![
-                            StatusCode::UNAUTHORIZED,
-                            StatusCode::FORBIDDEN,
-                            StatusCode::METHOD_NOT_ALLOWED,
-                            StatusCode::INTERNAL_SERVER_ERROR
-                        ]
-                        .contains(&reply.status),
+                        !refused.contains(&reply.status) || allowed_forbidden,
                         "{label}: {} {}",
                         reply.status,
                         reply.body
                     );
+                    if page && method == Method::GET {
+                        assert_ne!(
+                            reply.status,
+                            StatusCode::SEE_OTHER,
+                            "{label}: sent to sign in"
+                        );
+                    }
                     assert_ne!(
                         reply.body["error"]["message"], "no such API route",
                         "{label} is not routed"

@@ -6,11 +6,13 @@
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::pages::{self, Nav};
 use super::AppState;
-use crate::accounts::Principal;
+use crate::accounts::{Principal, Session};
 use crate::identity::Role;
 
 /// Who may call a route.
@@ -70,7 +72,45 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/tokens", Access::At(Role::Admin)),
     ("POST", "/api/v1/tokens", Access::At(Role::Admin)),
     ("DELETE", "/api/v1/tokens/{id}", Access::At(Role::Admin)),
+    ("GET", "/static/style.css", Access::Public),
+    ("GET", "/login", Access::Public),
+    ("POST", "/login", Access::Public),
+    ("POST", "/logout", Access::At(Role::Viewer)),
+    ("GET", "/", Access::At(Role::Viewer)),
+    ("GET", "/jobs/new", Access::At(Role::Admin)),
+    ("POST", "/jobs/new", Access::At(Role::Admin)),
+    ("GET", "/jobs/{name}", Access::At(Role::Viewer)),
+    ("GET", "/jobs/{name}/edit", Access::At(Role::Admin)),
+    ("POST", "/jobs/{name}/edit", Access::At(Role::Admin)),
+    // pause, resume, run, kill (operator) and delete (admin, checked again by the handler)
+    ("POST", "/jobs/{name}/{action}", Access::At(Role::Operator)),
+    ("GET", "/executions/{run_id}", Access::At(Role::Viewer)),
+    ("GET", "/workers", Access::At(Role::Viewer)),
+    ("GET", "/audit", Access::At(Role::Viewer)),
+    ("GET", "/tokens", Access::At(Role::Admin)),
+    ("POST", "/tokens", Access::At(Role::Admin)),
+    ("POST", "/tokens/{id}/revoke", Access::At(Role::Admin)),
 ];
+
+/// The cookie that carries a page session.
+pub const SESSION_COOKIE: &str = "cronfleet_session";
+
+/// The session id in a request's cookies, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// Whether a path belongs to the admin pages (cookies, HTML errors, CSRF) rather than the API.
+fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+}
 
 /// The rule for a routed request; unmatched requests (404s) need any signed-in user.
 fn access(method: &Method, path: Option<&str>) -> Option<Access> {
@@ -83,8 +123,8 @@ fn access(method: &Method, path: Option<&str>) -> Option<Access> {
         .map(|(_, _, access)| *access)
 }
 
-/// Resolves the caller and checks the route's rule; the principal goes into the request's
-/// extensions for handlers.
+/// Resolves the caller and checks the route's rule; the principal (and for pages the session)
+/// goes into the request's extensions for handlers. Page forms are checked for CSRF here.
 pub async fn authorize(
     State(state): State<AppState>,
     mut request: Request,
@@ -94,6 +134,7 @@ pub async fn authorize(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
+    let page = is_page(request.uri().path());
     let Some(rule) = access(request.method(), path.as_deref()) else {
         tracing::error!(method = %request.method(), path = ?path, "route without an access rule");
         return ApiError::new(
@@ -103,17 +144,45 @@ pub async fn authorize(
         )
         .into_response();
     };
+    if page && request.method() == Method::POST && !same_origin(&request) {
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "This form came from another site.",
+            Nav::default(),
+        );
+    }
     let Access::At(required) = rule else {
         return next.run(request).await;
     };
-    let principal = match bearer(&request) {
-        None => None,
-        Some(token) => match state.store.authenticate_token(token).await {
+    let session = if page {
+        match session_cookie(request.headers()) {
+            Some(id) => match state.store.session(id).await {
+                Ok(found) => found,
+                Err(e) => {
+                    return pages::error_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &ApiError::from(e).message,
+                        Nav::default(),
+                    )
+                }
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let principal = match (&session, bearer(&request)) {
+        (Some(session), _) => Some(session.principal.clone()),
+        (None, Some(token)) if !page => match state.store.authenticate_token(token).await {
             Ok(found) => found,
             Err(e) => return ApiError::from(e).into_response(),
         },
+        _ => None,
     };
     let Some(principal) = principal else {
+        if page {
+            return Redirect::to("/login").into_response();
+        }
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -126,18 +195,75 @@ pub async fn authorize(
         return response;
     };
     if principal.role < required {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "this needs the {required} role; {} is {}",
-                principal.user, principal.role
-            ),
-        )
-        .into_response();
+        let message = format!(
+            "This needs the {required} role; {} is {}.",
+            principal.user, principal.role
+        );
+        return match &session {
+            Some(session) => {
+                pages::error_page(StatusCode::FORBIDDEN, &message, Nav::for_session(session))
+            }
+            None => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response(),
+        };
+    }
+    if let Some(session) = session {
+        if request.method() == Method::POST {
+            request = match checked_csrf(request, &session).await {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+        }
+        request.extensions_mut().insert(session);
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// A form post must carry the session's CSRF token in its `csrf` field.
+async fn checked_csrf(request: Request, session: &Session) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            pages::error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large.",
+                Nav::for_session(session),
+            )
+        })?;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    let presented = fields
+        .iter()
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.as_bytes());
+    let valid = presented.is_some_and(|token| bool::from(token.ct_eq(session.csrf.as_bytes())));
+    if !valid {
+        return Err(pages::error_page(
+            StatusCode::FORBIDDEN,
+            "The form expired or did not come from this site; reload the page and try again.",
+            Nav::for_session(session),
+        ));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// A browser's `Origin` (or, without one, `Referer`) must name this host.
+fn same_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    match origin {
+        None => true,
+        Some(origin) => origin
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
+    }
 }
 
 fn bearer(request: &Request) -> Option<&str> {

@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod pages;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +42,49 @@ pub struct AppState {
     pub keys: Keys,
     pub log: mongodb::Collection<ExecutionRecord>,
     pub metrics: Arc<Metrics>,
+    pub throttle: Arc<LoginThrottle>,
+    /// Mark the session cookie `Secure` (the master is served over TLS, e.g. behind a proxy).
+    pub secure_cookies: bool,
+}
+
+/// Counts failed sign-ins per user name; five within 15 minutes block that name for the rest
+/// of the window (on this master).
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, Instant)>>,
+}
+
+const THROTTLE_FAILURES: u32 = 5;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl LoginThrottle {
+    fn table(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, Instant)>> {
+        // Each critical section is one map update; a poisoned lock still holds consistent data.
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn blocked(&self, user: &str) -> bool {
+        let mut table = self.table();
+        table.retain(|_, (_, first)| first.elapsed() < THROTTLE_WINDOW);
+        table
+            .get(&user.to_lowercase())
+            .is_some_and(|(count, _)| *count >= THROTTLE_FAILURES)
+    }
+
+    pub fn failed(&self, user: &str) {
+        self.table()
+            .entry(user.to_lowercase())
+            .or_insert((0, Instant::now()))
+            .0 += 1;
+    }
+
+    pub fn succeeded(&self, user: &str) {
+        self.table().remove(&user.to_lowercase());
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -88,6 +133,8 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::not_found("no such API route") });
     Router::new()
+        .merge(pages::router())
+        .fallback(pages::not_found)
         .nest("/api/v1", api)
         .route(
             "/healthz",

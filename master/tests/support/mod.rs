@@ -139,6 +139,60 @@ impl Master {
         }
     }
 
+    /// Signs `user` in for the pages; returns the cookie header value and the CSRF token.
+    pub async fn session(&self, user: &str) -> (String, String) {
+        let principal = self
+            .services
+            .store
+            .check_password(user, "a long test password")
+            .await
+            .unwrap()
+            .unwrap();
+        let id = self.services.store.open_session(&principal).await.unwrap();
+        let session = self.services.store.session(&id).await.unwrap().unwrap();
+        (format!("cronfleet_session={id}"), session.csrf)
+    }
+
+    /// A page request with a session cookie (when given) and a form body (when given).
+    pub async fn page(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        form: Option<&[(&str, &str)]>,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "cronfleet.test");
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let body = match form {
+            Some(fields) => {
+                request = request.header("content-type", "application/x-www-form-urlencoded");
+                Body::from(serde_urlencoded::to_string(fields).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body: Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        }
+    }
+
     pub async fn get_as(&self, user: &str, path: &str) -> Reply {
         self.send(Method::GET, path, Some(user), &[], None).await
     }

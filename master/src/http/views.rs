@@ -1,0 +1,177 @@
+//! What the admin pages show: formatting of times, durations, schedules and changes.
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use cronfleet_common::{ExecutionRecord, JobSpec};
+use serde_json::Value;
+
+/// `2026-11-25 13:04:05 UTC`, or `-`.
+pub fn when_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".to_owned();
+    }
+    DateTime::from_timestamp_millis(ms).map_or_else(|| "-".to_owned(), when)
+}
+
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A time in a job's zone, with the zone's abbreviation.
+pub fn when_in(t: DateTime<Utc>, tz: Tz) -> String {
+    tz.from_utc_datetime(&t.naive_utc())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// `850 ms`, `12.3 s`, `4 min 5 s`.
+pub fn duration_ms(ms: i64) -> String {
+    match ms {
+        ms if ms < 0 => "-".to_owned(),
+        ms if ms < 1000 => format!("{ms} ms"),
+        ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        ms => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// The exit code or signal of a run, in words.
+pub fn exit(record: &ExecutionRecord) -> String {
+    match (record.exit_code, record.signal) {
+        (Some(code), _) => format!("code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "-".to_owned(),
+    }
+}
+
+/// The first line of a run's output, at most 80 characters.
+pub fn excerpt(output: &str) -> String {
+    let line = output
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let mut text: String = line.chars().take(80).collect();
+    if line.chars().count() > 80 {
+        text.push('…');
+    }
+    text
+}
+
+/// A cron expression in words, for the common shapes; other expressions are described as
+/// custom.
+pub fn schedule_words(expr: &str) -> String {
+    let expr = expr.trim();
+    if let Some(every) = expr.strip_prefix("@every") {
+        return format!("every {}", every.trim());
+    }
+    match expr {
+        "@yearly" | "@annually" => return "every year on 1 January at midnight".to_owned(),
+        "@monthly" => return "on the first of every month at midnight".to_owned(),
+        "@weekly" => return "every Sunday at midnight".to_owned(),
+        "@daily" | "@midnight" => return "every day at midnight".to_owned(),
+        "@hourly" => return "every hour".to_owned(),
+        _ => {}
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let (seconds, rest) = match fields.len() {
+        5 => ("0", &fields[..]),
+        6 | 7 => (fields[0], &fields[1..6]),
+        _ => return "custom schedule".to_owned(),
+    };
+    let [minute, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
+    let every_day = dom == "*" && month == "*" && (dow == "*" || dow == "?");
+    let step = |field: &str| field.strip_prefix("*/").and_then(|n| n.parse::<u32>().ok());
+    let number = |field: &str| field.parse::<u32>().ok();
+    if !every_day {
+        return "custom schedule".to_owned();
+    }
+    match (seconds, minute, hour) {
+        ("*", "*", "*") => "every second".to_owned(),
+        (s, "*", "*") if step(s).is_some() => format!("every {} seconds", step(s).unwrap_or(1)),
+        ("0", "*", "*") => "every minute".to_owned(),
+        ("0", m, "*") if step(m).is_some() => format!("every {} minutes", step(m).unwrap_or(1)),
+        ("0", m, "*") if number(m).is_some() => format!("every hour at minute {m}"),
+        ("0", m, h) if number(m).is_some() && number(h).is_some() => {
+            format!(
+                "every day at {:02}:{:02}",
+                number(h).unwrap_or(0),
+                number(m).unwrap_or(0)
+            )
+        }
+        ("0", "0", h) if step(h).is_some() => format!("every {} hours", step(h).unwrap_or(1)),
+        _ => "custom schedule".to_owned(),
+    }
+}
+
+/// The fields that differ between two job specs, as `field: before → after` lines.
+pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let before_map = before.and_then(Value::as_object).unwrap_or(&empty);
+    let after_map = after.and_then(Value::as_object).unwrap_or(&empty);
+    let mut keys: Vec<&String> = before_map.keys().chain(after_map.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|key| key.as_str() != "version")
+        .filter_map(|key| {
+            let (old, new) = (before_map.get(key), after_map.get(key));
+            (old != new).then(|| {
+                let show = |v: Option<&Value>| v.map_or_else(|| "∅".to_owned(), short);
+                format!("{key}: {} → {}", show(old), show(new))
+            })
+        })
+        .collect()
+}
+
+fn short(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut cut: String = text.chars().take(120).collect();
+    if text.chars().count() > 120 {
+        cut.push('…');
+    }
+    cut
+}
+
+/// The timeout of a job, in words.
+pub fn timeout(spec: &JobSpec) -> String {
+    spec.timeout_secs
+        .map_or_else(|| "none".to_owned(), |secs| format!("{secs} s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_in_words() {
+        for (expr, words) in [
+            ("*/5 * * * *", "every 5 minutes"),
+            ("30 2 * * *", "every day at 02:30"),
+            ("15 * * * *", "every hour at minute 15"),
+            ("* * * * * *", "every second"),
+            ("*/10 * * * * *", "every 10 seconds"),
+            ("@every 90s", "every 90s"),
+            ("@daily", "every day at midnight"),
+            ("0 9 * * MON-FRI", "custom schedule"),
+        ] {
+            assert_eq!(schedule_words(expr), words, "{expr}");
+        }
+    }
+
+    #[test]
+    fn diffs_name_changed_fields_only() {
+        let before = serde_json::json!({"command": "a", "cronExpr": "@daily", "version": 1});
+        let after = serde_json::json!({"command": "b", "cronExpr": "@daily", "version": 2});
+        assert_eq!(diff(Some(&before), Some(&after)), ["command: a → b"]);
+        assert_eq!(diff(None, Some(&after)).len(), 2);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(12_300), "12.3 s");
+        assert_eq!(duration_ms(245_000), "4 min 5 s");
+    }
+}
