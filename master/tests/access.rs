@@ -116,7 +116,7 @@ async fn every_route_answers_by_role() {
                 .to_str()
                 .unwrap()
                 .contains("frame-ancestors 'none'"));
-            assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+            assert_eq!(reply.headers["referrer-policy"], "same-origin");
         }
     }
 }

@@ -114,10 +114,14 @@ async fn timeout_kills_a_run_that_ignores_sigterm() {
 
 #[tokio::test]
 async fn kill_reaches_background_grandchildren() {
-    let job = job(
-        "sleep 7772 & sleep 7772 & (sleep 7772; echo never) & echo started; wait",
-        None,
+    // The run touches a file once its children are started and it has spoken: the handshake.
+    let ready = std::env::temp_dir().join(format!("cronfleet-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let command = format!(
+        "sleep 7772 & sleep 7772 & (sleep 7772; echo never) & echo started; touch {}; wait",
+        ready.display()
     );
+    let job = job(&command, None);
     let (stop_tx, stop) = watch::channel(None);
     let running = tokio::spawn(async move {
         execute(
@@ -130,7 +134,13 @@ async fn kill_reaches_background_grandchildren() {
         .await
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while processes_with("sleep 7772").len() < 3 {
+    while !ready.exists()
+        || processes_with("sleep 7772")
+            .iter()
+            .filter(|c| c.trim() == "sleep 7772")
+            .count()
+            < 3
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "children never started"
@@ -139,6 +149,7 @@ async fn kill_reaches_background_grandchildren() {
     }
     stop_tx.send(Some(StopReason::KillRequested)).unwrap();
     let outcome = running.await.unwrap();
+    let _ = std::fs::remove_file(&ready);
     assert_eq!(outcome.status, RunStatus::Killed, "{outcome:?}");
     assert_eq!(outcome.err, "killed on request");
     assert_eq!(outcome.output.text, "started\n");
@@ -151,10 +162,13 @@ async fn kill_reaches_background_grandchildren() {
 
 #[tokio::test]
 async fn a_run_that_traps_term_gets_to_clean_up() {
-    let job = job(
-        "trap 'echo cleaning up; exit 0' TERM; echo ready; while :; do sleep 0.05; done",
-        None,
+    let ready = std::env::temp_dir().join(format!("cronfleet-trap-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let command = format!(
+        "trap 'echo cleaning up; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
+        ready.display()
     );
+    let job = job(&command, None);
     let (stop_tx, stop) = watch::channel(None);
     let running = tokio::spawn(async move {
         execute(
@@ -166,9 +180,17 @@ async fn a_run_that_traps_term_gets_to_clean_up() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !ready.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the trap was never set"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop_tx.send(Some(StopReason::KillRequested)).unwrap();
     let outcome = running.await.unwrap();
+    let _ = std::fs::remove_file(&ready);
     assert_eq!(outcome.status, RunStatus::Killed);
     assert!(
         outcome.output.text.contains("cleaning up"),
