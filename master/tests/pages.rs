@@ -363,6 +363,39 @@ async fn the_form_previews_validates_inline_and_reports_a_concurrent_edit() {
         "the form keeps what was typed"
     );
 
+    let bad_env = [
+        ("csrf", csrf.as_str()),
+        ("name", "envy"),
+        ("command", "true"),
+        ("cronExpr", "@daily"),
+        ("env", "A-B=1"),
+        ("intent", "save"),
+    ];
+    let refused = master
+        .page(Method::POST, "/jobs/new", Some(&cookie), Some(&bad_env))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&refused).contains(r#"id="env-error""#) && text(&refused).contains("env.A-B"));
+    let good_env = [
+        ("csrf", csrf.as_str()),
+        ("name", "envy"),
+        ("command", "true"),
+        ("cronExpr", "@daily"),
+        ("env", "GREETING=hi there\r\nLEVEL=3"),
+        ("intent", "save"),
+    ];
+    assert_eq!(
+        master
+            .page(Method::POST, "/jobs/new", Some(&cookie), Some(&good_env))
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        master.get("/api/v1/jobs/envy").await.body["env"],
+        json!({"GREETING": "hi there", "LEVEL": "3"})
+    );
+
     master
         .post(
             "/api/v1/jobs",

@@ -552,6 +552,9 @@ struct JobForm {
     concurrency: String,
     #[serde(default)]
     description: String,
+    /// `NAME=value` lines.
+    #[serde(default)]
+    env: String,
     #[serde(default)]
     version: String,
     #[serde(default)]
@@ -568,6 +571,11 @@ impl JobForm {
             timeout_secs: spec.timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
             concurrency: spec.concurrency.as_str().to_owned(),
             description: spec.description.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(name, value)| format!("{name}={value}\n"))
+                .collect(),
             version: version.to_string(),
             intent: String::new(),
         }
@@ -597,6 +605,14 @@ impl JobForm {
             body.insert("concurrency".into(), json!(self.concurrency));
         }
         body.insert("description".into(), json!(self.description));
+        let mut env = Map::new();
+        for line in self.env.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match line.split_once('=') {
+                Some((name, value)) => env.insert(name.trim().to_owned(), json!(value)),
+                None => return Err(("env".into(), format!("env: {line:?} is not NAME=value"))),
+            };
+        }
+        body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
         JobSpec::from_user_json(Value::Object(body).to_string().as_bytes())
             .map_err(|e| (e.field.clone(), e.to_string()))
@@ -610,8 +626,35 @@ struct JobFormPage {
     form: JobForm,
     editing: bool,
     errors: HashMap<String, String>,
+    /// An error about any environment variable (`env` or `env.NAME`).
+    env_error: Option<String>,
     preview: Vec<String>,
     conflict: Option<String>,
+}
+
+impl JobFormPage {
+    fn new(
+        nav: Nav,
+        form: JobForm,
+        editing: bool,
+        errors: HashMap<String, String>,
+        preview: Vec<String>,
+        conflict: Option<String>,
+    ) -> Self {
+        let env_error = errors
+            .iter()
+            .find(|(field, _)| field.starts_with("env"))
+            .map(|(_, e)| e.clone());
+        Self {
+            nav,
+            form,
+            editing,
+            errors,
+            env_error,
+            preview,
+            conflict,
+        }
+    }
 }
 
 async fn new_job(Extension(session): Extension<Session>) -> Response {
@@ -621,14 +664,14 @@ async fn new_job(Extension(session): Extension<Session>) -> Response {
         version: "0".into(),
         ..JobForm::default()
     };
-    render(&JobFormPage {
-        nav: Nav::new(&session, None),
+    render(&JobFormPage::new(
+        Nav::new(&session, None),
         form,
-        editing: false,
-        errors: HashMap::new(),
-        preview: Vec::new(),
-        conflict: None,
-    })
+        false,
+        HashMap::new(),
+        Vec::new(),
+        None,
+    ))
 }
 
 async fn edit_job(
@@ -642,14 +685,17 @@ async fn edit_job(
         Err(page) => return *page,
     };
     match state.store.job(&name).await {
-        Ok(Some(row)) => render(&JobFormPage {
-            nav,
-            form: JobForm::from_spec(&row.spec, row.version),
-            editing: true,
-            errors: HashMap::new(),
-            preview: Vec::new(),
-            conflict: None,
-        }),
+        Ok(Some(row)) => {
+            let form = JobForm::from_spec(&row.spec, row.version);
+            render(&JobFormPage::new(
+                nav,
+                form,
+                true,
+                HashMap::new(),
+                Vec::new(),
+                None,
+            ))
+        }
         Ok(None) => error_page(StatusCode::NOT_FOUND, "There is no such job.", nav),
         Err(e) => store_error_page(e, nav),
     }
@@ -690,14 +736,15 @@ async fn save_job(
                 preview: Vec<String>,
                 conflict: Option<String>,
                 status: StatusCode| {
-        let mut response = render(&JobFormPage {
-            nav: nav.clone(),
+        let page = JobFormPage::new(
+            nav.clone(),
             form,
-            editing: editing.is_some(),
+            editing.is_some(),
             errors,
             preview,
             conflict,
-        });
+        );
+        let mut response = render(&page);
         *response.status_mut() = status;
         response
     };

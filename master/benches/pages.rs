@@ -1,0 +1,167 @@
+//! Admin page render times with 10,000 jobs and 100,000 execution records: the dashboard's
+//! first page and a job's page, each requested 200 times through the router. Prints a report;
+//! run it with `compose/bench pages`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use clap::Parser as _;
+use cronfleet_common::testkit::TestEnv;
+use cronfleet_common::{ExecutionRecord, JobName, JobSpec, RunStatus, Trigger};
+use cronfleet_master::config::Cli;
+use cronfleet_master::domain::Command;
+use cronfleet_master::identity::Role;
+use cronfleet_master::store::RequestMeta;
+use cronfleet_master::Services;
+use mongodb::bson::doc;
+use mongodb::options::IndexOptions;
+use mongodb::IndexModel;
+use tower::ServiceExt;
+
+const JOBS: usize = 10_000;
+const RECORDS: usize = 100_000;
+const REQUESTS: usize = 200;
+
+#[tokio::main]
+async fn main() {
+    let env = TestEnv::new().await;
+    let cli = Cli::try_parse_from([
+        "cronfleet-master",
+        "--database-url",
+        &env.database_url,
+        "--etcd-endpoints",
+        &env.etcd_endpoints.join(","),
+        "--etcd-prefix",
+        env.keys.prefix(),
+        "--mongo-url",
+        &env.mongo_url,
+        "--mongo-db",
+        &env.mongo_db,
+    ])
+    .unwrap();
+    let services = Services::connect(&cli.config).await.unwrap();
+    let meta = RequestMeta {
+        actor: "bench".into(),
+        request_id: "bench".into(),
+        idempotency: None,
+    };
+    let started = Instant::now();
+    for i in 0..JOBS {
+        let name = format!("job-{i:05}");
+        let body = format!(
+            r#"{{"name":"{name}","command":"echo {i}","cronExpr":"{} {} * * *"}}"#,
+            i % 60,
+            (i / 60) % 24
+        );
+        let spec = JobSpec::from_user_json(body.as_bytes()).unwrap();
+        let job = JobName::parse(&name).unwrap();
+        services
+            .store
+            .execute(&job, Command::CreateJob(spec), None, &meta, |_, _| {
+                (201, serde_json::Value::Null)
+            })
+            .await
+            .unwrap();
+    }
+    println!("cronfleet admin pages benchmark");
+    println!(
+        "  {JOBS} jobs created in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let log = env.mongo().await.collection::<ExecutionRecord>("log");
+    log.create_indexes([
+        IndexModel::builder()
+            .keys(doc! { "runId": 1 })
+            .options(IndexOptions::builder().unique(true).build())
+            .build(),
+        IndexModel::builder()
+            .keys(doc! { "jobName": 1, "startTime": -1 })
+            .build(),
+    ])
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let records: Vec<ExecutionRecord> = (0..RECORDS)
+        .map(|i| {
+            let at = 1_764_000_000_000 + (i as i64) * 1000;
+            ExecutionRecord {
+                run_id: format!("run-{i:06}"),
+                job_name: format!("job-{:05}", i % JOBS),
+                command: format!("echo {i}"),
+                err: String::new(),
+                output: format!("line {i}\n"),
+                plan_time: at,
+                schedule_time: at,
+                start_time: at + 2,
+                end_time: at + 40,
+                worker_id: "bench-worker".into(),
+                status: if i % 17 == 0 {
+                    RunStatus::Failed
+                } else {
+                    RunStatus::Succeeded
+                },
+                exit_code: Some(i32::from(i % 17 == 0)),
+                signal: None,
+                output_bytes: 10,
+                truncated: false,
+                fencing_token: i as i64 + 1,
+                job_version: 1,
+                trigger: Trigger::Schedule,
+            }
+        })
+        .collect();
+    for batch in records.chunks(1000) {
+        log.insert_many(batch).await.unwrap();
+    }
+    println!(
+        "  {RECORDS} execution records inserted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    services
+        .store
+        .create_user("bench", Role::Admin, "a long bench password", &meta)
+        .await
+        .unwrap();
+    let principal = services
+        .store
+        .check_password("bench", "a long bench password")
+        .await
+        .unwrap()
+        .unwrap();
+    let session = services.store.open_session(&principal).await.unwrap();
+    let router = cronfleet_master::http::router(services.app_state());
+    for (label, path) in [
+        ("dashboard, first page", "/"),
+        ("job page", "/jobs/job-05000"),
+        ("dashboard, name filter", "/?name=job-09&status=active"),
+    ] {
+        let mut times = Vec::with_capacity(REQUESTS);
+        for _ in 0..REQUESTS {
+            let request = Request::get(path)
+                .header("cookie", format!("cronfleet_session={session}"))
+                .body(Body::empty())
+                .unwrap();
+            let started = Instant::now();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            times.push(started.elapsed());
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "  {label} ({path}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {REQUESTS})",
+            ms(times[REQUESTS / 2]),
+            ms(times[REQUESTS * 99 / 100]),
+            ms(times[REQUESTS - 1])
+        );
+    }
+}
