@@ -1,11 +1,13 @@
 //! How both binaries reach etcd: endpoints, prefix, TLS and etcd's own authentication, as one
-//! set of flags with environment fallbacks.
+//! set of flags with environment fallbacks; and [`LeaseKeeper`], which keeps a lease alive for
+//! the worker's session and the projector's election alike.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, ConnectOptions, Identity, LeaseKeepAliveStream, TlsOptions};
+use tokio::time::Instant;
 
 use crate::keys::DEFAULT_PREFIX;
 
@@ -115,5 +117,68 @@ impl EtcdArgs {
                     self.etcd_endpoints.join(",")
                 )
             })
+    }
+}
+
+/// Keeps one lease alive over a keep-alive stream that is reopened when it breaks.
+pub struct LeaseKeeper {
+    client: etcd_client::Client,
+    lease: i64,
+    interval: Duration,
+    alive_until: Instant,
+    stream: Option<(etcd_client::LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseKeeper {
+    /// Keeps `lease`, granted with `ttl_secs`, renewing every third of its TTL.
+    pub fn new(client: etcd_client::Client, lease: i64, ttl_secs: i64) -> Self {
+        let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(1).max(1));
+        Self {
+            client,
+            lease,
+            interval: ttl / 3,
+            alive_until: Instant::now() + ttl,
+            stream: None,
+        }
+    }
+
+    /// Sends one keep-alive and waits up to a renewal interval for the answer. `false` once the
+    /// lease is gone: etcd says it expired, or no renewal got through for its whole TTL.
+    pub async fn renew(&mut self) -> bool {
+        if Instant::now() >= self.alive_until {
+            return false;
+        }
+        if self.stream.is_none() {
+            self.stream = self.client.lease_keep_alive(self.lease).await.ok();
+        }
+        if let Some((sender, stream)) = self.stream.as_mut() {
+            let answer = async {
+                sender.keep_alive().await?;
+                stream.message().await
+            };
+            match tokio::time::timeout(self.interval, answer).await {
+                Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
+                    let ttl = Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
+                    self.alive_until = Instant::now() + ttl;
+                }
+                Ok(Ok(Some(_))) => return false,
+                _ => self.stream = None,
+            }
+        }
+        Instant::now() < self.alive_until
+    }
+
+    /// How long to wait before the next renewal: a third of the TTL, never past the lease's end.
+    pub fn pause(&self) -> Duration {
+        self.interval
+            .min(self.alive_until.saturating_duration_since(Instant::now()))
     }
 }

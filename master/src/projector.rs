@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use cronfleet_common::etcd::LeaseKeeper;
 use cronfleet_common::{JobName, Keys};
 use etcd_client::{Client, Compare, CompareOp, LeaderKey, PutOptions, Txn, TxnOp};
 use serde_json::json;
@@ -296,30 +297,10 @@ impl Projector {
 }
 
 /// Keeps the election lease alive; cancels `lost` when it cannot.
-async fn keep_alive(mut etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationToken) {
-    let interval = Duration::from_millis(u64::try_from(ttl_secs).unwrap_or(5) * 1000 / 3);
-    let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(5));
-    let mut alive_until = tokio::time::Instant::now() + ttl;
-    let mut keeper = None;
-    while tokio::time::Instant::now() < alive_until {
-        if keeper.is_none() {
-            keeper = etcd.lease_keep_alive(lease).await.ok();
-        }
-        if let Some((sender, stream)) = keeper.as_mut() {
-            let answer = async {
-                sender.keep_alive().await?;
-                stream.message().await
-            };
-            match tokio::time::timeout(interval, answer).await {
-                Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
-                    alive_until = tokio::time::Instant::now()
-                        + Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
-                }
-                Ok(Ok(Some(_))) => break,
-                _ => keeper = None,
-            }
-        }
-        tokio::time::sleep(interval).await;
+async fn keep_alive(etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationToken) {
+    let mut keeper = LeaseKeeper::new(etcd, lease, ttl_secs);
+    while keeper.renew().await {
+        tokio::time::sleep(keeper.pause()).await;
     }
     lost.cancel();
 }

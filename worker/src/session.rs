@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cronfleet_common::etcd::LeaseKeeper;
 use etcd_client::{Client, PutOptions};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -103,34 +104,15 @@ impl Session {
             .map(drop)
     }
 
-    /// Keeps `lease` alive until `stop` (returns false) or until it is lost (returns true).
+    /// Keeps `lease` alive until `stop` (returns false) or until it is lost (returns true),
+    /// rewriting the registration when the running runs change or it grows old.
     async fn keep(&mut self, lease: i64, stop: &CancellationToken) -> bool {
-        let interval = Duration::from_millis(u64::try_from(self.ttl_secs).unwrap_or(10) * 1000 / 3);
-        let ttl = Duration::from_secs(u64::try_from(self.ttl_secs).unwrap_or(10));
-        let mut alive_until = Instant::now() + ttl;
+        let mut keeper = LeaseKeeper::new(self.client.clone(), lease, self.ttl_secs);
         let mut registered_at = Instant::now();
         let mut registered_runs = self.runs.summaries().len();
-        let mut keeper = None;
         loop {
-            if Instant::now() >= alive_until {
+            if !keeper.renew().await {
                 return true;
-            }
-            if keeper.is_none() {
-                keeper = self.client.lease_keep_alive(lease).await.ok();
-            }
-            if let Some((sender, stream)) = keeper.as_mut() {
-                let answer = async {
-                    sender.keep_alive().await?;
-                    stream.message().await
-                };
-                match tokio::time::timeout(interval, answer).await {
-                    Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
-                        alive_until = Instant::now()
-                            + Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
-                    }
-                    Ok(Ok(Some(_))) => return true,
-                    _ => keeper = None,
-                }
             }
             let running = self.runs.summaries().len();
             let stale = running != registered_runs || registered_at.elapsed() >= REFRESH;
@@ -139,7 +121,7 @@ impl Session {
                 registered_runs = running;
             }
             tokio::select! {
-                () = tokio::time::sleep(interval.min(alive_until.saturating_duration_since(Instant::now()))) => {}
+                () = tokio::time::sleep(keeper.pause()) => {}
                 () = stop.cancelled() => return false,
             }
         }
