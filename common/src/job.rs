@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -26,6 +27,10 @@ pub const MAX_ENV_NAME_BYTES: usize = 128;
 pub const MAX_ENV_VALUE_BYTES: usize = 4 * 1024;
 /// Longest accepted timeout: seven days, in seconds.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// Longest accepted starting deadline: one day, in seconds.
+pub const MAX_STARTING_DEADLINE_SECS: u64 = 24 * 3600;
+/// The starting deadline of a job that sets none, unless its next tick comes sooner.
+pub const DEFAULT_STARTING_DEADLINE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// A job spec field, or a request field, that failed validation and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +152,11 @@ pub struct JobSpec {
     /// Seconds a run may take before it is killed; `None` means no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must have started; a tick not started
+    /// by then is recorded as `missed`. `None`: the smaller of 60 s and the time to the next
+    /// tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_secs: Option<u64>,
     pub concurrency: Concurrency,
     pub paused: bool,
     /// Free text for people reading the job list.
@@ -168,6 +178,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "cronExpr",
     "timezone",
     "timeoutSecs",
+    "startingDeadlineSecs",
     "concurrency",
     "paused",
     "description",
@@ -181,6 +192,7 @@ struct RawSpec {
     cron_expr: String,
     timezone: Option<String>,
     timeout_secs: Option<u64>,
+    starting_deadline_secs: Option<u64>,
     concurrency: Option<String>,
     paused: bool,
     description: String,
@@ -196,6 +208,7 @@ impl RawSpec {
             cron_expr: required(&mut object, "cronExpr")?,
             timezone: optional(&mut object, "timezone")?,
             timeout_secs: optional(&mut object, "timeoutSecs")?,
+            starting_deadline_secs: optional(&mut object, "startingDeadlineSecs")?,
             concurrency: optional(&mut object, "concurrency")?,
             paused: optional(&mut object, "paused")?.unwrap_or_default(),
             description: optional(&mut object, "description")?.unwrap_or_default(),
@@ -280,6 +293,15 @@ impl JobSpec {
             }
             Some(secs) => Some(secs),
         };
+        let starting_deadline_secs = match raw.starting_deadline_secs {
+            Some(secs) if !(1..=MAX_STARTING_DEADLINE_SECS).contains(&secs) => {
+                return Err(FieldError::new(
+                    "startingDeadlineSecs",
+                    format!("{secs} is not between 1 and {MAX_STARTING_DEADLINE_SECS} (one day)"),
+                ))
+            }
+            other => other,
+        };
         let concurrency = match raw.concurrency.as_deref() {
             None | Some("") | Some("forbid") => Concurrency::Forbid,
             Some("allow") => Concurrency::Allow,
@@ -304,6 +326,7 @@ impl JobSpec {
             cron_expr: raw.cron_expr,
             timezone,
             timeout_secs,
+            starting_deadline_secs,
             concurrency,
             paused: raw.paused,
             description: raw.description,
@@ -316,6 +339,22 @@ impl JobSpec {
     /// The parsed schedule, in the job's time zone.
     pub fn schedule(&self) -> &Schedule {
         &self.schedule
+    }
+
+    /// The latest time a tick planned for `planned` may start: `startingDeadlineSecs` after
+    /// it, or by default the smaller of 60 s and the time to the next tick.
+    pub fn start_deadline(&self, planned: DateTime<Utc>) -> DateTime<Utc> {
+        match self.starting_deadline_secs {
+            Some(secs) => {
+                planned + chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+            }
+            None => {
+                let default = planned + DEFAULT_STARTING_DEADLINE;
+                self.schedule
+                    .next_after(planned)
+                    .map_or(default, |next| next.min(default))
+            }
+        }
     }
 
     /// The JSON stored at `jobs/<name>`.

@@ -24,5 +24,5 @@ pub mod testkit;
 
 pub use job::{Concurrency, FieldError, JobName, JobSpec};
 pub use keys::Keys;
-pub use record::{ExecutionRecord, RunStatus, Trigger};
+pub use record::{ExecutionRecord, MissReason, RunStatus, Trigger};
 pub use schedule::{Schedule, ScheduleError};

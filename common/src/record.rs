@@ -45,6 +45,42 @@ impl RunStatus {
     }
 }
 
+/// Why a planned tick did not start (the `reason` of a `missed` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissReason {
+    /// Every worker that could take the tick had all its slots busy until the deadline.
+    NoFreeSlot,
+    /// No worker claimed the tick before its deadline: every worker was down or cut off
+    /// from etcd.
+    NoWorker,
+    /// The worker that held the tick saw it only after its deadline (it was stalled or
+    /// paused).
+    DeadlinePassed,
+    /// The job was paused while the tick waited for a slot.
+    Paused,
+}
+
+impl MissReason {
+    /// The snake_case name used in JSON, BSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissReason::NoFreeSlot => "no_free_slot",
+            MissReason::NoWorker => "no_worker",
+            MissReason::DeadlinePassed => "deadline_passed",
+            MissReason::Paused => "paused",
+        }
+    }
+
+    /// Every reason, for metrics that list each one.
+    pub const ALL: [MissReason; 4] = [
+        MissReason::NoFreeSlot,
+        MissReason::NoWorker,
+        MissReason::DeadlinePassed,
+        MissReason::Paused,
+    ];
+}
+
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +123,9 @@ pub struct ExecutionRecord {
     pub fencing_token: i64,
     pub job_version: i64,
     pub trigger: Trigger,
+    /// Why the tick did not start; only on `missed` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<MissReason>,
 }
 
 #[cfg(test)]
@@ -113,6 +152,7 @@ mod tests {
             fencing_token: 812,
             job_version: 4,
             trigger: Trigger::Schedule,
+            reason: None,
         }
     }
 
@@ -149,6 +189,24 @@ mod tests {
         assert_eq!(document.get_str("status").unwrap(), "failed");
         assert_eq!(document.get_str("trigger").unwrap(), "schedule");
         assert!(matches!(document.get("signal"), Some(bson::Bson::Null)));
+    }
+
+    #[test]
+    fn a_missed_record_carries_its_reason_and_others_carry_none() {
+        assert!(!bson::to_document(&record()).unwrap().contains_key("reason"));
+        for reason in MissReason::ALL {
+            let mut missed = record();
+            missed.status = RunStatus::Missed;
+            missed.reason = Some(reason);
+            let document = bson::to_document(&missed).unwrap();
+            assert_eq!(document.get_str("reason").unwrap(), reason.as_str());
+            assert_eq!(
+                bson::from_document::<ExecutionRecord>(document)
+                    .unwrap()
+                    .reason,
+                Some(reason)
+            );
+        }
     }
 
     #[test]

@@ -111,6 +111,7 @@ async fn main() {
                 fencing_token: i as i64 + 1,
                 job_version: 1,
                 trigger: Trigger::Schedule,
+                reason: None,
             }
         })
         .collect();

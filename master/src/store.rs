@@ -75,7 +75,7 @@ pub struct JobRow {
 pub enum Written {
     Appended {
         events: Vec<StoredEvent>,
-        state: JobState,
+        state: Box<JobState>,
     },
     Replayed {
         status: u16,
@@ -194,7 +194,7 @@ impl Store {
         tx.commit().await?;
         Ok(Written::Appended {
             events: stored,
-            state,
+            state: Box::new(state),
         })
     }
 

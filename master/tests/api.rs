@@ -378,6 +378,7 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
             fencing_token: i + 1,
             job_version: 1,
             trigger: Trigger::Schedule,
+            reason: None,
         })
         .collect();
     log.insert_many(&records).await.unwrap();

@@ -218,6 +218,7 @@ async fn hostile_job(master: &Master) -> String {
         fencing_token: 9,
         job_version: 1,
         trigger: Trigger::Schedule,
+        reason: None,
     };
     master
         .env

@@ -101,6 +101,7 @@ fn record(run_id: &str, start_time: i64) -> ExecutionRecord {
         fencing_token: 7,
         job_version: 1,
         trigger: Trigger::Schedule,
+        reason: None,
     }
 }
 

@@ -392,6 +392,7 @@ fn record(i: usize) -> ExecutionRecord {
         fencing_token: i as i64 + 1,
         job_version: 1,
         trigger: Trigger::Schedule,
+        reason: None,
     }
 }
 

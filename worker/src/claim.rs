@@ -11,12 +11,18 @@
 //! two workers whose clocks disagree by seconds cannot both start the same tick: the second
 //! finds the guard already at that tick. The txn's revision is the run's fencing token.
 //! When the lock is held under `forbid`, the guard still moves forward in a txn of its own, and
-//! the worker that wins it records the tick as skipped — once.
+//! the worker that wins it records the tick as skipped — once. A tick nobody started by its
+//! deadline is given up the same way ([`Claimer::miss_tick`]), and its winner records it as
+//! missed — once.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::{Concurrency, JobName, JobSpec, Keys, Trigger};
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Metrics, TxnResult};
 
 /// Who holds a run: the value of `lock/<job>` and `runs/<job>/<run>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +95,7 @@ pub enum Claimed {
 pub struct Claimer {
     pub client: Client,
     pub keys: Keys,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Claimer {
@@ -144,10 +151,11 @@ impl Claimer {
                 TxnOp::get(tick_key.as_str(), None),
                 TxnOp::get(lock_key.as_str(), None),
             ]);
-            let response = self.client.txn(txn).await?;
+            let response = self.send(txn).await?;
             let revision = response.header().map_or(0, |h| h.revision());
             let replies = response.op_responses();
             if response.succeeded() {
+                self.metrics.txn(TxnResult::Won);
                 let replaced = first_kv(&replies, 0)
                     .and_then(|(value, _)| serde_json::from_slice::<Holder>(&value).ok());
                 return Ok(Claimed::Start {
@@ -160,39 +168,91 @@ impl Claimer {
                 .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
                 .unwrap_or_default();
             if current.mod_revision != guard.mod_revision {
+                self.metrics.txn(TxnResult::Lost);
                 guard = current;
                 continue;
             }
+            self.metrics.txn(TxnResult::Locked);
             // The guard was as seen, so the lock is what failed: skip the tick, once.
             if !skip_when_locked {
                 return Ok(Claimed::Locked);
             }
             let holder =
                 first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
-            let skip = Txn::new()
-                .when([Compare::mod_revision(
-                    tick_key.as_str(),
-                    CompareOp::Equal,
-                    guard.mod_revision,
-                )])
-                .and_then([TxnOp::put(
-                    tick_key.as_str(),
-                    Guard::encode(planned_ms, job.version),
-                    None,
-                )])
-                .or_else([TxnOp::get(tick_key.as_str(), None)]);
-            let response = self.client.txn(skip).await?;
-            if response.succeeded() {
-                return Ok(Claimed::Skip {
-                    previous: guard,
-                    holder,
-                });
+            match self.advance(job, planned_ms, guard).await? {
+                Ok(()) => {
+                    return Ok(Claimed::Skip {
+                        previous: guard,
+                        holder,
+                    })
+                }
+                Err(current) => guard = current,
             }
-            guard = first_kv(&response.op_responses(), 0)
-                .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
-                .unwrap_or_default();
         }
         Ok(Claimed::Lost)
+    }
+
+    /// Gives up the scheduled tick `planned` of `job` as missed: moves the guard to it, so that
+    /// exactly one worker records it. Returns the guard before the move, or `None` when the
+    /// fleet had already settled the tick.
+    pub async fn miss_tick(
+        &mut self,
+        job: &JobSpec,
+        planned: DateTime<Utc>,
+        mut guard: Guard,
+    ) -> Result<Option<Guard>, etcd_client::Error> {
+        let planned_ms = planned.timestamp_millis();
+        for _ in 0..ATTEMPTS {
+            if guard.planned_ms >= planned_ms {
+                return Ok(None);
+            }
+            match self.advance(job, planned_ms, guard).await? {
+                Ok(()) => return Ok(Some(guard)),
+                Err(current) => guard = current,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the guard of `job` from `guard` to `planned_ms` without taking the lock. Fails
+    /// with the current guard when another worker moved it first.
+    async fn advance(
+        &mut self,
+        job: &JobSpec,
+        planned_ms: i64,
+        guard: Guard,
+    ) -> Result<Result<(), Guard>, etcd_client::Error> {
+        let tick_key = self.keys.tick(&job.name);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                tick_key.as_str(),
+                CompareOp::Equal,
+                guard.mod_revision,
+            )])
+            .and_then([TxnOp::put(
+                tick_key.as_str(),
+                Guard::encode(planned_ms, job.version),
+                None,
+            )])
+            .or_else([TxnOp::get(tick_key.as_str(), None)]);
+        let response = self.send(txn).await?;
+        if response.succeeded() {
+            self.metrics.txn(TxnResult::Won);
+            return Ok(Ok(()));
+        }
+        self.metrics.txn(TxnResult::Lost);
+        Ok(Err(first_kv(&response.op_responses(), 0)
+            .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
+            .unwrap_or_default()))
+    }
+
+    /// Sends one txn, counting it when etcd does not answer.
+    async fn send(&mut self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        let response = self.client.txn(txn).await;
+        if response.is_err() {
+            self.metrics.txn(TxnResult::Failed);
+        }
+        response
     }
 
     /// Claims a run-now request: whoever deletes `trigger/<job>` at `trigger_revision` runs it.
@@ -226,10 +286,11 @@ impl Claimer {
             TxnOp::get(trigger_key.as_str(), None),
             TxnOp::get(lock_key.as_str(), None),
         ]);
-        let response = self.client.txn(txn).await?;
+        let response = self.send(txn).await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let replies = response.op_responses();
         if response.succeeded() {
+            self.metrics.txn(TxnResult::Won);
             let replaced =
                 first_kv(&replies, 0).and_then(|(value, _)| serde_json::from_slice(&value).ok());
             return Ok(Claimed::Start {
@@ -239,8 +300,10 @@ impl Claimer {
             });
         }
         if first_kv(&replies, 0).map(|(_, mod_rev)| mod_rev) != Some(trigger_revision) {
+            self.metrics.txn(TxnResult::Lost);
             return Ok(Claimed::Lost);
         }
+        self.metrics.txn(TxnResult::Locked);
         // The lock is held under forbid: consume the request and record it as skipped.
         let holder =
             first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
@@ -251,12 +314,14 @@ impl Claimer {
                 trigger_revision,
             )])
             .and_then([TxnOp::delete(trigger_key.as_str(), None)]);
-        if self.client.txn(consume).await?.succeeded() {
+        if self.send(consume).await?.succeeded() {
+            self.metrics.txn(TxnResult::Won);
             return Ok(Claimed::Skip {
                 previous: Guard::default(),
                 holder,
             });
         }
+        self.metrics.txn(TxnResult::Lost);
         Ok(Claimed::Lost)
     }
 

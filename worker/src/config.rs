@@ -31,9 +31,15 @@ pub struct Config {
     #[arg(long, env = "CRON_WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Most runs this worker executes at once; ticks beyond it are left to other workers.
-    #[arg(long, env = "CRON_WORKER_SLOTS", default_value_t = 64)]
-    pub slots: usize,
+    /// Most runs this worker executes at once. A due tick that finds every slot busy waits
+    /// for one (oldest first) and stays claimable by other workers until its deadline.
+    #[arg(long, env = "CRON_WORKER_SLOTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub slots: u32,
+
+    /// Serve Prometheus metrics at `/metrics` on this address (`host:port`, or a bare port
+    /// on 127.0.0.1); off when not set.
+    #[arg(long, env = "CRON_METRICS_LISTEN", value_parser = crate::metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Time to live of the worker's session lease, in seconds. A dead worker's locks and
     /// registration vanish this long after its last keep-alive.

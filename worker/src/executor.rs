@@ -128,11 +128,12 @@ pub async fn start(
     clock: Clock,
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
-    let started_at = clock.now();
     let started = match prepared {
         Ok(Prepared { child, mut go }) => go.write_all(b"g").await.map(|()| child),
         Err(e) => Err(e),
     };
+    // The supervisor is a running process that execs the shell as soon as it reads the word.
+    let started_at = clock.now();
     let mut child = match started {
         Ok(child) => child,
         Err(e) => {

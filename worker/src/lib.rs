@@ -2,8 +2,9 @@
 //!
 //! * [`watcher`] keeps a snapshot of everything under the etcd prefix current and turns changes
 //!   into [`watcher::Change`]s.
-//! * [`scheduler`] holds the plan (jobs by next fire time) and starts a [`tick`] task per due
-//!   tick, run-now request or kill.
+//! * [`scheduler`] holds the plan (jobs by next fire time), moves due ticks and run-now
+//!   requests into the [`queue`], and starts a [`tick`] task for each when its turn in the
+//!   fleet ([`rendezvous`]) has come and a slot is free.
 //! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
 //!   the run's fencing token.
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
@@ -12,13 +13,17 @@
 //! * [`session`] keeps the worker's lease and registration.
 //! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
 //!   restarts.
+//! * [`metrics`] counts claims, ticks and runs for Prometheus.
 
 pub mod claim;
 pub mod clock;
 pub mod config;
 pub mod executor;
 pub mod log_sink;
+pub mod metrics;
 pub mod output;
+pub mod queue;
+pub mod rendezvous;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
@@ -36,7 +41,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use cronfleet_common::record::LOG_COLLECTION;
 use cronfleet_common::{ExecutionRecord, Keys};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,6 +50,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::executor::{Limits, RunAs};
 use crate::log_sink::{LogSink, Uploader};
+use crate::metrics::{Gauges, Metrics};
 use crate::runs::{Runs, StopReason};
 use crate::scheduler::Scheduler;
 use crate::session::{Registration, Session};
@@ -129,6 +135,28 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = self.config;
         let runs = Runs::default();
+        let metrics = Arc::new(Metrics::default());
+        let slots = Arc::new(Semaphore::new(config.slots as usize));
+        let metrics_stop = CancellationToken::new();
+        let metrics_server = match config.metrics_listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("--metrics-listen {address}"))?;
+                tracing::info!(%address, "serving metrics at /metrics");
+                Some(tokio::spawn(metrics::serve(
+                    listener,
+                    Arc::clone(&metrics),
+                    Gauges {
+                        slots: config.slots as usize,
+                        permits: Arc::clone(&slots),
+                        spool_dir: config.spool_dir.clone(),
+                    },
+                    metrics_stop.clone(),
+                )))
+            }
+            None => None,
+        };
         let (lease_tx, lease_rx) = watch::channel(None);
         let (records_tx, records_rx) = mpsc::channel(4096);
         let sealed = Arc::new(Notify::new());
@@ -165,7 +193,7 @@ impl Worker {
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     started_at: Utc::now(),
-                    slots: config.slots,
+                    slots: config.slots as usize,
                     running: Vec::new(),
                     heartbeat_at: Utc::now(),
                 },
@@ -179,6 +207,7 @@ impl Worker {
             claimer: Claimer {
                 client: self.etcd.clone(),
                 keys: self.keys.clone(),
+                metrics: Arc::clone(&metrics),
             },
             clock: Clock::with_offset_ms(config.clock_offset_ms),
             runs: runs.clone(),
@@ -191,6 +220,7 @@ impl Worker {
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,
+            metrics,
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);
         let watcher = tokio::spawn(
@@ -202,7 +232,7 @@ impl Worker {
         );
         let tasks = TaskTracker::new();
         tracing::info!(worker.id = %self.worker_id, "worker started");
-        Scheduler::new(Arc::clone(&context), config.slots, tasks.clone())
+        Scheduler::new(Arc::clone(&context), slots, tasks.clone())
             .run(changes_rx, shutdown.clone())
             .await;
 
@@ -228,6 +258,10 @@ impl Worker {
         uploader.drain(FINAL_UPLOAD).await;
         session_stop.cancel();
         session.await.context("session task")?;
+        metrics_stop.cancel();
+        if let Some(server) = metrics_server {
+            server.await.context("metrics task")?;
+        }
         tracing::info!("worker stopped");
         Ok(())
     }

@@ -1,62 +1,95 @@
-//! The plan: every known job keyed by its next fire time, in a `BTreeSet`, so the loop sleeps
-//! until the earliest tick or a change and each fire costs O(log n).
+//! The plan and the dispatcher.
+//!
+//! The plan holds every known job keyed by its next fire time, in a `BTreeSet`, so the loop
+//! sleeps until the earliest tick or a change and each fire costs O(log n). A tick that falls
+//! due goes into the [`Queue`] with its turn in the fleet ([`Peers::rank`]: the first worker
+//! tries at once, the others [`HANDOFF`] apart) and its starting deadline. The dispatcher
+//! takes eligible ticks in planned order while a slot is free; a slot is held from the claim
+//! to the end of the run, so `--slots` bounds processes, never whether a tick happens. A tick
+//! the fleet settles (the guard moved past it) leaves the queue; one still waiting at its
+//! deadline is given up and recorded as missed by one worker.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use cronfleet_common::{JobName, JobSpec};
-use tokio::sync::{mpsc, Semaphore};
+use chrono::{DateTime, TimeDelta, Utc};
+use cronfleet_common::{JobName, JobSpec, MissReason};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::claim::Guard;
+use crate::queue::{Origin, Pending, Queue};
+use crate::rendezvous::Peers;
 use crate::runs::StopReason;
 use crate::tick::{self, Context, Source, CLAIM_LEAD};
 use crate::watcher::Change;
+
+/// How much later each next worker in a tick's order tries it, when the ones before it have
+/// not claimed it (busy, slow or gone).
+pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
+
+/// How much later each next worker in a tick's order gives it up as missed, so that normally
+/// one worker sends the txn.
+const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
+
+/// How far back a worker looks, when it loads a job, for a tick whose deadline has not passed.
+const CATCH_UP_WINDOW: TimeDelta = TimeDelta::seconds(60);
 
 struct Entry {
     spec: Arc<JobSpec>,
     next: Option<DateTime<Utc>>,
 }
 
-/// Fires jobs on schedule and reacts to changes from the watcher.
+/// Fires jobs on schedule, dispatches due ticks to slots and reacts to changes from the
+/// watcher.
 pub struct Scheduler {
-    pub context: Arc<Context>,
-    pub slots: Arc<Semaphore>,
-    pub tasks: TaskTracker,
+    context: Arc<Context>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// Woken whenever a slot is given back.
+    freed: Arc<Notify>,
     jobs: HashMap<JobName, Entry>,
     plan: BTreeSet<(DateTime<Utc>, JobName)>,
     guards: HashMap<JobName, Guard>,
+    queue: Queue,
+    peers: Peers,
 }
 
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
             .field("jobs", &self.jobs.len())
+            .field("queued", &self.queue.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Scheduler {
-    pub fn new(context: Arc<Context>, slots: usize, tasks: TaskTracker) -> Self {
+    pub fn new(context: Arc<Context>, slots: Arc<Semaphore>, tasks: TaskTracker) -> Self {
         Self {
             context,
-            slots: Arc::new(Semaphore::new(slots)),
+            slots,
             tasks,
+            freed: Arc::new(Notify::new()),
             jobs: HashMap::new(),
             plan: BTreeSet::new(),
             guards: HashMap::new(),
+            queue: Queue::default(),
+            peers: Peers::default(),
         }
     }
 
     /// Runs until `shutdown` or until the watcher goes away. Spawned ticks stay in `tasks`.
     pub async fn run(mut self, mut changes: mpsc::Receiver<Change>, shutdown: CancellationToken) {
         loop {
-            let wake = self
-                .plan
-                .first()
-                .map(|(at, _)| self.context.clock.until(*at - CLAIM_LEAD));
+            let fire = self.plan.first().map(|(at, _)| *at - CLAIM_LEAD);
+            let wake = match (fire, self.queue.next_wake()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = wake.map(|at| self.context.clock.until(at));
+            let freed = Arc::clone(&self.freed);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -64,12 +97,15 @@ impl Scheduler {
                     Some(change) => self.apply(change),
                     None => return,
                 },
-                () = tokio::time::sleep(wake.unwrap_or_default()), if wake.is_some() => self.fire_due(),
+                () = freed.notified(), if self.queue.has_ready() => {}
+                () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
+            self.fire_due();
+            self.dispatch();
         }
     }
 
-    /// Starts every tick due within [`CLAIM_LEAD`]: each is claimed now and runs at its time.
+    /// Moves every tick due within [`CLAIM_LEAD`] from the plan to the queue.
     fn fire_due(&mut self) {
         let now = self.context.clock.now();
         while let Some((at, name)) = self.plan.first().cloned() {
@@ -81,8 +117,8 @@ impl Scheduler {
                 continue;
             };
             let spec = Arc::clone(&entry.spec);
-            // A worker that fell behind fires only the latest due tick; the ones in between are
-            // recorded as missed by the claim that follows.
+            // A worker that fell behind queues only the latest due tick; the ones in between
+            // are recorded as missed by whoever moves the guard past them.
             let mut next = spec.schedule().next_after(at);
             if next.is_some_and(|n| n <= now) {
                 next = spec.schedule().next_after(now);
@@ -91,24 +127,99 @@ impl Scheduler {
             if let Some(next) = next {
                 self.plan.insert((next, name.clone()));
             }
-            if spec.paused {
-                continue;
+            if !spec.paused {
+                self.enqueue(spec, at, now);
             }
-            let guard = self.guards.get(&name).copied().unwrap_or_default();
-            self.start(spec, at, Source::Schedule(guard));
         }
     }
 
-    fn start(&self, spec: Arc<JobSpec>, planned: DateTime<Utc>, source: Source) {
-        let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
-            tracing::warn!(job.name = %spec.name, "every slot is busy; leaving the tick to other workers");
+    /// Queues the scheduled tick `planned` of `spec` with its turn and deadline.
+    fn enqueue(&mut self, spec: Arc<JobSpec>, planned: DateTime<Utc>, now: DateTime<Utc>) {
+        let planned_ms = planned.timestamp_millis();
+        let settled = self
+            .guards
+            .get(&spec.name)
+            .is_some_and(|guard| guard.planned_ms >= planned_ms);
+        if settled {
             return;
-        };
-        let context = Arc::clone(&self.context);
-        self.tasks.spawn(async move {
-            tick::run(context, spec, planned, source).await;
-            drop(permit);
+        }
+        let deadline = spec.start_deadline(planned);
+        let rank = self.rank(&spec.name, planned_ms);
+        let turn = planned - CLAIM_LEAD + HANDOFF * rank;
+        // However long the order, every worker gets its turn before the deadline.
+        let try_at = turn
+            .min(planned + (deadline - planned) / 2)
+            .max(planned - CLAIM_LEAD);
+        self.queue.push(Pending {
+            spec,
+            planned,
+            origin: Origin::Schedule,
+            try_at,
+            deadline: Some(deadline),
+            expire_at: Some(deadline + MISS_STAGGER * rank),
+            late: now >= deadline,
         });
+    }
+
+    fn rank(&self, job: &JobName, tick: i64) -> i32 {
+        let rank = self.peers.rank(&self.context.worker_id, job.as_str(), tick);
+        i32::try_from(rank).unwrap_or(i32::MAX)
+    }
+
+    /// Starts eligible ticks while slots are free, and gives up those past their deadline.
+    fn dispatch(&mut self) {
+        let now = self.context.clock.now();
+        self.queue.promote(now);
+        while self.queue.has_ready() {
+            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+                break;
+            };
+            let Some(pending) = self.queue.pop_ready(now) else {
+                break;
+            };
+            let source = match pending.origin {
+                Origin::Schedule => Source::Schedule(
+                    self.guards
+                        .get(&pending.spec.name)
+                        .copied()
+                        .unwrap_or_default(),
+                ),
+                Origin::Manual(revision) => Source::Manual(revision),
+            };
+            let context = Arc::clone(&self.context);
+            let freed = Arc::clone(&self.freed);
+            self.tasks.spawn(async move {
+                tick::run(context, pending.spec, pending.planned, source).await;
+                drop(permit);
+                freed.notify_one();
+            });
+        }
+        while let Some(expired) = self.queue.pop_expired(now) {
+            let reason = if expired.late {
+                MissReason::DeadlinePassed
+            } else {
+                MissReason::NoFreeSlot
+            };
+            self.miss(expired, reason);
+        }
+        self.context.metrics.set_queue_depth(self.queue.len());
+    }
+
+    /// Records a queued tick as missed, unless the fleet settled it first.
+    fn miss(&self, pending: Pending, reason: MissReason) {
+        let guard = self
+            .guards
+            .get(&pending.spec.name)
+            .copied()
+            .unwrap_or_default();
+        let context = Arc::clone(&self.context);
+        self.tasks.spawn(tick::miss(
+            context,
+            pending.spec,
+            pending.planned,
+            guard,
+            reason,
+        ));
     }
 
     fn apply(&mut self, change: Change) {
@@ -117,25 +228,33 @@ impl Scheduler {
                 jobs,
                 guards,
                 triggers,
+                workers,
             } => {
+                self.guards = guards;
+                self.peers.reset(workers);
                 let mut stale: Vec<JobName> = self.jobs.keys().cloned().collect();
                 stale.retain(|name| !jobs.iter().any(|spec| &spec.name == name));
                 for name in stale {
                     self.remove(&name);
+                    self.queue.take_job(&name);
                 }
                 for spec in jobs {
                     self.put(spec);
                 }
-                self.guards = guards;
                 for (job, revision) in triggers {
                     self.trigger(&job, revision);
                 }
-                tracing::info!(jobs = self.jobs.len(), "plan loaded from the snapshot");
+                tracing::info!(
+                    jobs = self.jobs.len(),
+                    workers = self.peers.len(),
+                    "plan loaded from the snapshot"
+                );
             }
             Change::JobPut(spec) => self.put(spec),
             Change::JobDeleted(name) => {
                 tracing::debug!(job.name = %name, "job removed from the plan");
                 self.remove(&name);
+                self.queue.take_job(&name);
                 self.guards.remove(&name);
             }
             Change::Kill(job, revision) => {
@@ -156,11 +275,14 @@ impl Scheduler {
                 self.context.runs.stop_replaced(&job, &run_id, revision);
             }
             Change::Guard(job, guard) => {
+                self.queue.settled(&job, guard.planned_ms);
                 let known = self.guards.entry(job).or_default();
                 if guard.mod_revision > known.mod_revision {
                     *known = guard;
                 }
             }
+            Change::WorkerUp(id) => self.peers.up(id),
+            Change::WorkerDown(id) => self.peers.down(&id),
             Change::Abandoned {
                 holder,
                 fencing_token,
@@ -185,14 +307,25 @@ impl Scheduler {
         }
     }
 
-    fn trigger(&self, job: &JobName, revision: i64) {
-        match self.jobs.get(job) {
-            Some(entry) => {
-                let planned = self.context.clock.now();
-                self.start(Arc::clone(&entry.spec), planned, Source::Manual(revision));
-            }
-            None => tracing::warn!(job.name = %job, "run-now request for an unknown job"),
-        }
+    /// Queues a run-now request: it waits for a slot as long as it takes, and whichever
+    /// worker consumes `trigger/<job>` first runs it.
+    fn trigger(&mut self, job: &JobName, revision: i64) {
+        let Some(entry) = self.jobs.get(job) else {
+            tracing::warn!(job.name = %job, "run-now request for an unknown job");
+            return;
+        };
+        let spec = Arc::clone(&entry.spec);
+        let now = self.context.clock.now();
+        let rank = self.rank(job, revision);
+        self.queue.push(Pending {
+            spec,
+            planned: now,
+            origin: Origin::Manual(revision),
+            try_at: now + HANDOFF * rank,
+            deadline: None,
+            expire_at: None,
+            late: false,
+        });
     }
 
     fn put(&mut self, spec: JobSpec) {
@@ -204,17 +337,56 @@ impl Scheduler {
         let name = spec.name.clone();
         tracing::debug!(job.name = %name, version = spec.version, "plan updated");
         self.remove(&name);
-        let next = spec.schedule().next_after(self.context.clock.now());
+        let now = self.context.clock.now();
+        let next = spec.schedule().next_after(now);
         if let Some(next) = next {
             self.plan.insert((next, name.clone()));
         }
+        let spec = Arc::new(spec);
         self.jobs.insert(
-            name,
+            name.clone(),
             Entry {
-                spec: Arc::new(spec),
+                spec: Arc::clone(&spec),
                 next,
             },
         );
+        // Ticks already waiting follow the new spec; a pause gives them up.
+        for mut pending in self.queue.take_job(&name) {
+            if spec.paused && pending.origin == Origin::Schedule {
+                self.miss(pending, MissReason::Paused);
+            } else {
+                pending.spec = Arc::clone(&spec);
+                self.queue.push(pending);
+            }
+        }
+        if !spec.paused {
+            if let Some(tick) = self.catch_up(&spec, now) {
+                self.enqueue(spec, tick, now);
+            }
+        }
+    }
+
+    /// The latest tick of `spec` that nobody claimed (every worker was down or full) and
+    /// whose starting deadline has not passed: it still runs once. Only within the job
+    /// version the guard was written under; older unclaimed ticks are recorded as missed by
+    /// the claim that moves the guard past them.
+    fn catch_up(&self, spec: &JobSpec, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let guard = self.guards.get(&spec.name)?;
+        if guard.mod_revision == 0 || guard.version != spec.version {
+            return None;
+        }
+        let window = spec
+            .starting_deadline_secs
+            .and_then(|secs| i64::try_from(secs).ok())
+            .map_or(CATCH_UP_WINDOW, TimeDelta::seconds);
+        let after = DateTime::from_timestamp_millis(guard.planned_ms)?.max(now - window);
+        let mut latest = None;
+        let mut cursor = after;
+        while let Some(tick) = spec.schedule().next_after(cursor).filter(|t| *t <= now) {
+            latest = Some(tick);
+            cursor = tick;
+        }
+        latest.filter(|tick| now < spec.start_deadline(*tick))
     }
 
     fn remove(&mut self, name: &JobName) {

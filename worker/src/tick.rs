@@ -1,15 +1,17 @@
-//! One tick of one job: claim it, run it, release it, record it.
+//! One tick of one job: claim it, run it, release it, record it — or, when nobody started it
+//! by its deadline, record it as missed.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::{ExecutionRecord, JobSpec, RunStatus, Trigger};
+use cronfleet_common::{ExecutionRecord, JobSpec, MissReason, RunStatus, Trigger};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::claim::{Claimed, Claimer, Guard, Holder};
 use crate::clock::Clock;
 use crate::executor::{self, Limits, Outcome, RunContext};
+use crate::metrics::Metrics;
 use crate::runs::{RunSummary, Runs};
 
 /// How long before its planned time a scheduled tick is claimed, so that the claim's etcd round
@@ -30,6 +32,7 @@ pub struct Context {
     pub limits: Limits,
     pub worker_id: String,
     pub lease: watch::Receiver<Option<i64>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What started the tick.
@@ -124,6 +127,7 @@ async fn claim_and_run(
             previous,
             holder: running,
         }) => {
+            context.metrics.skipped();
             record_missed(context, &base, previous, planned).await;
             let by = running.map_or_else(
                 || "another run".to_owned(),
@@ -138,6 +142,7 @@ async fn claim_and_run(
             previous,
             replaced,
         }) => {
+            context.metrics.started();
             record_missed(context, &base, previous, planned).await;
             if let Some(replaced) = replaced {
                 tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
@@ -172,6 +177,11 @@ async fn execute(
     });
     let outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
     context.runs.remove(&base.holder.run_id);
+    context.metrics.run_ended(
+        (outcome.ended_at - outcome.started_at)
+            .to_std()
+            .unwrap_or_default(),
+    );
     let mut claimer = context.claimer.clone();
     if let Err(e) = claimer
         .release(&job.name, &base.holder.run_id, revision)
@@ -185,6 +195,64 @@ async fn execute(
         "run ended"
     );
     send(context, base.finished(outcome, revision)).await;
+}
+
+/// Gives up a tick that was still waiting on this worker at its deadline: if this worker is
+/// the one that moves the guard to it, it records it (and any unclaimed ticks before it) as
+/// missed.
+pub async fn miss(
+    context: Arc<Context>,
+    job: Arc<JobSpec>,
+    planned: DateTime<Utc>,
+    guard: Guard,
+    reason: MissReason,
+) {
+    let mut claimer = context.claimer.clone();
+    let previous = match claimer.miss_tick(&job, planned, guard).await {
+        Ok(Some(previous)) => previous,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(job.name = %job.name, planned = %planned, error = %e, "could not record a missed tick; the next claim records it");
+            return;
+        }
+    };
+    let now = context.clock.now_ms();
+    let holder = Holder {
+        worker_id: context.worker_id.clone(),
+        run_id: missed_run_id(&job, planned.timestamp_millis()),
+        job_name: job.name.to_string(),
+        planned_at: planned.timestamp_millis(),
+        claimed_at: now,
+        trigger: Trigger::Schedule,
+        job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
+    };
+    let base = Base {
+        job: &job,
+        holder: &holder,
+        scheduled_at: now,
+    };
+    record_missed(&context, &base, previous, planned).await;
+    tracing::warn!(job.name = %job.name, planned = %planned, reason = reason.as_str(), "tick missed its starting deadline");
+    send(&context, base.missed(planned, reason, describe(reason))).await;
+    context.metrics.missed(reason);
+}
+
+fn describe(reason: MissReason) -> String {
+    match reason {
+        MissReason::NoFreeSlot => {
+            "missed: every worker that could take it had all its slots busy until its deadline"
+        }
+        MissReason::NoWorker => "missed: no worker claimed this tick before its deadline",
+        MissReason::DeadlinePassed => {
+            "missed: the worker holding it saw it only after its deadline (stalled or paused)"
+        }
+        MissReason::Paused => "missed: the job was paused while the tick waited for a slot",
+    }
+    .to_owned()
+}
+
+fn missed_run_id(job: &JobSpec, planned_ms: i64) -> String {
+    format!("missed-{}-{planned_ms}", job.name)
 }
 
 /// Records every tick between the previous guard and `planned` that nobody claimed.
@@ -213,17 +281,16 @@ async fn record_missed(
     }
     let last = gap.len().saturating_sub(1);
     for (index, tick) in gap.into_iter().enumerate() {
-        let mut record = base.record(RunStatus::Missed, 0);
-        let ms = tick.timestamp_millis();
-        record.run_id = format!("missed-{}-{ms}", base.job.name);
-        record.plan_time = ms;
-        record.trigger = Trigger::Schedule;
-        record.err = if index == last && extra > 0 {
-            format!("missed: no worker claimed this tick, nor the {extra} after it")
+        let err = if index == last && extra > 0 {
+            format!(
+                "{}, nor the {extra} after it",
+                describe(MissReason::NoWorker)
+            )
         } else {
-            "missed: no worker claimed this tick".to_owned()
+            describe(MissReason::NoWorker)
         };
-        send(context, record).await;
+        send(context, base.missed(tick, MissReason::NoWorker, err)).await;
+        context.metrics.missed(MissReason::NoWorker);
     }
 }
 
@@ -261,7 +328,19 @@ impl Base<'_> {
             fencing_token,
             job_version: self.holder.job_version,
             trigger: self.holder.trigger,
+            reason: None,
         }
+    }
+
+    fn missed(&self, tick: DateTime<Utc>, reason: MissReason, err: String) -> ExecutionRecord {
+        let mut record = self.record(RunStatus::Missed, 0);
+        let ms = tick.timestamp_millis();
+        record.run_id = missed_run_id(self.job, ms);
+        record.plan_time = ms;
+        record.trigger = Trigger::Schedule;
+        record.reason = Some(reason);
+        record.err = err;
+        record
     }
 
     fn finished(&self, outcome: Outcome, fencing_token: i64) -> ExecutionRecord {
@@ -304,5 +383,6 @@ pub fn abandoned(
         fencing_token,
         job_version: holder.job_version,
         trigger: holder.trigger,
+        reason: None,
     }
 }

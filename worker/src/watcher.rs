@@ -23,6 +23,8 @@ pub enum Change {
         jobs: Vec<JobSpec>,
         guards: HashMap<JobName, Guard>,
         triggers: Vec<(JobName, i64)>,
+        /// Ids of the cronfleet workers registered under `workers/`.
+        workers: Vec<String>,
     },
     JobPut(JobSpec),
     JobDeleted(JobName),
@@ -37,6 +39,10 @@ pub enum Change {
         revision: i64,
     },
     Guard(JobName, Guard),
+    /// A cronfleet worker registered (or refreshed its registration).
+    WorkerUp(String),
+    /// A worker's registration went away (it stopped, or its lease expired).
+    WorkerDown(String),
     /// A run whose worker died: its lease took the run key and the registration together.
     Abandoned {
         holder: Holder,
@@ -125,6 +131,7 @@ impl Watcher {
         let mut from = prefix.into_bytes();
         let mut revision = 0;
         let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
+        let mut workers = Vec::new();
         loop {
             let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
             if revision > 0 {
@@ -145,6 +152,7 @@ impl Watcher {
                     Kind::Trigger => {
                         triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
                     }
+                    Kind::Worker => workers.extend(self.registered_worker(kv)),
                     _ => {}
                 }
             }
@@ -162,6 +170,7 @@ impl Watcher {
                 jobs,
                 guards,
                 triggers,
+                workers,
             })
             .await?;
         Ok(revision)
@@ -169,6 +178,19 @@ impl Watcher {
 
     fn job_of(&self, kv: &KeyValue) -> Option<JobName> {
         self.keys.job_of(kv.key())
+    }
+
+    /// The id of a cronfleet worker's registration. go-crontab's workers register with an
+    /// empty value; they take no part in cronfleet's order of preference.
+    fn registered_worker(&self, kv: &KeyValue) -> Option<String> {
+        let id = self.worker_id_of(kv)?;
+        let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
+        (value.get("id")?.as_str()? == id).then_some(id)
+    }
+
+    fn worker_id_of(&self, kv: &KeyValue) -> Option<String> {
+        let key = std::str::from_utf8(kv.key()).ok()?;
+        key.strip_prefix(&self.keys.workers()).map(str::to_owned)
     }
 
     /// Follows the watch from `start` until it breaks or is compacted (an error: the caller
@@ -238,10 +260,13 @@ impl Watcher {
                         ));
                     }
                 }
+                (Kind::Worker, true) => {
+                    out.extend(self.registered_worker(kv).map(Change::WorkerUp))
+                }
                 (Kind::Worker, false) => {
-                    let key = String::from_utf8_lossy(kv.key());
-                    if let Some(id) = key.strip_prefix(&self.keys.workers()) {
-                        dead_workers.insert((kv.mod_revision(), id.to_owned()));
+                    if let Some(id) = self.worker_id_of(kv) {
+                        dead_workers.insert((kv.mod_revision(), id.clone()));
+                        out.push(Change::WorkerDown(id));
                     }
                 }
                 (Kind::Run, false) => {

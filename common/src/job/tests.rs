@@ -45,6 +45,26 @@ fn all_fields_round_trip_through_etcd() {
 }
 
 #[test]
+fn starting_deadline_defaults_to_the_next_tick_or_a_minute() {
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    let every_second =
+        JobSpec::from_user_json(br#"{"name":"a","command":"x","cronExpr":"* * * * * *"}"#).unwrap();
+    let planned = at("2026-11-26T10:00:05Z");
+    assert_eq!(
+        every_second.start_deadline(planned),
+        at("2026-11-26T10:00:06Z")
+    );
+    let nightly = JobSpec::from_user_json(spec_json("").as_bytes()).unwrap();
+    let planned = at("2026-11-26T03:00:00Z");
+    assert_eq!(nightly.start_deadline(planned), at("2026-11-26T03:01:00Z"));
+    let set =
+        JobSpec::from_user_json(spec_json(r#","startingDeadlineSecs":600"#).as_bytes()).unwrap();
+    assert_eq!(set.start_deadline(planned), at("2026-11-26T03:10:00Z"));
+    let value: Value = serde_json::from_slice(&set.to_etcd_value()).unwrap();
+    assert_eq!(value["startingDeadlineSecs"], 600);
+}
+
+#[test]
 fn schedule_is_read_in_the_job_time_zone() {
     let spec =
         JobSpec::from_user_json(spec_json(r#","timezone":"Asia/Tokyo""#).as_bytes()).unwrap();
@@ -102,6 +122,18 @@ fn bad_fields_are_named() {
         (spec_json(r#","timeoutSecs":"soon""#), "timeoutSecs"),
         (spec_json(r#","timeoutSecs":-1"#), "timeoutSecs"),
         (spec_json(r#","timeoutSecs":999999999"#), "timeoutSecs"),
+        (
+            spec_json(r#","startingDeadlineSecs":0"#),
+            "startingDeadlineSecs",
+        ),
+        (
+            spec_json(r#","startingDeadlineSecs":86401"#),
+            "startingDeadlineSecs",
+        ),
+        (
+            spec_json(r#","startingDeadlineSecs":"1m""#),
+            "startingDeadlineSecs",
+        ),
         (spec_json(r#","concurrency":"sometimes""#), "concurrency"),
         (spec_json(r#","paused":"yes""#), "paused"),
         (

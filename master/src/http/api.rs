@@ -50,6 +50,9 @@ pub struct JobView {
     pub cron_expr: String,
     pub timezone: String,
     pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must start, else it is `missed`;
+    /// none: the smaller of 60 s and the time to the next tick.
+    pub starting_deadline_secs: Option<u64>,
     /// `forbid`, `allow` or `replace`.
     pub concurrency: String,
     pub paused: bool,
@@ -73,6 +76,7 @@ impl JobView {
             cron_expr: spec.cron_expr.clone(),
             timezone: spec.timezone.name().to_owned(),
             timeout_secs: spec.timeout_secs,
+            starting_deadline_secs: spec.starting_deadline_secs,
             concurrency: spec.concurrency.as_str().to_owned(),
             paused: spec.paused,
             description: spec.description.clone(),
@@ -111,6 +115,9 @@ pub struct JobInput {
     pub timezone: Option<String>,
     /// Seconds before a run is killed; none by default.
     pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must start (1-86400); by default the
+    /// smaller of 60 s and the time to the next tick.
+    pub starting_deadline_secs: Option<u64>,
     /// `forbid` (default), `allow` or `replace`.
     pub concurrency: Option<String>,
     /// Create the job paused.

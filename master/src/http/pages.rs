@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::Utc;
-use cronfleet_common::{ExecutionRecord, JobName, JobSpec};
+use cronfleet_common::{ExecutionRecord, JobName, JobSpec, MissReason};
 use etcd_client::GetOptions;
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
@@ -391,6 +391,7 @@ struct JobView {
     timezone: String,
     paused: bool,
     timeout: String,
+    starting_deadline: String,
     concurrency: String,
     description: String,
     version: i64,
@@ -402,6 +403,8 @@ struct JobView {
 struct RunView {
     run_id: String,
     status: String,
+    /// Why a missed tick did not start.
+    reason: Option<&'static str>,
     planned: String,
     started: String,
     duration: String,
@@ -469,6 +472,7 @@ async fn job_detail(
         timezone: spec.timezone.name().to_owned(),
         paused: spec.paused,
         timeout: views::timeout(spec),
+        starting_deadline: views::starting_deadline(spec),
         concurrency: spec.concurrency.as_str().to_owned(),
         description: spec.description.clone(),
         version: row.version,
@@ -496,6 +500,7 @@ async fn job_detail(
         .map(|r| RunView {
             run_id: r.run_id.clone(),
             status: r.status.as_str().to_owned(),
+            reason: r.reason.map(MissReason::as_str),
             planned: views::when_ms(r.plan_time),
             started: views::when_ms(r.start_time),
             duration: views::duration_ms(r.end_time - r.start_time),
@@ -547,6 +552,8 @@ struct JobForm {
     timezone: String,
     #[serde(default, rename = "timeoutSecs")]
     timeout_secs: String,
+    #[serde(default, rename = "startingDeadlineSecs")]
+    starting_deadline_secs: String,
     #[serde(default)]
     concurrency: String,
     #[serde(default)]
@@ -568,6 +575,10 @@ impl JobForm {
             cron_expr: spec.cron_expr.clone(),
             timezone: spec.timezone.name().to_owned(),
             timeout_secs: spec.timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
+            starting_deadline_secs: spec
+                .starting_deadline_secs
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             concurrency: spec.concurrency.as_str().to_owned(),
             description: spec.description.clone(),
             env: spec
@@ -589,16 +600,19 @@ impl JobForm {
         if !self.timezone.trim().is_empty() {
             body.insert("timezone".into(), json!(self.timezone.trim()));
         }
-        if !self.timeout_secs.trim().is_empty() {
-            match self.timeout_secs.trim().parse::<u64>() {
-                Ok(secs) => body.insert("timeoutSecs".into(), json!(secs)),
-                Err(_) => {
-                    return Err((
-                        "timeoutSecs".into(),
-                        "timeoutSecs: must be a whole number of seconds".into(),
-                    ))
-                }
-            };
+        for (field, text) in [
+            ("timeoutSecs", &self.timeout_secs),
+            ("startingDeadlineSecs", &self.starting_deadline_secs),
+        ] {
+            if !text.trim().is_empty() {
+                let secs = text.trim().parse::<u64>().map_err(|_| {
+                    (
+                        field.to_owned(),
+                        format!("{field}: must be a whole number of seconds"),
+                    )
+                })?;
+                body.insert(field.into(), json!(secs));
+            }
         }
         if !self.concurrency.is_empty() {
             body.insert("concurrency".into(), json!(self.concurrency));

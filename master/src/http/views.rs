@@ -140,6 +140,14 @@ pub fn timeout(spec: &JobSpec) -> String {
         .map_or_else(|| "none".to_owned(), |secs| format!("{secs} s"))
 }
 
+/// The starting deadline of a job, in words.
+pub fn starting_deadline(spec: &JobSpec) -> String {
+    spec.starting_deadline_secs.map_or_else(
+        || "60 s or the time to the next tick, whichever is less".to_owned(),
+        |secs| format!("{secs} s after the planned time"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,310 @@
+//! The worker's Prometheus metrics, served on `--metrics-listen` when it is set.
+//!
+//! Counters are atomics bumped where things happen; gauges that describe state (slots in use,
+//! spool size, upload lag) are read when scraped, so they cannot drift from what they describe.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use cronfleet_common::MissReason;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::spool::Spool;
+
+/// Upper bounds of the run duration histogram, in seconds.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+
+/// How a claim txn (or a skip or miss txn) came out.
+#[derive(Debug, Clone, Copy)]
+pub enum TxnResult {
+    /// It moved the guard: this worker starts, skips or records the tick.
+    Won,
+    /// Another worker had moved the guard first.
+    Lost,
+    /// The lock was held (`forbid`), checked ahead of the planned time.
+    Locked,
+    /// etcd did not answer.
+    Failed,
+}
+
+/// Every counter and gauge the worker exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    txns: [AtomicU64; 4],
+    started: AtomicU64,
+    skipped: AtomicU64,
+    missed: [AtomicU64; MissReason::ALL.len()],
+    queue_depth: AtomicUsize,
+    durations: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn txn(&self, result: TxnResult) {
+        self.txns[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn missed(&self, reason: MissReason) {
+        let index = MissReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        self.missed[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth, Ordering::Relaxed);
+    }
+
+    pub fn run_ended(&self, duration: Duration) {
+        let secs = duration.as_secs_f64();
+        for (bucket, bound) in self.durations.iter().zip(DURATION_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        self.duration_sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, state: &Gauges) -> String {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let slots = state.slots;
+        let free = state.permits.available_permits();
+        metric(
+            "cronfleet_worker_slots",
+            "gauge",
+            "Most runs this worker executes at once (--slots).",
+            &[(String::new(), slots as f64)],
+        );
+        metric(
+            "cronfleet_worker_slots_in_use",
+            "gauge",
+            "Slots held by runs and by claims about to start one.",
+            &[(String::new(), slots.saturating_sub(free) as f64)],
+        );
+        metric(
+            "cronfleet_worker_queue_depth",
+            "gauge",
+            "Due ticks waiting on this worker for their turn or a free slot.",
+            &[(
+                String::new(),
+                self.queue_depth.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        let txns = ["won", "lost", "locked", "failed"]
+            .iter()
+            .zip(&self.txns)
+            .map(|(result, counter)| (format!("{{result=\"{result}\"}}"), load(counter) as f64))
+            .collect::<Vec<_>>();
+        metric(
+            "cronfleet_worker_claim_txns_total",
+            "counter",
+            "Claim, skip and miss transactions sent to etcd, by result.",
+            &txns,
+        );
+        metric(
+            "cronfleet_worker_ticks_started_total",
+            "counter",
+            "Ticks this worker claimed and started.",
+            &[(String::new(), load(&self.started) as f64)],
+        );
+        metric(
+            "cronfleet_worker_ticks_skipped_total",
+            "counter",
+            "Ticks this worker recorded as skipped (forbid, lock held).",
+            &[(String::new(), load(&self.skipped) as f64)],
+        );
+        let missed = MissReason::ALL
+            .iter()
+            .zip(&self.missed)
+            .map(|(reason, counter)| {
+                (
+                    format!("{{reason=\"{}\"}}", reason.as_str()),
+                    load(counter) as f64,
+                )
+            })
+            .collect::<Vec<_>>();
+        metric(
+            "cronfleet_worker_ticks_missed_total",
+            "counter",
+            "Ticks this worker recorded as missed, by reason.",
+            &missed,
+        );
+        let mut histogram: Vec<(String, f64)> = DURATION_BUCKETS
+            .iter()
+            .zip(&self.durations)
+            .map(|(bound, counter)| (format!("_bucket{{le=\"{bound}\"}}"), load(counter) as f64))
+            .collect();
+        let count = load(&self.duration_count) as f64;
+        histogram.push(("_bucket{le=\"+Inf\"}".to_owned(), count));
+        histogram.push((
+            "_sum".to_owned(),
+            load(&self.duration_sum_micros) as f64 / 1e6,
+        ));
+        histogram.push(("_count".to_owned(), count));
+        metric(
+            "cronfleet_worker_run_duration_seconds",
+            "histogram",
+            "How long runs took, start to end.",
+            &histogram,
+        );
+        let (bytes, oldest) = spool_state(&state.spool_dir);
+        metric(
+            "cronfleet_worker_spool_bytes",
+            "gauge",
+            "Bytes of execution records in the spool, waiting for MongoDB.",
+            &[(String::new(), bytes as f64)],
+        );
+        metric(
+            "cronfleet_worker_upload_lag_seconds",
+            "gauge",
+            "Age of the oldest spooled segment MongoDB does not have yet; 0 when none waits.",
+            &[(String::new(), oldest.as_secs_f64())],
+        );
+        out
+    }
+}
+
+/// What the scrape reads besides the counters.
+#[derive(Debug, Clone)]
+pub struct Gauges {
+    pub slots: usize,
+    pub permits: Arc<Semaphore>,
+    pub spool_dir: PathBuf,
+}
+
+/// Total size of the spool's files and the age of its oldest sealed segment.
+fn spool_state(dir: &std::path::Path) -> (u64, Duration) {
+    let bytes = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|meta| meta.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let now = SystemTime::now();
+    let oldest = Spool::sealed(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .filter_map(|modified| now.duration_since(modified).ok())
+        .max()
+        .unwrap_or_default();
+    (bytes, oldest)
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    gauges: Gauges,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state((metrics, gauges));
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::warn!(error = %e, "the metrics endpoint stopped");
+    }
+}
+
+async fn scrape(State((metrics, gauges)): State<(Arc<Metrics>, Gauges)>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(&gauges),
+    )
+}
+
+/// Reads `--metrics-listen`: `host:port`, or a bare port on the loopback address.
+pub fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = raw.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is neither a port nor an address like 127.0.0.1:9464"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_gauges() {
+        let metrics = Metrics::default();
+        metrics.txn(TxnResult::Won);
+        metrics.txn(TxnResult::Won);
+        metrics.txn(TxnResult::Lost);
+        metrics.missed(MissReason::NoFreeSlot);
+        metrics.run_ended(Duration::from_millis(30));
+        metrics.set_queue_depth(7);
+        let permits = Arc::new(Semaphore::new(4));
+        let _held = Arc::clone(&permits).try_acquire_many_owned(3).unwrap();
+        let text = metrics.render(&Gauges {
+            slots: 4,
+            permits,
+            spool_dir: PathBuf::from("/nonexistent"),
+        });
+        for line in [
+            "cronfleet_worker_claim_txns_total{result=\"won\"} 2",
+            "cronfleet_worker_claim_txns_total{result=\"lost\"} 1",
+            "cronfleet_worker_ticks_missed_total{reason=\"no_free_slot\"} 1",
+            "cronfleet_worker_ticks_missed_total{reason=\"no_worker\"} 0",
+            "cronfleet_worker_slots_in_use 3",
+            "cronfleet_worker_queue_depth 7",
+            "cronfleet_worker_run_duration_seconds_bucket{le=\"0.01\"} 0",
+            "cronfleet_worker_run_duration_seconds_bucket{le=\"0.05\"} 1",
+            "cronfleet_worker_run_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "cronfleet_worker_run_duration_seconds_count 1",
+            "cronfleet_worker_spool_bytes 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_port_or_an_address() {
+        assert_eq!(parse_listen("9464").unwrap().to_string(), "127.0.0.1:9464");
+        assert_eq!(
+            parse_listen("0.0.0.0:9000").unwrap().to_string(),
+            "0.0.0.0:9000"
+        );
+        assert!(parse_listen("localhost").is_err());
+    }
+}

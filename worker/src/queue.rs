@@ -1,0 +1,278 @@
+//! Ticks that are due on this worker but not started yet.
+//!
+//! A tick enters when it falls due (or a run-now request arrives) and leaves in one of three
+//! ways: this worker takes a slot for it and tries to claim it; the fleet settles it (the guard
+//! moved to it or past it: someone ran, skipped or missed it); or its starting deadline passes
+//! while it still waits here, and it expires to be recorded as missed. In between it waits:
+//! first for its turn in the fleet's order ([`crate::rendezvous`]), then, once eligible, for a
+//! free slot, oldest planned time first. Waiting here reserves nothing in etcd, so any other
+//! worker with room can take the tick meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cronfleet_common::{JobName, JobSpec};
+
+/// What brought a tick in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The job's schedule.
+    Schedule,
+    /// A run-now request at this mod revision of `trigger/<job>`.
+    Manual(i64),
+}
+
+/// A tick waiting on this worker.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub spec: Arc<JobSpec>,
+    pub planned: DateTime<Utc>,
+    pub origin: Origin,
+    /// When this worker may first try to claim it.
+    pub try_at: DateTime<Utc>,
+    /// The latest time it may start; `None` for run-now requests, which wait for a slot as
+    /// long as it takes.
+    pub deadline: Option<DateTime<Utc>>,
+    /// When this worker records it as missed if it is still here (the deadline, staggered
+    /// by rank so that one worker normally writes it).
+    pub expire_at: Option<DateTime<Utc>>,
+    /// It was already past its deadline when it arrived (the worker was stalled).
+    pub late: bool,
+}
+
+type Key = (JobName, i64, i64);
+
+impl Pending {
+    fn key(&self) -> Key {
+        let revision = match self.origin {
+            Origin::Schedule => 0,
+            Origin::Manual(revision) => revision,
+        };
+        (
+            self.spec.name.clone(),
+            self.planned.timestamp_millis(),
+            revision,
+        )
+    }
+}
+
+/// The waiting ticks, indexed by when each may be tried, by planned time once eligible, and by
+/// when each expires.
+#[derive(Debug, Default)]
+pub struct Queue {
+    entries: BTreeMap<Key, Pending>,
+    waiting: BTreeSet<(DateTime<Utc>, Key)>,
+    ready: BTreeSet<(DateTime<Utc>, Key)>,
+    expiring: BTreeSet<(DateTime<Utc>, Key)>,
+}
+
+impl Queue {
+    /// Adds a tick; a tick already waiting (same job, time and origin) is kept as it was.
+    pub fn push(&mut self, pending: Pending) {
+        let key = pending.key();
+        if self.entries.contains_key(&key) {
+            return;
+        }
+        self.waiting.insert((pending.try_at, key.clone()));
+        if let Some(at) = pending.expire_at {
+            self.expiring.insert((at, key.clone()));
+        }
+        self.entries.insert(key, pending);
+    }
+
+    /// Ticks waiting, eligible or not.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a tick is eligible and only waits for a slot.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// The next time something changes without outside help: a tick becomes eligible or
+    /// expires.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let eligible = self.waiting.first().map(|(at, _)| *at);
+        let expiry = self.expiring.first().map(|(at, _)| *at);
+        match (eligible, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Makes every tick whose turn has come eligible.
+    pub fn promote(&mut self, now: DateTime<Utc>) {
+        while let Some((at, key)) = self.waiting.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.waiting.pop_first();
+            if let Some(pending) = self.entries.get(&key) {
+                self.ready.insert((pending.planned, key));
+            }
+        }
+    }
+
+    /// Takes the eligible tick with the oldest planned time that may still start at `now`.
+    /// Ticks past their deadline stay only until they expire.
+    pub fn pop_ready(&mut self, now: DateTime<Utc>) -> Option<Pending> {
+        while let Some((_, key)) = self.ready.pop_first() {
+            let Some(pending) = self.entries.get(&key) else {
+                continue;
+            };
+            if pending.deadline.is_some_and(|deadline| deadline <= now) {
+                continue;
+            }
+            return self.take(&key);
+        }
+        None
+    }
+
+    /// Takes a tick whose time to be recorded as missed has come.
+    pub fn pop_expired(&mut self, now: DateTime<Utc>) -> Option<Pending> {
+        let (at, key) = self.expiring.first().cloned()?;
+        if at > now {
+            return None;
+        }
+        self.take(&key)
+    }
+
+    /// The fleet settled every scheduled tick of `job` up to `planned_ms`: forget them.
+    pub fn settled(&mut self, job: &JobName, planned_ms: i64) {
+        let keys: Vec<Key> = self
+            .entries
+            .range((job.clone(), i64::MIN, 0)..=(job.clone(), planned_ms, 0))
+            .filter(|(key, _)| key.2 == 0)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.take(&key);
+        }
+    }
+
+    /// Takes every tick of `job` out (the job changed or went away).
+    pub fn take_job(&mut self, job: &JobName) -> Vec<Pending> {
+        let keys: Vec<Key> = self
+            .entries
+            .range((job.clone(), i64::MIN, i64::MIN)..=(job.clone(), i64::MAX, i64::MAX))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.iter().filter_map(|key| self.take(key)).collect()
+    }
+
+    fn take(&mut self, key: &Key) -> Option<Pending> {
+        let pending = self.entries.remove(key)?;
+        self.waiting.remove(&(pending.try_at, key.clone()));
+        self.ready.remove(&(pending.planned, key.clone()));
+        if let Some(at) = pending.expire_at {
+            self.expiring.remove(&(at, key.clone()));
+        }
+        Some(pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn spec(name: &str) -> Arc<JobSpec> {
+        let json = format!(r#"{{"name":"{name}","command":"true","cronExpr":"* * * * * *"}}"#);
+        Arc::new(JobSpec::from_etcd_value(json.as_bytes()).unwrap())
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000 + secs, 0).unwrap()
+    }
+
+    fn tick(name: &str, planned: i64, try_at: i64) -> Pending {
+        Pending {
+            spec: spec(name),
+            planned: at(planned),
+            origin: Origin::Schedule,
+            try_at: at(try_at),
+            deadline: Some(at(planned + 10)),
+            expire_at: Some(at(planned + 11)),
+            late: false,
+        }
+    }
+
+    #[test]
+    fn eligible_ticks_come_out_oldest_planned_first() {
+        let mut queue = Queue::default();
+        queue.push(tick("c", 3, 3));
+        queue.push(tick("a", 1, 5));
+        queue.push(tick("b", 2, 2));
+        queue.promote(at(4));
+        let names: Vec<String> = std::iter::from_fn(|| queue.pop_ready(at(4)))
+            .map(|p| p.spec.name.to_string())
+            .collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(queue.next_wake(), Some(at(5)));
+        queue.promote(at(5));
+        assert_eq!(queue.pop_ready(at(5)).unwrap().spec.name.as_str(), "a");
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_tick_past_its_deadline_never_starts_and_expires_once() {
+        let mut queue = Queue::default();
+        queue.push(tick("a", 0, 0));
+        queue.promote(at(0));
+        assert!(queue.has_ready());
+        assert!(queue.pop_ready(at(10)).is_none());
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.next_wake(), Some(at(11)));
+        assert!(queue.pop_expired(at(10)).is_none());
+        assert_eq!(queue.pop_expired(at(11)).unwrap().planned, at(0));
+        assert!(queue.pop_expired(at(11)).is_none());
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn settling_a_job_forgets_its_older_scheduled_ticks_only() {
+        let mut queue = Queue::default();
+        queue.push(tick("a", 1, 1));
+        queue.push(tick("a", 2, 2));
+        queue.push(tick("a", 3, 3));
+        queue.push(tick("ab", 1, 1));
+        let mut manual = tick("a", 1, 1);
+        manual.origin = Origin::Manual(42);
+        manual.deadline = None;
+        manual.expire_at = None;
+        queue.push(manual);
+        queue.settled(&JobName::parse("a").unwrap(), at(2).timestamp_millis());
+        assert_eq!(queue.len(), 3);
+        queue.promote(at(9));
+        let left: Vec<(String, DateTime<Utc>, Origin)> =
+            std::iter::from_fn(|| queue.pop_ready(at(9)))
+                .map(|p| (p.spec.name.to_string(), p.planned, p.origin))
+                .collect();
+        assert_eq!(left.len(), 3);
+        assert!(left.contains(&("a".to_owned(), at(3), Origin::Schedule)));
+        assert!(left.contains(&("ab".to_owned(), at(1), Origin::Schedule)));
+        assert!(left.contains(&("a".to_owned(), at(1), Origin::Manual(42))));
+    }
+
+    #[test]
+    fn a_tick_is_queued_once_and_taken_with_its_job() {
+        let mut queue = Queue::default();
+        queue.push(tick("a", 1, 1));
+        queue.push(tick("a", 1, 0));
+        queue.push(tick("b", 1, 1));
+        assert_eq!(queue.len(), 2);
+        let taken = queue.take_job(&JobName::parse("a").unwrap());
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].try_at, at(1));
+        assert_eq!(queue.len(), 1);
+        queue.promote(at(1) + TimeDelta::milliseconds(1));
+        assert_eq!(queue.pop_ready(at(2)).unwrap().spec.name.as_str(), "b");
+    }
+}
