@@ -5,7 +5,9 @@
 //! moved to it or past it: someone ran, skipped or missed it); or its starting deadline passes
 //! while it still waits here, and it expires to be recorded as missed. In between it waits:
 //! first for its turn in the fleet's order ([`crate::rendezvous`]), then, once eligible, for a
-//! free slot, oldest planned time first. Waiting here reserves nothing in etcd, so any other
+//! free slot, oldest planned time first and, among ticks of the same time, those this worker
+//! comes earliest in the order for (so busy workers that free up together do not all reach
+//! for the same leftover tick). Waiting here reserves nothing in etcd, so any other
 //! worker with room can take the tick meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +31,8 @@ pub struct Pending {
     pub spec: Arc<JobSpec>,
     pub planned: DateTime<Utc>,
     pub origin: Origin,
+    /// This worker's place in the tick's order of workers (0 = first).
+    pub rank: u32,
     /// When this worker may first try to claim it.
     pub try_at: DateTime<Utc>,
     /// The latest time it may start; `None` for run-now requests, which wait for a slot as
@@ -63,7 +67,7 @@ impl Pending {
 pub struct Queue {
     entries: BTreeMap<Key, Pending>,
     waiting: BTreeSet<(DateTime<Utc>, Key)>,
-    ready: BTreeSet<(DateTime<Utc>, Key)>,
+    ready: BTreeSet<(DateTime<Utc>, u32, Key)>,
     expiring: BTreeSet<(DateTime<Utc>, Key)>,
 }
 
@@ -114,7 +118,7 @@ impl Queue {
             }
             self.waiting.pop_first();
             if let Some(pending) = self.entries.get(&key) {
-                self.ready.insert((pending.planned, key));
+                self.ready.insert((pending.planned, pending.rank, key));
             }
         }
     }
@@ -122,7 +126,7 @@ impl Queue {
     /// Takes the eligible tick with the oldest planned time that may still start at `now`.
     /// Ticks past their deadline stay only until they expire.
     pub fn pop_ready(&mut self, now: DateTime<Utc>) -> Option<Pending> {
-        while let Some((_, key)) = self.ready.pop_first() {
+        while let Some((_, _, key)) = self.ready.pop_first() {
             let Some(pending) = self.entries.get(&key) else {
                 continue;
             };
@@ -169,7 +173,8 @@ impl Queue {
     fn take(&mut self, key: &Key) -> Option<Pending> {
         let pending = self.entries.remove(key)?;
         self.waiting.remove(&(pending.try_at, key.clone()));
-        self.ready.remove(&(pending.planned, key.clone()));
+        self.ready
+            .remove(&(pending.planned, pending.rank, key.clone()));
         if let Some(at) = pending.expire_at {
             self.expiring.remove(&(at, key.clone()));
         }
@@ -197,6 +202,7 @@ mod tests {
             spec: spec(name),
             planned: at(planned),
             origin: Origin::Schedule,
+            rank: 0,
             try_at: at(try_at),
             deadline: Some(at(planned + 10)),
             expire_at: Some(at(planned + 11)),
@@ -219,6 +225,22 @@ mod tests {
         queue.promote(at(5));
         assert_eq!(queue.pop_ready(at(5)).unwrap().spec.name.as_str(), "a");
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn among_ticks_of_one_time_this_workers_own_come_first() {
+        let mut queue = Queue::default();
+        for (name, rank) in [("a", 2), ("b", 0), ("c", 1)] {
+            let mut pending = tick(name, 1, 1);
+            pending.rank = rank;
+            queue.push(pending);
+        }
+        queue.push(tick("d", 0, 1));
+        queue.promote(at(1));
+        let names: Vec<String> = std::iter::from_fn(|| queue.pop_ready(at(1)))
+            .map(|p| p.spec.name.to_string())
+            .collect();
+        assert_eq!(names, ["d", "b", "c", "a"]);
     }
 
     #[test]
