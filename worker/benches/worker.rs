@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +25,7 @@ use cronfleet_worker::spool::Spool;
 use etcd_client::{Client, Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
+use support::summary;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -54,22 +57,6 @@ async fn main() {
         log_pipeline(&scratch).await;
     }
     std::fs::remove_dir_all(&scratch).ok();
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn summary(mut values: Vec<f64>) -> String {
-    values.sort_by(f64::total_cmp);
-    format!(
-        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
-        percentile(&values, 0.5),
-        percentile(&values, 0.99),
-        values[values.len() - 1],
-        values.len()
-    )
 }
 
 struct WorkerProcess {

@@ -1,0 +1,401 @@
+//! The fleet benchmark: prints a report, asserts nothing. Run it with `compose/bench fleet`.
+//!
+//! N jobs spread evenly over the seconds of a minute (`S * * * * *`, S = i mod 60, so N/60 fall
+//! due at the same instant every second), on one and on three worker processes with default
+//! settings, for one minute; then a burst of 1,000 jobs due on one second. For each: planned
+//! ticks, ran, skipped, missed by reason, unrecorded, duplicates, start delay (planned time to
+//! the record's `startTime`), claim txns per execution (from the workers' metrics) and worker
+//! CPU. Beside them, measured in the same run: the raw floor, a plain loop that spawns the same
+//! number of `/bin/sh -c true` at one instant (time until each spawn has returned, i.e. the
+//! shell is exec'd), and raw etcd txn/s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
+use cronfleet_common::testkit::TestEnv;
+use cronfleet_common::{ExecutionRecord, JobName, Keys, RunStatus};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use futures_util::TryStreamExt;
+use mongodb::bson::doc;
+use support::Spread;
+
+/// Clock ticks per second of `/proc/<pid>/stat` CPU times.
+const CLOCK_TICKS: f64 = 100.0;
+const WINDOW: TimeDelta = TimeDelta::seconds(60);
+const BURST: usize = 1_000;
+
+#[tokio::main]
+async fn main() {
+    let scratch = std::env::temp_dir().join(format!("cronfleet-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    println!(
+        "cronfleet fleet benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let floors: BTreeMap<usize, Spread> = [10_000 / 60, 30_000 / 60, BURST]
+        .into_iter()
+        .map(|n| (n, raw_floor(n)))
+        .collect();
+    println!("\nraw floor: spawn n × `/bin/sh -c true` in a loop at one instant");
+    for (n, spread) in &floors {
+        println!("  {n:>5} at once: {spread}");
+    }
+    let env = TestEnv::new().await;
+    println!(
+        "\nraw etcd: {:.0} txn/s (64 concurrent single-key compare-and-put txns, 3 s)",
+        raw_etcd(&env).await
+    );
+    for (per_minute, workers) in [(10_000, 1), (10_000, 3), (30_000, 1), (30_000, 3)] {
+        let floor = &floors[&(per_minute / 60)];
+        let report = spread_minute(&scratch, per_minute, workers).await;
+        report.print(
+            &format!("{per_minute} jobs a minute on {workers} worker(s), one minute"),
+            floor,
+        );
+    }
+    let report = burst(&scratch, 3).await;
+    report.print(
+        &format!("burst: {BURST} jobs due on one second, 3 workers"),
+        &floors[&BURST],
+    );
+    std::fs::remove_dir_all(&scratch).ok();
+}
+
+/// Spawns `n` shells as fast as one loop can and returns how long after the start each had
+/// been spawned; the median run of three.
+fn raw_floor(n: usize) -> Spread {
+    let mut runs: Vec<Spread> = (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let mut children = Vec::with_capacity(n);
+            let mut delays = Vec::with_capacity(n);
+            for _ in 0..n {
+                let child = Command::new("/bin/sh")
+                    .args(["-c", "true"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                delays.push(started.elapsed().as_secs_f64() * 1000.0);
+                children.push(child);
+            }
+            for mut child in children {
+                child.wait().unwrap();
+            }
+            Spread::of(delays).unwrap()
+        })
+        .collect();
+    runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+    runs.swap_remove(1)
+}
+
+async fn raw_etcd(env: &TestEnv) -> f64 {
+    let client = env.etcd().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let mut client = client.clone();
+            let key = format!("{}raw-{i}", env.keys.prefix());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut revision = 0;
+                while Instant::now() < deadline {
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(
+                            key.as_str(),
+                            CompareOp::Equal,
+                            revision,
+                        )])
+                        .and_then([TxnOp::put(key.as_str(), "x", None)]);
+                    let response = client.txn(txn).await.unwrap();
+                    revision = response.header().unwrap().revision();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / 3.0
+}
+
+struct Worker {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Worker {
+    fn start(env: &TestEnv, scratch: &Path, name: &str) -> Self {
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_cronfleet-worker"))
+            .env("CRON_ETCD_ENDPOINTS", env.etcd_endpoints.join(","))
+            .env("CRON_ETCD_PREFIX", env.keys.prefix())
+            .env("CRON_MONGO_URL", &env.mongo_url)
+            .env("CRON_MONGO_DB", &env.mongo_db)
+            .env("CRON_WORKER_ID", name)
+            .env("CRON_SPOOL_DIR", scratch.join(format!("spool-{name}")))
+            .env("CRON_METRICS_LISTEN", metrics_port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(scratch.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            metrics_port,
+        }
+    }
+
+    /// CPU seconds of the worker itself, and of the runs it has reaped.
+    fn cpu(&self) -> (f64, f64) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<f64> = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        // Fields 14-17 of stat(5), counted from after the command name (field 3 is index 0).
+        (
+            (fields[11] + fields[12]) / CLOCK_TICKS,
+            (fields[13] + fields[14]) / CLOCK_TICKS,
+        )
+    }
+
+    async fn claim_txns(&self) -> f64 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("cronfleet_worker_claim_txns_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+async fn put_jobs(etcd: &mut Client, keys: &Keys, jobs: impl Iterator<Item = (String, String)>) {
+    let ops: Vec<TxnOp> = jobs
+        .map(|(name, expr)| {
+            let value = format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}"}}"#);
+            TxnOp::put(keys.job(&JobName::parse(&name).unwrap()), value, None)
+        })
+        .collect();
+    for chunk in ops.chunks(128) {
+        etcd.txn(Txn::new().and_then(chunk.to_vec())).await.unwrap();
+    }
+}
+
+async fn start_fleet(env: &TestEnv, scratch: &Path, workers: usize) -> Vec<Worker> {
+    let fleet: Vec<Worker> = (0..workers)
+        .map(|i| Worker::start(env, scratch, &format!("{}-w{i}", env.id)))
+        .collect();
+    let mut etcd = env.etcd().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while etcd
+        .get(
+            env.keys.workers(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count()
+        < workers as i64
+    {
+        assert!(Instant::now() < deadline, "workers did not register");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet
+}
+
+/// `per_minute` jobs spread over the seconds; measures the minute that starts a few seconds
+/// after the jobs are loaded.
+async fn spread_minute(scratch: &Path, per_minute: usize, workers: usize) -> Report {
+    let env = TestEnv::new().await;
+    let mut etcd = env.etcd().await;
+    let fleet = start_fleet(&env, scratch, workers).await;
+    put_jobs(
+        &mut etcd,
+        &env.keys,
+        (0..per_minute).map(|i| (format!("spread-{i:05}"), format!("{} * * * * *", i % 60))),
+    )
+    .await;
+    let from = whole_second(Utc::now() + TimeDelta::seconds(5));
+    measure(&env, fleet, from, from + WINDOW, per_minute).await
+}
+
+/// `BURST` jobs all due on one second, once.
+async fn burst(scratch: &Path, workers: usize) -> Report {
+    let env = TestEnv::new().await;
+    let mut etcd = env.etcd().await;
+    let fleet = start_fleet(&env, scratch, workers).await;
+    let at = whole_second(Utc::now() + TimeDelta::seconds(10));
+    let expr = format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
+    put_jobs(
+        &mut etcd,
+        &env.keys,
+        (0..BURST).map(|i| (format!("burst-{i:04}"), expr.clone())),
+    )
+    .await;
+    assert!(
+        Utc::now() < at - TimeDelta::seconds(2),
+        "loading took too long"
+    );
+    measure(&env, fleet, at, at + TimeDelta::seconds(1), BURST).await
+}
+
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp() + 1, 0).unwrap()
+}
+
+/// Waits out the window and every tick's deadline (60 s at most), stops the fleet and reads
+/// the records of the ticks planned in `[from, until)`.
+async fn measure(
+    env: &TestEnv,
+    fleet: Vec<Worker>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    planned: usize,
+) -> Report {
+    tokio::time::sleep((from - Utc::now()).to_std().unwrap_or_default()).await;
+    let cpu_before: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
+    tokio::time::sleep((until - Utc::now()).to_std().unwrap_or_default()).await;
+    let cpu_after: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
+    let seconds = (until - from).num_milliseconds() as f64 / 1000.0;
+    let log = env.mongo().await.collection::<ExecutionRecord>("log");
+    let window =
+        doc! { "planTime": { "$gte": from.timestamp_millis(), "$lt": until.timestamp_millis() } };
+    let settle = until + TimeDelta::seconds(65);
+    while Utc::now() < settle && log.count_documents(window.clone()).await.unwrap() < planned as u64
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut txns = 0.0;
+    for worker in &fleet {
+        txns += worker.claim_txns().await;
+    }
+    for worker in fleet {
+        worker.stop();
+    }
+    let records: Vec<ExecutionRecord> = log
+        .find(window)
+        .projection(doc! { "output": 0, "command": 0 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    Report {
+        planned,
+        records,
+        txns,
+        cpu: cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(b, a)| ((a.0 - b.0) / seconds, (a.1 - b.1) / seconds))
+            .collect(),
+    }
+}
+
+struct Report {
+    planned: usize,
+    records: Vec<ExecutionRecord>,
+    txns: f64,
+    /// Per worker: share of one core used by the worker, and by the runs it reaped.
+    cpu: Vec<(f64, f64)>,
+}
+
+impl Report {
+    fn print(&self, title: &str, floor: &Spread) {
+        let mut per_tick: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+        let mut delays = Vec::new();
+        for record in &self.records {
+            let tick = (record.job_name.as_str(), record.plan_time);
+            *per_tick.entry(tick).or_default() += 1;
+            let label = match (record.status, record.reason) {
+                (RunStatus::Missed, Some(reason)) => format!("missed ({})", reason.as_str()),
+                (status, _) => status.as_str().to_owned(),
+            };
+            *statuses.entry(label).or_default() += 1;
+            if record.fencing_token > 0 {
+                *starts.entry(tick).or_default() += 1;
+                delays.push((record.start_time - record.plan_time) as f64);
+            }
+        }
+        let ran = delays.len();
+        let duplicates = starts.values().filter(|n| **n > 1).count();
+        let doubly_recorded = per_tick.values().filter(|n| **n > 1).count();
+        println!("\n{title}");
+        println!(
+            "  planned ticks {}, recorded {} ({:.2} %), unrecorded {}, recorded twice {}, started twice {}",
+            self.planned,
+            per_tick.len(),
+            per_tick.len() as f64 * 100.0 / self.planned as f64,
+            self.planned.saturating_sub(per_tick.len()),
+            doubly_recorded,
+            duplicates
+        );
+        println!(
+            "  ran {ran} ({:.2} %); by status: {statuses:?}",
+            ran as f64 * 100.0 / self.planned as f64
+        );
+        match Spread::of(delays) {
+            Some(delay) => {
+                println!("  start delay (planTime to startTime): {delay}");
+                println!(
+                    "  against the raw floor for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
+                    floor.n,
+                    delay.p50 / floor.p50,
+                    delay.p99 / floor.p99,
+                    delay.max / floor.max
+                );
+            }
+            None => println!("  start delay: nothing ran"),
+        }
+        println!(
+            "  claim txns per execution: {:.3} ({} txns, won + lost, for {ran} runs)",
+            self.txns / ran.max(1) as f64,
+            self.txns
+        );
+        let cpu: Vec<String> = self
+            .cpu
+            .iter()
+            .map(|(own, runs)| format!("{:.0} % (its runs {:.0} %)", own * 100.0, runs * 100.0))
+            .collect();
+        println!("  worker CPU, share of one core: {}", cpu.join("; "));
+    }
+}

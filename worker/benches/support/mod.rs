@@ -1,0 +1,47 @@
+//! What both benchmarks print figures with.
+
+#![allow(dead_code)]
+
+/// The value at fraction `p` of `sorted` (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// Milliseconds at p50, p99 and max, and how many.
+pub struct Spread {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Spread {
+    pub fn of(mut values: Vec<f64>) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        Some(Self {
+            p50: percentile(&values, 0.5),
+            p99: percentile(&values, 0.99),
+            max: values[values.len() - 1],
+            n: values.len(),
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
+            self.p50, self.p99, self.max, self.n
+        )
+    }
+}
+
+/// `summary` of an empty list says so instead of panicking.
+pub fn summary(values: Vec<f64>) -> String {
+    Spread::of(values).map_or_else(|| "no samples".to_owned(), |s| s.to_string())
+}
