@@ -130,6 +130,11 @@ async fn bad_input_names_the_field_and_changes_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "command",
         ),
+        (
+            json!({"name": "a", "command": "x", "cronExpr": "@daily", "startingDeadlineSecs": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "startingDeadlineSecs",
+        ),
     ];
     for (body, status, field) in cases {
         let reply = master.post("/api/v1/jobs", body.clone()).await;

@@ -6,7 +6,7 @@
 mod support;
 
 use axum::http::{Method, StatusCode};
-use cronfleet_common::{ExecutionRecord, JobName, JobSpec, RunStatus, Trigger};
+use cronfleet_common::{ExecutionRecord, JobName, JobSpec, MissReason, RunStatus, Trigger};
 use cronfleet_master::domain::Command;
 use cronfleet_master::store::RequestMeta;
 use serde_json::{json, Value};
@@ -220,14 +220,24 @@ async fn hostile_job(master: &Master) -> String {
         trigger: Trigger::Schedule,
         reason: None,
     };
-    master
+    let missed = ExecutionRecord {
+        run_id: "missed-hostile-1764000300000".into(),
+        status: RunStatus::Missed,
+        reason: Some(MissReason::NoFreeSlot),
+        plan_time: 1_764_000_300_000,
+        start_time: 1_764_000_360_000,
+        end_time: 1_764_000_360_000,
+        exit_code: None,
+        fencing_token: 0,
+        output: String::new(),
+        ..record.clone()
+    };
+    let log = master
         .env
         .mongo()
         .await
-        .collection::<ExecutionRecord>("log")
-        .insert_one(&record)
-        .await
-        .unwrap();
+        .collection::<ExecutionRecord>("log");
+    log.insert_many([&record, &missed]).await.unwrap();
     record.run_id
 }
 
@@ -242,6 +252,8 @@ async fn every_page_renders_its_content_with_hostile_fields_escaped() {
             "/jobs/hostile",
             vec![
                 "Recent executions",
+                "Starting deadline",
+                "missed</span></a> <small>no_free_slot</small>",
                 "History",
                 "JobCreated",
                 "Run now",

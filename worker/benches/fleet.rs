@@ -179,7 +179,8 @@ impl Worker {
         )
     }
 
-    async fn claim_txns(&self) -> f64 {
+    /// Claim txns sent, by result (`won`, `lost`, `locked`, `failed`).
+    async fn claim_txns(&self) -> BTreeMap<String, f64> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
             .await
@@ -191,9 +192,12 @@ impl Worker {
         let mut text = String::new();
         stream.read_to_string(&mut text).await.unwrap();
         text.lines()
-            .filter(|l| l.starts_with("cronfleet_worker_claim_txns_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .filter_map(|l| l.strip_prefix("cronfleet_worker_claim_txns_total{result=\""))
+            .filter_map(|l| {
+                let (result, rest) = l.split_once('"')?;
+                Some((result.to_owned(), rest.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
     }
 
     fn stop(mut self) {
@@ -302,21 +306,17 @@ async fn measure(
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let mut txns = 0.0;
+    let mut txns = BTreeMap::new();
     for worker in &fleet {
-        txns += worker.claim_txns().await;
+        for (result, count) in worker.claim_txns().await {
+            *txns.entry(result).or_insert(0.0) += count;
+        }
     }
     for worker in fleet {
         worker.stop();
     }
-    let records: Vec<ExecutionRecord> = log
-        .find(window)
-        .projection(doc! { "output": 0, "command": 0 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let records: Vec<ExecutionRecord> =
+        log.find(window).await.unwrap().try_collect().await.unwrap();
     Report {
         planned,
         records,
@@ -332,7 +332,7 @@ async fn measure(
 struct Report {
     planned: usize,
     records: Vec<ExecutionRecord>,
-    txns: f64,
+    txns: BTreeMap<String, f64>,
     /// Per worker: share of one core used by the worker, and by the runs it reaped.
     cpu: Vec<(f64, f64)>,
 }
@@ -386,9 +386,12 @@ impl Report {
             }
             None => println!("  start delay: nothing ran"),
         }
+        let total: f64 = self.txns.values().sum();
+        let lost = self.txns.get("lost").copied().unwrap_or(0.0);
         println!(
-            "  claim txns per execution: {:.3} ({} txns, won + lost, for {ran} runs)",
-            self.txns / ran.max(1) as f64,
+            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
+            total / ran.max(1) as f64,
+            lost / ran.max(1) as f64,
             self.txns
         );
         let cpu: Vec<String> = self

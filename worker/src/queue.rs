@@ -48,16 +48,13 @@ pub struct Pending {
 type Key = (JobName, i64, i64);
 
 impl Pending {
+    /// A scheduled tick by its planned time; a run-now request by its revision alone, so that
+    /// a snapshot seeing it again does not queue it twice.
     fn key(&self) -> Key {
-        let revision = match self.origin {
-            Origin::Schedule => 0,
-            Origin::Manual(revision) => revision,
-        };
-        (
-            self.spec.name.clone(),
-            self.planned.timestamp_millis(),
-            revision,
-        )
+        match self.origin {
+            Origin::Schedule => (self.spec.name.clone(), self.planned.timestamp_millis(), 0),
+            Origin::Manual(revision) => (self.spec.name.clone(), i64::MIN, revision),
+        }
     }
 }
 
@@ -158,6 +155,11 @@ impl Queue {
         for key in keys {
             self.take(&key);
         }
+    }
+
+    /// Another worker consumed the run-now request of `job` at `revision`: forget it.
+    pub fn consumed(&mut self, job: &JobName, revision: i64) {
+        self.take(&(job.clone(), i64::MIN, revision));
     }
 
     /// Takes every tick of `job` out (the job changed or went away).
@@ -272,6 +274,10 @@ mod tests {
         queue.push(manual);
         queue.settled(&JobName::parse("a").unwrap(), at(2).timestamp_millis());
         assert_eq!(queue.len(), 3);
+        let mut again = tick("a", 5, 5);
+        again.origin = Origin::Manual(42);
+        queue.push(again);
+        assert_eq!(queue.len(), 3, "a run-now request is queued once");
         queue.promote(at(9));
         let left: Vec<(String, DateTime<Utc>, Origin)> =
             std::iter::from_fn(|| queue.pop_ready(at(9)))
@@ -281,6 +287,19 @@ mod tests {
         assert!(left.contains(&("a".to_owned(), at(3), Origin::Schedule)));
         assert!(left.contains(&("ab".to_owned(), at(1), Origin::Schedule)));
         assert!(left.contains(&("a".to_owned(), at(1), Origin::Manual(42))));
+    }
+
+    #[test]
+    fn a_consumed_run_now_request_leaves_the_queue() {
+        let mut queue = Queue::default();
+        let mut manual = tick("a", 1, 1);
+        manual.origin = Origin::Manual(7);
+        queue.push(manual);
+        queue.consumed(&JobName::parse("a").unwrap(), 6);
+        assert_eq!(queue.len(), 1);
+        queue.consumed(&JobName::parse("a").unwrap(), 7);
+        assert!(queue.is_empty());
+        assert_eq!(queue.next_wake(), None);
     }
 
     #[test]

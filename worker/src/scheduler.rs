@@ -13,8 +13,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use cronfleet_common::job::DEFAULT_STARTING_DEADLINE;
 use cronfleet_common::{JobName, JobSpec, MissReason};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,12 +34,37 @@ pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
 /// one worker sends the txn.
 const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 
-/// How far back a worker looks, when it loads a job, for a tick whose deadline has not passed.
-const CATCH_UP_WINDOW: TimeDelta = TimeDelta::seconds(60);
-
 struct Entry {
     spec: Arc<JobSpec>,
     next: Option<DateTime<Utc>>,
+}
+
+/// A slot held by a tick task; giving it back wakes the dispatcher, even if the task panics.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
+
+/// The last tick of `spec` after `from` and at or before `now`, or `from` when there is none.
+/// Looks back no further than the job's starting deadline allows a tick to start.
+fn last_tick_by(spec: &JobSpec, from: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let window = spec
+        .starting_deadline_secs
+        .and_then(|secs| i64::try_from(secs).ok())
+        .map_or(DEFAULT_STARTING_DEADLINE, TimeDelta::seconds);
+    let mut latest = from;
+    let mut cursor = from.max(now - window);
+    while let Some(tick) = spec.schedule().next_after(cursor).filter(|t| *t <= now) {
+        latest = tick;
+        cursor = tick;
+    }
+    latest
 }
 
 /// Fires jobs on schedule, dispatches due ticks to slots and reacts to changes from the
@@ -94,7 +120,12 @@ impl Scheduler {
                 biased;
                 () = shutdown.cancelled() => return,
                 change = changes.recv() => match change {
-                    Some(change) => self.apply(change),
+                    // Ticks already due are queued under the spec they fell due with, before
+                    // an edit replaces it.
+                    Some(change) => {
+                        self.fire_due();
+                        self.apply(change);
+                    }
                     None => return,
                 },
                 () = freed.notified(), if self.queue.has_ready() => {}
@@ -117,18 +148,19 @@ impl Scheduler {
                 continue;
             };
             let spec = Arc::clone(&entry.spec);
-            // A worker that fell behind queues only the latest due tick; the ones in between
-            // are recorded as missed by whoever moves the guard past them.
-            let mut next = spec.schedule().next_after(at);
-            if next.is_some_and(|n| n <= now) {
-                next = spec.schedule().next_after(now);
-            }
-            entry.next = next;
-            if let Some(next) = next {
+            // A worker that fell behind queues the tick it missed (recorded `deadline_passed`
+            // if its deadline has gone) and the latest due one, which may still start; the
+            // ones in between are recorded by whoever moves the guard past them.
+            let latest = last_tick_by(&spec, at, now);
+            entry.next = spec.schedule().next_after(latest);
+            if let Some(next) = entry.next {
                 self.plan.insert((next, name.clone()));
             }
             if !spec.paused {
-                self.enqueue(spec, at, now);
+                self.enqueue(Arc::clone(&spec), at, now);
+                if latest > at {
+                    self.enqueue(spec, latest, now);
+                }
             }
         }
     }
@@ -146,10 +178,13 @@ impl Scheduler {
         let deadline = spec.start_deadline(planned);
         let rank = self.rank(&spec.name, planned_ms);
         let turn = planned - CLAIM_LEAD + HANDOFF * rank;
-        // However long the order, every worker gets its turn before the deadline.
-        let try_at = turn
-            .min(planned + (deadline - planned) / 2)
-            .max(planned - CLAIM_LEAD);
+        // However long the order, every worker gets its turn before the deadline, and before
+        // the job's next tick can be claimed (which moves the guard past this one).
+        let mut latest = planned + (deadline - planned) / 2;
+        if let Some(next) = spec.schedule().next_after(planned) {
+            latest = latest.min(next - CLAIM_LEAD - TimeDelta::milliseconds(1));
+        }
+        let try_at = turn.min(latest).max(planned - CLAIM_LEAD);
         self.queue.push(Pending {
             spec,
             planned,
@@ -188,11 +223,13 @@ impl Scheduler {
                 Origin::Manual(revision) => Source::Manual(revision),
             };
             let context = Arc::clone(&self.context);
-            let freed = Arc::clone(&self.freed);
+            let slot = Slot {
+                _permit: permit,
+                freed: Arc::clone(&self.freed),
+            };
             self.tasks.spawn(async move {
                 tick::run(context, pending.spec, pending.planned, source).await;
-                drop(permit);
-                freed.notify_one();
+                drop(slot);
             });
         }
         while let Some(expired) = self.queue.pop_expired(now) {
@@ -231,6 +268,9 @@ impl Scheduler {
                 triggers,
                 workers,
             } => {
+                for (job, guard) in &guards {
+                    self.queue.settled(job, guard.planned_ms);
+                }
                 self.guards = guards;
                 self.peers.reset(workers);
                 let mut stale: Vec<JobName> = self.jobs.keys().cloned().collect();
@@ -268,6 +308,7 @@ impl Scheduler {
                 }
             }
             Change::Trigger(job, revision) => self.trigger(&job, revision),
+            Change::TriggerConsumed(job, revision) => self.queue.consumed(&job, revision),
             Change::LockTaken {
                 job,
                 run_id,
@@ -377,18 +418,11 @@ impl Scheduler {
         if guard.mod_revision == 0 || guard.version != spec.version {
             return None;
         }
-        let window = spec
-            .starting_deadline_secs
-            .and_then(|secs| i64::try_from(secs).ok())
-            .map_or(CATCH_UP_WINDOW, TimeDelta::seconds);
-        let after = DateTime::from_timestamp_millis(guard.planned_ms)?.max(now - window);
-        let mut latest = None;
-        let mut cursor = after;
-        while let Some(tick) = spec.schedule().next_after(cursor).filter(|t| *t <= now) {
-            latest = Some(tick);
-            cursor = tick;
-        }
-        latest.filter(|tick| now < spec.start_deadline(*tick))
+        let after = DateTime::from_timestamp_millis(guard.planned_ms)?;
+        let latest = last_tick_by(spec, after, now);
+        (latest > after)
+            .then_some(latest)
+            .filter(|tick| now < spec.start_deadline(*tick))
     }
 
     fn remove(&mut self, name: &JobName) {

@@ -32,6 +32,8 @@ pub enum Change {
     Kill(JobName, i64),
     /// A run-now request for `job`, at its mod revision.
     Trigger(JobName, i64),
+    /// The run-now request of `job` written at this revision was consumed (or expired).
+    TriggerConsumed(JobName, i64),
     /// `lock/<job>` was written by `run_id` at `revision`.
     LockTaken {
         job: JobName,
@@ -240,6 +242,11 @@ impl Watcher {
                     self.job_of(kv)
                         .map(|job| Change::Trigger(job, kv.mod_revision())),
                 ),
+                (Kind::Trigger, false) => {
+                    if let (Some(job), Some(previous)) = (self.job_of(kv), event.prev_kv()) {
+                        out.push(Change::TriggerConsumed(job, previous.mod_revision()));
+                    }
+                }
                 (Kind::Lock, true) => {
                     if let (Some(job), Ok(holder)) = (
                         self.job_of(kv),
