@@ -39,6 +39,12 @@ async fn main() {
         "cronfleet fleet benchmark ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    // `cargo bench --bench fleet -- 10000x3 burst` runs only the scenarios named.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let floors: BTreeMap<usize, Spread> = [10_000 / 60, 30_000 / 60, BURST]
         .into_iter()
         .map(|n| (n, raw_floor(n)))
@@ -53,6 +59,9 @@ async fn main() {
         raw_etcd(&env).await
     );
     for (per_minute, workers) in [(10_000, 1), (10_000, 3), (30_000, 1), (30_000, 3)] {
+        if !wanted(&format!("{per_minute}x{workers}")) {
+            continue;
+        }
         let floor = &floors[&(per_minute / 60)];
         let report = spread_minute(&scratch, per_minute, workers).await;
         report.print(
@@ -60,11 +69,13 @@ async fn main() {
             floor,
         );
     }
-    let report = burst(&scratch, 3).await;
-    report.print(
-        &format!("burst: {BURST} jobs due on one second, 3 workers"),
-        &floors[&BURST],
-    );
+    if wanted("burst") {
+        let report = burst(&scratch, 3).await;
+        report.print(
+            &format!("burst: {BURST} jobs due on one second, 3 workers"),
+            &floors[&BURST],
+        );
+    }
     std::fs::remove_dir_all(&scratch).ok();
 }
 
@@ -164,19 +175,7 @@ impl Worker {
 
     /// CPU seconds of the worker itself, and of the runs it has reaped.
     fn cpu(&self) -> (f64, f64) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<f64> = stat
-            .rsplit_once(") ")
-            .unwrap()
-            .1
-            .split(' ')
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        // Fields 14-17 of stat(5), counted from after the command name (field 3 is index 0).
-        (
-            (fields[11] + fields[12]) / CLOCK_TICKS,
-            (fields[13] + fields[14]) / CLOCK_TICKS,
-        )
+        cpu_of(self.child.id())
     }
 
     /// Claim txns sent, by result (`won`, `lost`, `locked`, `failed`).
@@ -208,6 +207,46 @@ impl Worker {
         .unwrap();
         self.child.wait().unwrap();
     }
+}
+
+/// CPU seconds of process `pid` itself, and of the children it has reaped.
+fn cpu_of(pid: u32) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    let fields: Vec<f64> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split(' ')
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    if fields.len() < 15 {
+        return (0.0, 0.0);
+    }
+    // Fields 14-17 of stat(5), counted from after the command name (field 3 is index 0).
+    (
+        (fields[11] + fields[12]) / CLOCK_TICKS,
+        (fields[13] + fields[14]) / CLOCK_TICKS,
+    )
+}
+
+/// The pids of the running etcd and MongoDB-wire servers, found by command name.
+fn servers() -> Vec<(&'static str, u32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let program = cmdline.split('\0').next().unwrap_or_default();
+        if program.ends_with("/etcd") || program == "etcd" {
+            found.push(("etcd", pid));
+        } else if cmdline.contains("secantusd") || program.ends_with("mongod") {
+            found.push(("mongo", pid));
+        }
+    }
+    found
 }
 
 async fn put_jobs(etcd: &mut Client, keys: &Keys, jobs: impl Iterator<Item = (String, String)>) {
@@ -293,10 +332,14 @@ async fn measure(
     until: DateTime<Utc>,
     planned: usize,
 ) -> Report {
+    let servers = servers();
     tokio::time::sleep((from - Utc::now()).to_std().unwrap_or_default()).await;
     let cpu_before: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
+    let servers_before: Vec<f64> = servers.iter().map(|(_, pid)| cpu_of(*pid).0).collect();
+    let txns_before = claim_txns(&fleet).await;
     tokio::time::sleep((until - Utc::now()).to_std().unwrap_or_default()).await;
     let cpu_after: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
+    let servers_after: Vec<f64> = servers.iter().map(|(_, pid)| cpu_of(*pid).0).collect();
     let seconds = (until - from).num_milliseconds() as f64 / 1000.0;
     let log = env.mongo().await.collection::<ExecutionRecord>("log");
     let window =
@@ -306,11 +349,9 @@ async fn measure(
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let mut txns = BTreeMap::new();
-    for worker in &fleet {
-        for (result, count) in worker.claim_txns().await {
-            *txns.entry(result).or_insert(0.0) += count;
-        }
+    let mut txns = claim_txns(&fleet).await;
+    for (result, count) in &mut txns {
+        *count -= txns_before.get(result).copied().unwrap_or(0.0);
     }
     for worker in fleet {
         worker.stop();
@@ -326,7 +367,23 @@ async fn measure(
             .zip(&cpu_after)
             .map(|(b, a)| ((a.0 - b.0) / seconds, (a.1 - b.1) / seconds))
             .collect(),
+        servers: servers
+            .iter()
+            .zip(servers_before.iter().zip(&servers_after))
+            .map(|((name, _), (b, a))| (*name, (a - b) / seconds))
+            .collect(),
     }
+}
+
+/// Claim txns the fleet has sent so far, by result.
+async fn claim_txns(fleet: &[Worker]) -> BTreeMap<String, f64> {
+    let mut txns = BTreeMap::new();
+    for worker in fleet {
+        for (result, count) in worker.claim_txns().await {
+            *txns.entry(result).or_insert(0.0) += count;
+        }
+    }
+    txns
 }
 
 struct Report {
@@ -335,6 +392,8 @@ struct Report {
     txns: BTreeMap<String, f64>,
     /// Per worker: share of one core used by the worker, and by the runs it reaped.
     cpu: Vec<(f64, f64)>,
+    /// Share of one core used by each server (etcd, the MongoDB-wire server).
+    servers: Vec<(&'static str, f64)>,
 }
 
 impl Report {
@@ -343,6 +402,7 @@ impl Report {
         let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
         let mut delays = Vec::new();
+        let mut shares: BTreeMap<&str, usize> = BTreeMap::new();
         for record in &self.records {
             let tick = (record.job_name.as_str(), record.plan_time);
             *per_tick.entry(tick).or_default() += 1;
@@ -352,6 +412,7 @@ impl Report {
             };
             *statuses.entry(label).or_default() += 1;
             if record.fencing_token > 0 {
+                *shares.entry(record.worker_id.as_str()).or_default() += 1;
                 *starts.entry(tick).or_default() += 1;
                 delays.push((record.start_time - record.plan_time) as f64);
             }
@@ -370,8 +431,9 @@ impl Report {
             duplicates
         );
         println!(
-            "  ran {ran} ({:.2} %); by status: {statuses:?}",
-            ran as f64 * 100.0 / self.planned as f64
+            "  ran {ran} ({:.2} %); by status: {statuses:?}; runs per worker: {:?}",
+            ran as f64 * 100.0 / self.planned as f64,
+            shares.values().collect::<Vec<_>>()
         );
         match Spread::of(delays) {
             Some(delay) => {
@@ -389,7 +451,7 @@ impl Report {
         let total: f64 = self.txns.values().sum();
         let lost = self.txns.get("lost").copied().unwrap_or(0.0);
         println!(
-            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
+            "  claim txns per execution: {:.3} ({total} txns in the window for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
             total / ran.max(1) as f64,
             lost / ran.max(1) as f64,
             self.txns
@@ -400,5 +462,11 @@ impl Report {
             .map(|(own, runs)| format!("{:.0} % (its runs {:.0} %)", own * 100.0, runs * 100.0))
             .collect();
         println!("  worker CPU, share of one core: {}", cpu.join("; "));
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|(name, share)| format!("{name} {:.0} %", share * 100.0))
+            .collect();
+        println!("  server CPU, share of one core: {}", servers.join(", "));
     }
 }

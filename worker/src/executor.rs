@@ -5,7 +5,6 @@
 //!
 //! [`supervisor`]: crate::supervisor
 
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -41,7 +40,7 @@ pub struct RunContext {
 pub struct Limits {
     pub output_cap: usize,
     pub kill_grace: Duration,
-    /// The binary that acts as [`crate::supervisor`]: `/proc/self/exe` in the worker.
+    /// The [`crate::supervisor`] binary, `cronfleet-run` next to the worker's own.
     pub supervisor: PathBuf,
     /// The user runs execute as, from the worker's own configuration; `None` runs them as
     /// the worker's user.
@@ -219,7 +218,11 @@ fn spawn(limits: &Limits, job: &JobSpec, context: &RunContext) -> std::io::Resul
     let mut command = Command::new(&limits.supervisor);
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     command
-        .args(crate::supervisor::arguments(&job.command, run_as))
+        .args(crate::supervisor::arguments(
+            &job.command,
+            std::process::id(),
+            run_as,
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,21 +246,9 @@ fn spawn(limits: &Limits, job: &JobSpec, context: &RunContext) -> std::io::Resul
         .env("CRON_RUN_ID", &context.run_id)
         .env("CRON_PLANNED_AT", context.planned_at.to_rfc3339())
         .env("CRON_FENCING_TOKEN", context.fencing_token.to_string());
-    die_with_parent(command.as_std_mut());
+    // No `pre_exec` here: without one the standard library starts the supervisor with
+    // posix_spawn, which does not copy the worker's page tables the way fork does.
     command.spawn()
-}
-
-/// Asks the kernel to send the supervisor SIGHUP when the worker dies; the supervisor then
-/// kills the run's whole process group, so a crashed worker leaves no run behind.
-#[allow(unsafe_code)]
-fn die_with_parent(command: &mut std::process::Command) {
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
-    // which is async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGHUP).map_err(std::io::Error::from)
-        });
-    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -322,6 +313,10 @@ async fn stop_group(group: Pid, grace: Duration) {
 /// Whether a process of `group` is still running. Zombies do not count: they wait for init to
 /// reap them, which can take a while, and `kill(-pgid, 0)` would still find them.
 fn group_alive(group: Pid) -> bool {
+    // The usual end of a run: nothing at all is left in the group, zombies included.
+    if killpg(group, None) == Err(nix::errno::Errno::ESRCH) {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return killpg(group, None).is_ok();
     };

@@ -69,6 +69,7 @@ pub struct Worker {
     log: mongodb::Collection<ExecutionRecord>,
     spool: Spool,
     run_as: Option<RunAs>,
+    supervisor: PathBuf,
 }
 
 impl std::fmt::Debug for Worker {
@@ -108,6 +109,15 @@ impl Worker {
             .collection(LOG_COLLECTION);
         let spool = Spool::open(&config.spool_dir)
             .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
+        let supervisor = std::env::current_exe()
+            .context("finding the worker's own binary")?
+            .with_file_name(supervisor::BINARY);
+        anyhow::ensure!(
+            supervisor.is_file(),
+            "{} is missing: install {} next to cronfleet-worker",
+            supervisor.display(),
+            supervisor::BINARY
+        );
         let run_as = config
             .run_as
             .as_deref()
@@ -122,6 +132,7 @@ impl Worker {
             log,
             spool,
             run_as,
+            supervisor,
         })
     }
 
@@ -215,7 +226,7 @@ impl Worker {
             limits: Limits {
                 output_cap: usize::try_from(config.output_cap_bytes).unwrap_or(usize::MAX),
                 kill_grace: config.kill_grace(),
-                supervisor: PathBuf::from("/proc/self/exe"),
+                supervisor: self.supervisor,
                 run_as: self.run_as,
             },
             worker_id: self.worker_id.clone(),

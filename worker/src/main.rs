@@ -2,14 +2,11 @@
 
 use clap::Parser;
 use cronfleet_worker::config::Config;
-use cronfleet_worker::{supervisor, Worker};
+use cronfleet_worker::Worker;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    if let Some(invocation) = supervisor::invocation() {
-        supervisor::run(&invocation);
-    }
     let config = Config::parse();
     cronfleet_common::telemetry::init(config.log_json);
     tokio::runtime::Runtime::new()?.block_on(serve(config))

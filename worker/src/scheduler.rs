@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use cronfleet_common::job::DEFAULT_STARTING_DEADLINE;
 use cronfleet_common::{JobName, JobSpec, MissReason};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,7 +23,7 @@ use crate::claim::Guard;
 use crate::queue::{Origin, Pending, Queue};
 use crate::rendezvous::Peers;
 use crate::runs::StopReason;
-use crate::tick::{self, Context, Source, CLAIM_LEAD};
+use crate::tick::{self, Context, Slot, Source, CLAIM_LEAD};
 use crate::watcher::Change;
 
 /// How much later each next worker in a tick's order tries it, when the ones before it have
@@ -37,18 +37,6 @@ const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 struct Entry {
     spec: Arc<JobSpec>,
     next: Option<DateTime<Utc>>,
-}
-
-/// A slot held by a tick task; giving it back wakes the dispatcher, even if the task panics.
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-    freed: Arc<Notify>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.freed.notify_one();
-    }
 }
 
 /// The last tick of `spec` after `from` and at or before `now`, or `from` when there is none.
@@ -80,6 +68,8 @@ pub struct Scheduler {
     guards: HashMap<JobName, Guard>,
     queue: Queue,
     peers: Peers,
+    /// The session's lease, as this dispatcher last looked at it.
+    lease: watch::Receiver<Option<i64>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -94,6 +84,7 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     pub fn new(context: Arc<Context>, slots: Arc<Semaphore>, tasks: TaskTracker) -> Self {
         Self {
+            lease: context.lease.clone(),
             context,
             slots,
             tasks,
@@ -116,6 +107,8 @@ impl Scheduler {
             };
             let sleep = wake.map(|at| self.context.clock.until(at));
             let freed = Arc::clone(&self.freed);
+            // A clone has seen what `self.lease` has seen, so it wakes only for a newer lease.
+            let mut lease = self.lease.clone();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -129,6 +122,7 @@ impl Scheduler {
                     None => return,
                 },
                 () = freed.notified(), if self.queue.has_ready() => {}
+                Ok(()) = lease.changed(), if self.queue.has_ready() => {}
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
             self.fire_due();
@@ -206,7 +200,9 @@ impl Scheduler {
     fn dispatch(&mut self) {
         let now = self.context.clock.now();
         self.queue.promote(now);
-        while self.queue.has_ready() {
+        // Without a session nothing can be claimed: ticks wait until it is back (or expire).
+        let session = self.lease.borrow_and_update().is_some();
+        while session && self.queue.has_ready() {
             let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 break;
             };
@@ -223,14 +219,14 @@ impl Scheduler {
                 Origin::Manual(revision) => Source::Manual(revision),
             };
             let context = Arc::clone(&self.context);
-            let slot = Slot {
-                _permit: permit,
-                freed: Arc::clone(&self.freed),
-            };
-            self.tasks.spawn(async move {
-                tick::run(context, pending.spec, pending.planned, source).await;
-                drop(slot);
-            });
+            let slot = Slot::new(permit, Arc::clone(&self.freed));
+            self.tasks.spawn(tick::run(
+                context,
+                pending.spec,
+                pending.planned,
+                source,
+                slot,
+            ));
         }
         while let Some(expired) = self.queue.pop_expired(now) {
             let reason = if expired.late {

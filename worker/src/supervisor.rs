@@ -1,11 +1,14 @@
-//! The run supervisor: a few lines of this same binary that sit between the worker and the
+//! The run supervisor: the small `cronfleet-run` binary that sits between the worker and the
 //! job's shell, so that a run cannot outlive a worker that dies.
 //!
-//! The worker starts `/proc/self/exe __cronfleet-run <command>` as the leader of a new process
-//! group, with the kernel set to send it SIGHUP when the worker dies, ahead of the planned time.
-//! The supervisor waits for one byte on stdin (the word to go; end of file means the run was
-//! called off), then starts `/bin/sh -c <command>` in that group, stdin from `/dev/null`, and
-//! waits for it. On SIGHUP it SIGKILLs the whole group,
+//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <command>` as the leader of a new
+//! process group, ahead of the planned time. The supervisor asks the kernel to send it SIGHUP
+//! when the worker dies (and gives up at once if the worker is already gone), waits for one
+//! byte on stdin (the word to go; end of file means the run was called off), then starts
+//! `/bin/sh -c <command>` in that group, stdin from `/dev/null`, and waits for it. It is a
+//! binary of its own, not the worker's: starting a process per run is most of what a run
+//! costs, and a small binary starts in a third of the time. On SIGHUP it SIGKILLs the whole
+//! group,
 //! itself, the shell and anything the shell started included. SIGTERM and SIGINT sent to the
 //! group reach the shell and its children directly; the supervisor outlives them to report the
 //! shell's status as its own (the same exit code, or death by the same signal).
@@ -16,39 +19,45 @@ use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
 
 use nix::sys::signal::{killpg, raise, SigSet, SigmaskHow, Signal};
-use nix::unistd::getpgrp;
+use nix::unistd::{getpgrp, getppid};
 
-/// The first argument that turns the worker binary into a supervisor.
-pub const ARG: &str = "__cronfleet-run";
+/// The supervisor binary's file name; it is installed next to `cronfleet-worker`.
+pub const BINARY: &str = "cronfleet-run";
 
-/// What to supervise: the command, and the user and group to run it as (`-` for the worker's).
+/// What to supervise: the worker that started it, the command, and the user and group to
+/// run it as (`-` for the worker's).
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    pub worker: u32,
     pub command: OsString,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
-/// The arguments that start a supervisor for `command`, run as `run_as` (uid, gid) if given.
-pub fn arguments(command: &str, run_as: Option<(u32, u32)>) -> Vec<OsString> {
+/// The arguments that start a supervisor for `command` under worker process `worker`, run as
+/// `run_as` (uid, gid) if given.
+pub fn arguments(command: &str, worker: u32, run_as: Option<(u32, u32)>) -> Vec<OsString> {
     let (uid, gid) = run_as.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
         |(u, g)| (u.to_string(), g.to_string()),
     );
-    vec![ARG.into(), uid.into(), gid.into(), command.into()]
+    vec![
+        worker.to_string().into(),
+        uid.into(),
+        gid.into(),
+        command.into(),
+    ]
 }
 
-/// The invocation, when this process was started as a supervisor.
+/// The invocation in this process's arguments, if they are one.
 pub fn invocation() -> Option<Invocation> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let [flag, uid, gid, command] = args.as_slice() else {
+    let [worker, uid, gid, command] = args.as_slice() else {
         return None;
     };
-    if flag != ARG {
-        return None;
-    }
     let id = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u32>().ok());
     Some(Invocation {
+        worker: id(worker)?,
         command: command.clone(),
         uid: id(uid),
         gid: id(gid),
@@ -63,6 +72,13 @@ pub fn run(invocation: &Invocation) -> ! {
         .collect();
     if signals.thread_block().is_err() {
         std::process::exit(127);
+    }
+    // Die with the worker. Asked for here, after the worker let go of us, so that the worker
+    // can start us without a fork of its own; if it died before we asked, nothing runs.
+    let orphaned =
+        i32::try_from(invocation.worker).map_or(true, |worker| getppid().as_raw() != worker);
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGHUP).is_err() || orphaned {
+        std::process::exit(0);
     }
     let mut go = [0u8; 1];
     if !matches!(std::io::stdin().read(&mut go), Ok(1)) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::{ExecutionRecord, JobSpec, MissReason, RunStatus, Trigger};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
 use tracing::Instrument as _;
 
 use crate::claim::{Claimed, Claimer, Guard, Holder};
@@ -35,6 +35,29 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
 }
 
+/// One of the worker's `--slots`, held by a tick task from its claim until its process
+/// ends. Giving it back wakes the dispatcher, even if the task panics.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Slot {
+    pub fn new(permit: OwnedSemaphorePermit, freed: Arc<Notify>) -> Self {
+        Self {
+            _permit: permit,
+            freed,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
+
 /// What started the tick.
 #[derive(Debug, Clone, Copy)]
 pub enum Source {
@@ -46,11 +69,17 @@ pub enum Source {
 
 /// Claims and, if this worker wins, runs one tick. Errors are logged, never returned: a tick
 /// that fails to claim is seen as missed by the next claim.
-pub async fn run(context: Arc<Context>, job: Arc<JobSpec>, planned: DateTime<Utc>, source: Source) {
+pub async fn run(
+    context: Arc<Context>,
+    job: Arc<JobSpec>,
+    planned: DateTime<Utc>,
+    source: Source,
+    slot: Slot,
+) {
     let run_id = uuid::Uuid::now_v7().to_string();
     let span =
         tracing::info_span!("tick", job.name = %job.name, run.id = %run_id, planned = %planned);
-    claim_and_run(&context, &job, planned, source, run_id)
+    claim_and_run(&context, &job, planned, source, run_id, slot)
         .instrument(span)
         .await;
 }
@@ -61,6 +90,7 @@ async fn claim_and_run(
     planned: DateTime<Utc>,
     source: Source,
     run_id: String,
+    slot: Slot,
 ) {
     let Some(lease) = *context.lease.borrow() else {
         tracing::warn!("no etcd session; not claiming");
@@ -147,7 +177,7 @@ async fn claim_and_run(
             if let Some(replaced) = replaced {
                 tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
             }
-            execute(context, &base, planned, revision, prepared).await;
+            execute(context, &base, planned, revision, prepared, slot).await;
         }
     }
 }
@@ -158,6 +188,7 @@ async fn execute(
     planned: DateTime<Utc>,
     revision: i64,
     prepared: Option<std::io::Result<executor::Prepared>>,
+    slot: Slot,
 ) {
     let job = base.job;
     let summary = RunSummary {
@@ -176,6 +207,8 @@ async fn execute(
         executor::prepare(job, &run, &context.limits)
     });
     let outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
+    // The process is gone: its slot is free while the lock is released and the record sent.
+    drop(slot);
     context.runs.remove(&base.holder.run_id);
     context.metrics.run_ended(
         (outcome.ended_at - outcome.started_at)

@@ -288,3 +288,66 @@ async fn ticks_that_find_every_slot_busy_past_their_deadline_are_missed_once() {
     }
     assert!(missed_in_metrics >= records.len() as f64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_nobody_was_up_for_still_runs_within_its_deadline() {
+    let mut fleet = Fleet::new().await;
+    let early = fleet.worker("early", &[]);
+    fleet.registered(&["early"]).await;
+    let spec = json!({"name": "late", "command": "true", "cronExpr": "*/5 * * * * *", "startingDeadlineSecs": 4});
+    fleet.put_job(spec.clone()).await;
+    fleet
+        .wait_for_records(
+            "late",
+            Duration::from_secs(15),
+            "a first run",
+            |r| r.status == RunStatus::Succeeded,
+            1,
+        )
+        .await;
+    assert_eq!(early.stop().await, 0);
+    // The next tick comes while no worker runs; a worker starts a second after it.
+    let now = chrono::Utc::now().timestamp_millis();
+    let unclaimed = (now / 5_000 + 1) * 5_000;
+    wait_until(
+        Duration::from_secs(10),
+        "a second past the tick",
+        || async { chrono::Utc::now().timestamp_millis() >= unclaimed + 1_000 },
+    )
+    .await;
+    let late = fleet.worker("late", &[]);
+    let records = fleet
+        .wait_for_records(
+            "late",
+            Duration::from_secs(15),
+            "the unclaimed tick to run",
+            |r| r.plan_time == unclaimed,
+            1,
+        )
+        .await;
+    fleet
+        .put_job(
+            json!({"name": "late", "command": "true", "cronExpr": "*/5 * * * * *", "paused": true}),
+        )
+        .await;
+    assert_eq!(late.stop().await, 0);
+    let tick: Vec<&ExecutionRecord> = records
+        .iter()
+        .filter(|r| r.plan_time == unclaimed)
+        .collect();
+    assert_eq!(tick.len(), 1, "{records:#?}");
+    assert_eq!(tick[0].status, RunStatus::Succeeded, "{records:#?}");
+    assert_eq!(tick[0].worker_id, "late");
+    let delay = tick[0].start_time - unclaimed;
+    assert!((1_000..4_000).contains(&delay), "started {delay} ms late");
+    let mut planned: Vec<i64> = fleet
+        .records("late")
+        .await
+        .iter()
+        .map(|r| r.plan_time)
+        .collect();
+    planned.sort_unstable();
+    for pair in planned.windows(2) {
+        assert_eq!(pair[1] - pair[0], 5_000, "{planned:?}");
+    }
+}

@@ -1,4 +1,4 @@
-//! The executor with real processes, under the worker binary acting as supervisor.
+//! The executor with real processes, under the `cronfleet-run` supervisor.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,7 +37,7 @@ fn limits() -> Limits {
     Limits {
         output_cap: OUTPUT_CAP,
         kill_grace: Duration::from_millis(500),
-        supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-worker")),
+        supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-run")),
         run_as: None,
     }
 }
