@@ -221,12 +221,12 @@ async fn hostile_job(master: &Master) -> String {
         reason: None,
     };
     let missed = ExecutionRecord {
-        run_id: "missed-hostile-1764000300000".into(),
+        run_id: "missed-hostile-1763999700000".into(),
         status: RunStatus::Missed,
         reason: Some(MissReason::NoFreeSlot),
-        plan_time: 1_764_000_300_000,
-        start_time: 1_764_000_360_000,
-        end_time: 1_764_000_360_000,
+        plan_time: 1_763_999_700_000,
+        start_time: 1_763_999_760_000,
+        end_time: 1_763_999_760_000,
         exit_code: None,
         fencing_token: 0,
         output: String::new(),

@@ -325,27 +325,30 @@ impl Claimer {
         Ok(Claimed::Lost)
     }
 
-    /// Releases a run that ended: deletes `runs/<job>/<run>` and, if the lock is still the one
-    /// this run took at `revision`, the lock too. One write.
+    /// Releases a run that ended: deletes its `runs/<job>/<run>` key, if it has one, and the
+    /// lock if it is still the one this run took at `revision`. One write.
     pub async fn release(
         &mut self,
-        job: &JobName,
+        job: &JobSpec,
         run_id: &str,
         revision: i64,
     ) -> Result<(), etcd_client::Error> {
-        let lock_key = self.keys.lock(job);
-        let run_key = self.keys.run(job, run_id);
+        let lock_key = self.keys.lock(&job.name);
+        let own_key: Vec<TxnOp> = if job.concurrency == Concurrency::Forbid {
+            Vec::new()
+        } else {
+            vec![TxnOp::delete(self.keys.run(&job.name, run_id), None)]
+        };
+        let mut locked = vec![TxnOp::delete(lock_key.as_str(), None)];
+        locked.extend(own_key.iter().cloned());
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 lock_key.as_str(),
                 CompareOp::Equal,
                 revision,
             )])
-            .and_then([
-                TxnOp::delete(lock_key.as_str(), None),
-                TxnOp::delete(run_key.as_str(), None),
-            ])
-            .or_else([TxnOp::delete(run_key.as_str(), None)]);
+            .and_then(locked)
+            .or_else(own_key);
         self.client.txn(txn).await.map(drop)
     }
 
@@ -356,13 +359,18 @@ impl Claimer {
         lease: i64,
         concurrency: Concurrency,
     ) -> Vec<TxnOp> {
+        // A `forbid` run is the only holder of its job's lock, so the lock is its key; runs
+        // that may overlap (`allow`, `replace`) each have a key of their own as well.
         let value = serde_json::to_vec(holder).unwrap_or_default();
         let on_lease = || Some(PutOptions::new().with_lease(lease));
-        let mut ops = vec![TxnOp::put(
-            self.keys.run(job, &holder.run_id),
-            value.clone(),
-            on_lease(),
-        )];
+        let mut ops = Vec::new();
+        if concurrency != Concurrency::Forbid {
+            ops.push(TxnOp::put(
+                self.keys.run(job, &holder.run_id),
+                value.clone(),
+                on_lease(),
+            ));
+        }
         if concurrency != Concurrency::Allow {
             ops.push(TxnOp::put(self.keys.lock(job), value, on_lease()));
         }

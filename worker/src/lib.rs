@@ -235,11 +235,7 @@ impl Worker {
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);
         let watcher = tokio::spawn(
-            Watcher {
-                client: self.etcd.clone(),
-                keys: self.keys.clone(),
-            }
-            .run(changes_tx, shutdown.clone()),
+            Watcher::new(self.etcd.clone(), self.keys.clone()).run(changes_tx, shutdown.clone()),
         );
         let tasks = TaskTracker::new();
         tracing::info!(worker.id = %self.worker_id, "worker started");

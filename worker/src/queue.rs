@@ -157,9 +157,17 @@ impl Queue {
         }
     }
 
-    /// Another worker consumed the run-now request of `job` at `revision`: forget it.
-    pub fn consumed(&mut self, job: &JobName, revision: i64) {
-        self.take(&(job.clone(), i64::MIN, revision));
+    /// The run-now requests of `job` written before revision `before` were consumed: forget
+    /// them.
+    pub fn consumed(&mut self, job: &JobName, before: i64) {
+        let keys: Vec<Key> = self
+            .entries
+            .range((job.clone(), i64::MIN, 1)..(job.clone(), i64::MIN, before))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.take(&key);
+        }
     }
 
     /// Takes every tick of `job` out (the job changed or went away).
@@ -295,9 +303,9 @@ mod tests {
         let mut manual = tick("a", 1, 1);
         manual.origin = Origin::Manual(7);
         queue.push(manual);
-        queue.consumed(&JobName::parse("a").unwrap(), 6);
-        assert_eq!(queue.len(), 1);
         queue.consumed(&JobName::parse("a").unwrap(), 7);
+        assert_eq!(queue.len(), 1);
+        queue.consumed(&JobName::parse("a").unwrap(), 8);
         assert!(queue.is_empty());
         assert_eq!(queue.next_wake(), None);
     }

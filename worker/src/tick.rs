@@ -216,10 +216,7 @@ async fn execute(
             .unwrap_or_default(),
     );
     let mut claimer = context.claimer.clone();
-    if let Err(e) = claimer
-        .release(&job.name, &base.holder.run_id, revision)
-        .await
-    {
+    if let Err(e) = claimer.release(job, &base.holder.run_id, revision).await {
         tracing::warn!(error = %e, "could not release the run's keys; they go with the lease");
     }
     tracing::info!(

@@ -1,6 +1,10 @@
 //! Keeps the worker's view of etcd current: a snapshot of everything under the prefix at one
 //! revision, then a watch from the next revision, so no change falls between the two. A
 //! compacted or broken watch takes a new snapshot and carries on.
+//!
+//! The watch does not ask etcd for the previous value of each key (every watcher of a busy
+//! fleet would cost etcd a read per event): the watcher remembers who holds each `lock/` and
+//! `runs/` key from the puts it saw, which is all a deletion needs.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -32,7 +36,7 @@ pub enum Change {
     Kill(JobName, i64),
     /// A run-now request for `job`, at its mod revision.
     Trigger(JobName, i64),
-    /// The run-now request of `job` written at this revision was consumed (or expired).
+    /// The run-now requests of `job` written before this revision were consumed (or expired).
     TriggerConsumed(JobName, i64),
     /// `lock/<job>` was written by `run_id` at `revision`.
     LockTaken {
@@ -54,8 +58,10 @@ pub enum Change {
 
 /// Watches everything under the prefix.
 pub struct Watcher {
-    pub client: Client,
-    pub keys: Keys,
+    client: Client,
+    keys: Keys,
+    /// Holder and revision (the fencing token) of every live `lock/` and `runs/` key.
+    holders: HashMap<Vec<u8>, (Holder, i64)>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -78,6 +84,14 @@ enum Kind {
 }
 
 impl Watcher {
+    pub fn new(client: Client, keys: Keys) -> Self {
+        Self {
+            client,
+            keys,
+            holders: HashMap::new(),
+        }
+    }
+
     pub async fn run(
         mut self,
         changes: mpsc::Sender<Change>,
@@ -134,6 +148,7 @@ impl Watcher {
         let mut revision = 0;
         let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
         let mut workers = Vec::new();
+        self.holders.clear();
         loop {
             let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
             if revision > 0 {
@@ -155,6 +170,7 @@ impl Watcher {
                         triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
                     }
                     Kind::Worker => workers.extend(self.registered_worker(kv)),
+                    Kind::Lock | Kind::Run => self.remember(kv),
                     _ => {}
                 }
             }
@@ -176,6 +192,14 @@ impl Watcher {
             })
             .await?;
         Ok(revision)
+    }
+
+    /// Records the holder of a `lock/` or `runs/` key that was written.
+    fn remember(&mut self, kv: &KeyValue) {
+        if let Ok(holder) = serde_json::from_slice::<Holder>(kv.value()) {
+            self.holders
+                .insert(kv.key().to_vec(), (holder, kv.mod_revision()));
+        }
     }
 
     fn job_of(&self, kv: &KeyValue) -> Option<JobName> {
@@ -202,10 +226,7 @@ impl Watcher {
         start: i64,
         changes: &mpsc::Sender<Change>,
     ) -> anyhow::Result<()> {
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(start)
-            .with_prev_key();
+        let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let mut stream = self.client.watch(self.keys.prefix(), Some(options)).await?;
         while let Some(response) = stream.message().await? {
             if response.canceled() || response.compact_revision() > 0 {
@@ -224,10 +245,10 @@ impl Watcher {
 
     /// Turns one watch response into changes, pairing run deletions with the deletion of their
     /// worker's registration in the same revision (a lease that expired).
-    fn translate(&self, events: &[etcd_client::Event]) -> Vec<Change> {
+    fn translate(&mut self, events: &[etcd_client::Event]) -> Vec<Change> {
         let mut out = Vec::new();
         let mut dead_workers: HashSet<(i64, String)> = HashSet::new();
-        let mut deleted_runs: Vec<(i64, &KeyValue)> = Vec::new();
+        let mut deleted_runs: Vec<(i64, Holder, i64)> = Vec::new();
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let put = event.event_type() == EventType::Put;
@@ -242,12 +263,12 @@ impl Watcher {
                     self.job_of(kv)
                         .map(|job| Change::Trigger(job, kv.mod_revision())),
                 ),
-                (Kind::Trigger, false) => {
-                    if let (Some(job), Some(previous)) = (self.job_of(kv), event.prev_kv()) {
-                        out.push(Change::TriggerConsumed(job, previous.mod_revision()));
-                    }
-                }
+                (Kind::Trigger, false) => out.extend(
+                    self.job_of(kv)
+                        .map(|job| Change::TriggerConsumed(job, kv.mod_revision())),
+                ),
                 (Kind::Lock, true) => {
+                    self.remember(kv);
                     if let (Some(job), Ok(holder)) = (
                         self.job_of(kv),
                         serde_json::from_slice::<Holder>(kv.value()),
@@ -276,22 +297,24 @@ impl Watcher {
                         out.push(Change::WorkerDown(id));
                     }
                 }
-                (Kind::Run, false) => {
-                    if let Some(previous) = event.prev_kv() {
-                        deleted_runs.push((kv.mod_revision(), previous));
+                (Kind::Run, true) => self.remember(kv),
+                (Kind::Lock | Kind::Run, false) => {
+                    if let Some((holder, token)) = self.holders.remove(kv.key()) {
+                        deleted_runs.push((kv.mod_revision(), holder, token));
                     }
                 }
                 _ => {}
             }
         }
-        for (revision, previous) in deleted_runs {
-            let Ok(holder) = serde_json::from_slice::<Holder>(previous.value()) else {
-                continue;
-            };
-            if dead_workers.contains(&(revision, holder.worker_id.clone())) {
+        // A run of `allow` or `replace` concurrency has a lock and a run key: one record.
+        let mut abandoned = HashSet::new();
+        for (revision, holder, fencing_token) in deleted_runs {
+            if dead_workers.contains(&(revision, holder.worker_id.clone()))
+                && abandoned.insert(holder.run_id.clone())
+            {
                 out.push(Change::Abandoned {
                     holder,
-                    fencing_token: previous.create_revision(),
+                    fencing_token,
                 });
             }
         }

@@ -362,23 +362,40 @@ async fn last_runs(state: &AppState, names: &[String]) -> HashMap<String, Execut
         .collect()
 }
 
-/// Runs in progress per job, from the workers' run keys.
+/// Runs in progress per job, from the workers' keys: a `forbid` run holds `lock/<job>`, runs
+/// that may overlap also have `runs/<job>/<run>`. A run is counted once by its run id; a lock
+/// without one (held by a go-crontab worker) counts as one run.
 async fn running_counts(state: &AppState) -> HashMap<String, usize> {
     let mut etcd = state.etcd.clone();
-    let Ok(found) = etcd
-        .get(
+    let (Ok(runs), Ok(locks)) = (
+        etcd.get(
             state.keys.runs(),
             Some(GetOptions::new().with_prefix().with_keys_only()),
         )
-        .await
-    else {
+        .await,
+        etcd.get(state.keys.locks(), Some(GetOptions::new().with_prefix()))
+            .await,
+    ) else {
         return HashMap::new();
     };
-    let mut counts = HashMap::new();
-    for kv in found.kvs() {
-        if let Some((job, _)) = state.keys.run_of(kv.key()) {
-            *counts.entry(job.to_string()).or_insert(0) += 1;
+    let mut running: BTreeSet<(String, String)> = BTreeSet::new();
+    for kv in runs.kvs() {
+        if let Some((job, run_id)) = state.keys.run_of(kv.key()) {
+            running.insert((job.to_string(), run_id.to_owned()));
         }
+    }
+    for kv in locks.kvs() {
+        if let Some(job) = state.keys.job_of(kv.key()) {
+            let run_id = serde_json::from_slice::<Value>(kv.value())
+                .ok()
+                .and_then(|holder| holder["runId"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(kv.key()).into_owned());
+            running.insert((job.to_string(), run_id));
+        }
+    }
+    let mut counts = HashMap::new();
+    for (job, _) in running {
+        *counts.entry(job).or_insert(0) += 1;
     }
     counts
 }
