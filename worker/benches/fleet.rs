@@ -70,11 +70,17 @@ async fn main() {
         );
     }
     if wanted("burst") {
-        let report = burst(&scratch, 3).await;
-        report.print(
-            &format!("burst: {BURST} jobs due on one second, 3 workers"),
-            &floors[&BURST],
-        );
+        // With the default 64 slots a worker starts its third of the burst in waves; with
+        // more slots than its share, in one.
+        for slots in [None, Some(512)] {
+            let report = burst(&scratch, 3, slots).await;
+            let settings =
+                slots.map_or_else(|| "default settings".to_owned(), |n| format!("--slots {n}"));
+            report.print(
+                &format!("burst: {BURST} jobs due on one second, 3 workers, {settings}"),
+                &floors[&BURST],
+            );
+        }
     }
     std::fs::remove_dir_all(&scratch).ok();
 }
@@ -147,13 +153,17 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(env: &TestEnv, scratch: &Path, name: &str) -> Self {
+    fn start(env: &TestEnv, scratch: &Path, name: &str, slots: Option<u32>) -> Self {
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_cronfleet-worker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cronfleet-worker"));
+        if let Some(slots) = slots {
+            command.env("CRON_WORKER_SLOTS", slots.to_string());
+        }
+        let child = command
             .env("CRON_ETCD_ENDPOINTS", env.etcd_endpoints.join(","))
             .env("CRON_ETCD_PREFIX", env.keys.prefix())
             .env("CRON_MONGO_URL", &env.mongo_url)
@@ -261,9 +271,14 @@ async fn put_jobs(etcd: &mut Client, keys: &Keys, jobs: impl Iterator<Item = (St
     }
 }
 
-async fn start_fleet(env: &TestEnv, scratch: &Path, workers: usize) -> Vec<Worker> {
+async fn start_fleet(
+    env: &TestEnv,
+    scratch: &Path,
+    workers: usize,
+    slots: Option<u32>,
+) -> Vec<Worker> {
     let fleet: Vec<Worker> = (0..workers)
-        .map(|i| Worker::start(env, scratch, &format!("{}-w{i}", env.id)))
+        .map(|i| Worker::start(env, scratch, &format!("{}-w{i}", env.id), slots))
         .collect();
     let mut etcd = env.etcd().await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -288,7 +303,7 @@ async fn start_fleet(env: &TestEnv, scratch: &Path, workers: usize) -> Vec<Worke
 async fn spread_minute(scratch: &Path, per_minute: usize, workers: usize) -> Report {
     let env = TestEnv::new().await;
     let mut etcd = env.etcd().await;
-    let fleet = start_fleet(&env, scratch, workers).await;
+    let fleet = start_fleet(&env, scratch, workers, None).await;
     put_jobs(
         &mut etcd,
         &env.keys,
@@ -300,10 +315,10 @@ async fn spread_minute(scratch: &Path, per_minute: usize, workers: usize) -> Rep
 }
 
 /// `BURST` jobs all due on one second, once.
-async fn burst(scratch: &Path, workers: usize) -> Report {
+async fn burst(scratch: &Path, workers: usize, slots: Option<u32>) -> Report {
     let env = TestEnv::new().await;
     let mut etcd = env.etcd().await;
-    let fleet = start_fleet(&env, scratch, workers).await;
+    let fleet = start_fleet(&env, scratch, workers, slots).await;
     let at = whole_second(Utc::now() + TimeDelta::seconds(10));
     let expr = format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
     put_jobs(
@@ -333,10 +348,16 @@ async fn measure(
     planned: usize,
 ) -> Report {
     let servers = servers();
+    // Claims go out ahead of the planned time: count them from half a second before the
+    // window to half a second before its end (a minute of claims), or to the end of a burst.
+    let lead = TimeDelta::milliseconds(500);
+    tokio::time::sleep((from - lead - Utc::now()).to_std().unwrap_or_default()).await;
+    let txns_before = claim_txns(&fleet).await;
     tokio::time::sleep((from - Utc::now()).to_std().unwrap_or_default()).await;
     let cpu_before: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
     let servers_before: Vec<f64> = servers.iter().map(|(_, pid)| cpu_of(*pid).0).collect();
-    let txns_before = claim_txns(&fleet).await;
+    tokio::time::sleep((until - lead - Utc::now()).to_std().unwrap_or_default()).await;
+    let txns_steady = claim_txns(&fleet).await;
     tokio::time::sleep((until - Utc::now()).to_std().unwrap_or_default()).await;
     let cpu_after: Vec<(f64, f64)> = fleet.iter().map(Worker::cpu).collect();
     let servers_after: Vec<f64> = servers.iter().map(|(_, pid)| cpu_of(*pid).0).collect();
@@ -349,7 +370,11 @@ async fn measure(
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let mut txns = claim_txns(&fleet).await;
+    let mut txns = if until - from >= WINDOW {
+        txns_steady
+    } else {
+        claim_txns(&fleet).await
+    };
     for (result, count) in &mut txns {
         *count -= txns_before.get(result).copied().unwrap_or(0.0);
     }
@@ -451,7 +476,7 @@ impl Report {
         let total: f64 = self.txns.values().sum();
         let lost = self.txns.get("lost").copied().unwrap_or(0.0);
         println!(
-            "  claim txns per execution: {:.3} ({total} txns in the window for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
+            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
             total / ran.max(1) as f64,
             lost / ran.max(1) as f64,
             self.txns

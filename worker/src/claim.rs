@@ -246,11 +246,13 @@ impl Claimer {
             .unwrap_or_default()))
     }
 
-    /// Sends one txn, counting it when etcd does not answer.
+    /// Sends one txn, timing the answer and counting it when etcd does not answer.
     async fn send(&mut self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        let sent = std::time::Instant::now();
         let response = self.client.txn(txn).await;
-        if response.is_err() {
-            self.metrics.txn(TxnResult::Failed);
+        match response {
+            Ok(_) => self.metrics.claim_answered(sent.elapsed()),
+            Err(_) => self.metrics.txn(TxnResult::Failed),
         }
         response
     }

@@ -98,9 +98,18 @@ pub struct Prepared {
 }
 
 /// Starts the supervisor for a run; the shell starts on [`start`]. Dropping the result
-/// without starting it makes the supervisor exit without running anything.
-pub fn prepare(job: &JobSpec, context: &RunContext, limits: &Limits) -> std::io::Result<Prepared> {
-    let mut child = spawn(limits, job, context)?;
+/// without starting it makes the supervisor exit without running anything. The spawn (which
+/// waits for the exec) runs on the blocking pool, so that a burst of runs being prepared
+/// does not hold up the runtime threads that start the runs already due.
+pub async fn prepare(
+    job: &JobSpec,
+    context: &RunContext,
+    limits: &Limits,
+) -> std::io::Result<Prepared> {
+    let mut command = command(limits, job, context);
+    let mut child = tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .map_err(std::io::Error::other)??;
     let go = child
         .stdin
         .take()
@@ -116,7 +125,14 @@ pub async fn execute(
     clock: Clock,
     stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
-    start(prepare(job, context, limits), job, limits, clock, stop).await
+    start(
+        prepare(job, context, limits).await,
+        job,
+        limits,
+        clock,
+        stop,
+    )
+    .await
 }
 
 /// Tells a prepared supervisor to start the shell, then supervises the run to its end.
@@ -214,7 +230,7 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-fn spawn(limits: &Limits, job: &JobSpec, context: &RunContext) -> std::io::Result<Child> {
+fn command(limits: &Limits, job: &JobSpec, context: &RunContext) -> Command {
     let mut command = Command::new(&limits.supervisor);
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     command
@@ -248,7 +264,7 @@ fn spawn(limits: &Limits, job: &JobSpec, context: &RunContext) -> std::io::Resul
         .env("CRON_FENCING_TOKEN", context.fencing_token.to_string());
     // No `pre_exec` here: without one the standard library starts the supervisor with
     // posix_spawn, which does not copy the worker's page tables the way fork does.
-    command.spawn()
+    command
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -50,11 +50,34 @@ pub struct Metrics {
     durations: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
+    /// Moving average of how long etcd takes to answer a claim txn, in microseconds.
+    claim_latency_micros: AtomicU64,
 }
 
 impl Metrics {
     pub fn txn(&self, result: TxnResult) {
         self.txns[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Folds one claim txn's round trip into the moving average (weight 1/8).
+    pub fn claim_answered(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.claim_latency_micros.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |average| {
+                Some(if average == 0 {
+                    sample
+                } else {
+                    average - average / 8 + sample / 8
+                })
+            },
+        );
+    }
+
+    /// The moving average of claim txn round trips.
+    pub fn claim_latency(&self) -> Duration {
+        Duration::from_micros(self.claim_latency_micros.load(Ordering::Relaxed))
     }
 
     pub fn started(&self) {
@@ -133,6 +156,12 @@ impl Metrics {
             "counter",
             "Claim, skip and miss transactions sent to etcd, by result.",
             &txns,
+        );
+        metric(
+            "cronfleet_worker_claim_latency_seconds",
+            "gauge",
+            "Moving average of etcd's answer time to a claim txn; hand-offs wait twice this.",
+            &[(String::new(), self.claim_latency().as_secs_f64())],
         );
         metric(
             "cronfleet_worker_ticks_started_total",
@@ -296,6 +325,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn claim_latency_follows_the_answers() {
+        let metrics = Metrics::default();
+        metrics.claim_answered(Duration::from_millis(8));
+        assert_eq!(metrics.claim_latency(), Duration::from_millis(8));
+        for _ in 0..64 {
+            metrics.claim_answered(Duration::from_millis(200));
+        }
+        let settled = metrics.claim_latency();
+        assert!(settled > Duration::from_millis(190), "{settled:?}");
+        assert!(settled <= Duration::from_millis(200), "{settled:?}");
     }
 
     #[test]

@@ -27,8 +27,11 @@ use crate::tick::{self, Context, Slot, Source, CLAIM_LEAD};
 use crate::watcher::Change;
 
 /// How much later each next worker in a tick's order tries it, when the ones before it have
-/// not claimed it (busy, slow or gone).
+/// not claimed it (busy, slow or gone) — or twice etcd's recent answer time to a claim, when
+/// that is longer, so that a claim still in flight is not raced; never more than
+/// [`MAX_HANDOFF`].
 pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
+const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
 
 /// How much later each next worker in a tick's order gives it up as missed, so that normally
 /// one worker sends the txn.
@@ -171,7 +174,7 @@ impl Scheduler {
         }
         let deadline = spec.start_deadline(planned);
         let rank = self.rank(&spec.name, planned_ms);
-        let turn = planned - CLAIM_LEAD + HANDOFF * rank;
+        let turn = planned - CLAIM_LEAD + self.handoff() * rank;
         // However long the order, every worker gets its turn before the deadline, and before
         // the job's next tick can be claimed (which moves the guard past this one).
         let mut latest = planned + (deadline - planned) / 2;
@@ -189,6 +192,12 @@ impl Scheduler {
             expire_at: Some(deadline + MISS_STAGGER * rank),
             late: now >= deadline,
         });
+    }
+
+    fn handoff(&self) -> TimeDelta {
+        let waited =
+            TimeDelta::from_std(self.context.metrics.claim_latency() * 2).unwrap_or(MAX_HANDOFF);
+        waited.clamp(HANDOFF, MAX_HANDOFF)
     }
 
     fn rank(&self, job: &JobName, tick: i64) -> i32 {
@@ -360,7 +369,7 @@ impl Scheduler {
             planned: now,
             origin: Origin::Manual(revision),
             rank: rank.unsigned_abs(),
-            try_at: now + HANDOFF * rank,
+            try_at: now + self.handoff() * rank,
             deadline: None,
             expire_at: None,
             late: false,

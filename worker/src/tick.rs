@@ -125,7 +125,7 @@ async fn claim_and_run(
                         planned_at: planned,
                         fencing_token: *revision,
                     };
-                    Some(executor::prepare(job, &run, &context.limits))
+                    Some(executor::prepare(job, &run, &context.limits).await)
                 }
                 _ => None,
             };
@@ -198,14 +198,17 @@ async fn execute(
         started_at: context.clock.now_ms(),
     };
     let stop = context.runs.insert(job.name.clone(), summary, revision);
-    let prepared = prepared.unwrap_or_else(|| {
-        let run = RunContext {
-            run_id: base.holder.run_id.clone(),
-            planned_at: planned,
-            fencing_token: revision,
-        };
-        executor::prepare(job, &run, &context.limits)
-    });
+    let prepared = match prepared {
+        Some(prepared) => prepared,
+        None => {
+            let run = RunContext {
+                run_id: base.holder.run_id.clone(),
+                planned_at: planned,
+                fencing_token: revision,
+            };
+            executor::prepare(job, &run, &context.limits).await
+        }
+    };
     let outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
     // The process is gone: its slot is free while the lock is released and the record sent.
     drop(slot);
