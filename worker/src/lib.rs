@@ -3,8 +3,8 @@
 //! * [`watcher`] keeps a snapshot of everything under the etcd prefix current and turns changes
 //!   into [`watcher::Change`]s.
 //! * [`scheduler`] holds the plan (jobs by next fire time), moves due ticks and run-now
-//!   requests into the [`queue`], and starts a [`tick`] task for each when its turn in the
-//!   fleet ([`rendezvous`]) has come and a slot is free.
+//!   requests into the [`queue`], and starts a [`tick`] task for each when its [`turn`] in
+//!   the fleet ([`rendezvous`]) has come and a [`slot`] is free.
 //! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
 //!   the run's fencing token.
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
@@ -27,9 +27,11 @@ pub mod rendezvous;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
+pub mod slot;
 pub mod spool;
 pub mod supervisor;
 pub mod tick;
+pub mod turn;
 pub mod watcher;
 
 use std::path::PathBuf;

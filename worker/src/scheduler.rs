@@ -2,8 +2,8 @@
 //!
 //! The plan holds every known job keyed by its next fire time, in a `BTreeSet`, so the loop
 //! sleeps until the earliest tick or a change and each fire costs O(log n). A tick that falls
-//! due goes into the [`Queue`] with its turn in the fleet ([`Peers::rank`]: the first worker
-//! tries at once, the others [`HANDOFF`] apart) and its starting deadline. The dispatcher
+//! due goes into the [`Queue`] with its [`Turn`] in the fleet ([`Peers::rank`]: the first
+//! worker tries at once, the others a hand-off apart) and its starting deadline. The dispatcher
 //! takes eligible ticks in planned order while a slot is free; a slot is held from the claim
 //! to the end of the run, so `--slots` bounds processes, never whether a tick happens. A tick
 //! the fleet settles (the guard moved past it) leaves the queue; one still waiting at its
@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cronfleet_common::job::DEFAULT_STARTING_DEADLINE;
 use cronfleet_common::{JobName, JobSpec, MissReason};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,39 +22,14 @@ use crate::claim::Guard;
 use crate::queue::{Origin, Pending, Queue};
 use crate::rendezvous::Peers;
 use crate::runs::StopReason;
-use crate::tick::{self, Context, Slot, Source, CLAIM_LEAD};
+use crate::slot::Slot;
+use crate::tick::{self, Context, Source, CLAIM_LEAD};
+use crate::turn::{self, last_tick_by, Turn};
 use crate::watcher::Change;
-
-/// How much later each next worker in a tick's order tries it, when the ones before it have
-/// not claimed it (busy, slow or gone) — or twice etcd's recent answer time to a claim, when
-/// that is longer, so that a claim still in flight is not raced; never more than
-/// [`MAX_HANDOFF`].
-pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
-const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
-
-/// How much later each next worker in a tick's order gives it up as missed, so that normally
-/// one worker sends the txn.
-const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 
 struct Entry {
     spec: Arc<JobSpec>,
     next: Option<DateTime<Utc>>,
-}
-
-/// The last tick of `spec` after `from` and at or before `now`, or `from` when there is none.
-/// Looks back no further than the job's starting deadline allows a tick to start.
-fn last_tick_by(spec: &JobSpec, from: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    let window = spec
-        .starting_deadline_secs
-        .and_then(|secs| i64::try_from(secs).ok())
-        .map_or(DEFAULT_STARTING_DEADLINE, TimeDelta::seconds);
-    let mut latest = from;
-    let mut cursor = from.max(now - window);
-    while let Some(tick) = spec.schedule().next_after(cursor).filter(|t| *t <= now) {
-        latest = tick;
-        cursor = tick;
-    }
-    latest
 }
 
 /// Fires jobs on schedule, dispatches due ticks to slots and reacts to changes from the
@@ -172,32 +146,22 @@ impl Scheduler {
         if settled {
             return;
         }
-        let deadline = spec.start_deadline(planned);
         let rank = self.rank(&spec.name, planned_ms);
-        let turn = planned - CLAIM_LEAD + self.handoff() * rank;
-        // However long the order, every worker gets its turn before the deadline, and before
-        // the job's next tick can be claimed (which moves the guard past this one).
-        let mut latest = planned + (deadline - planned) / 2;
-        if let Some(next) = spec.schedule().next_after(planned) {
-            latest = latest.min(next - CLAIM_LEAD - TimeDelta::milliseconds(1));
-        }
-        let try_at = turn.min(latest).max(planned - CLAIM_LEAD);
+        let turn = Turn::of(&spec, planned, rank, self.handoff());
         self.queue.push(Pending {
             spec,
             planned,
             origin: Origin::Schedule,
             rank: rank.unsigned_abs(),
-            try_at,
-            deadline: Some(deadline),
-            expire_at: Some(deadline + MISS_STAGGER * rank),
-            late: now >= deadline,
+            try_at: turn.try_at,
+            deadline: Some(turn.deadline),
+            expire_at: Some(turn.expire_at),
+            late: now >= turn.deadline,
         });
     }
 
     fn handoff(&self) -> TimeDelta {
-        let waited =
-            TimeDelta::from_std(self.context.metrics.claim_latency() * 2).unwrap_or(MAX_HANDOFF);
-        waited.clamp(HANDOFF, MAX_HANDOFF)
+        turn::handoff(self.context.metrics.claim_latency())
     }
 
     fn rank(&self, job: &JobName, tick: i64) -> i32 {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::{ExecutionRecord, JobSpec, MissReason, RunStatus, Trigger};
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::claim::{Claimed, Claimer, Guard, Holder};
@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::executor::{self, Limits, Outcome, RunContext};
 use crate::metrics::Metrics;
 use crate::runs::{RunSummary, Runs};
+use crate::slot::Slot;
 
 /// How long before its planned time a scheduled tick is claimed, so that the claim's etcd round
 /// trip is not part of the start latency. The run itself starts at the planned time.
@@ -33,29 +34,6 @@ pub struct Context {
     pub worker_id: String,
     pub lease: watch::Receiver<Option<i64>>,
     pub metrics: Arc<Metrics>,
-}
-
-/// One of the worker's `--slots`, held by a tick task from its claim until its process
-/// ends. Giving it back wakes the dispatcher, even if the task panics.
-#[derive(Debug)]
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-    freed: Arc<Notify>,
-}
-
-impl Slot {
-    pub fn new(permit: OwnedSemaphorePermit, freed: Arc<Notify>) -> Self {
-        Self {
-            _permit: permit,
-            freed,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.freed.notify_one();
-    }
 }
 
 /// What started the tick.

@@ -1,0 +1,93 @@
+//! The figures printed for one scenario.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cronfleet_common::{ExecutionRecord, RunStatus};
+
+use crate::support::Spread;
+
+/// The planned ticks of one scenario, what became of them, and what it cost.
+pub struct Report {
+    pub planned: usize,
+    pub records: Vec<ExecutionRecord>,
+    pub txns: BTreeMap<String, f64>,
+    /// Per worker: share of one core used by the worker, and by the runs it reaped.
+    pub cpu: Vec<(f64, f64)>,
+    /// Share of one core used by each server (etcd, the MongoDB-wire server).
+    pub servers: Vec<(&'static str, f64)>,
+}
+
+impl Report {
+    pub fn print(&self, title: &str, floor: &Spread) {
+        let mut per_tick: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+        let mut delays = Vec::new();
+        let mut shares: BTreeMap<&str, usize> = BTreeMap::new();
+        for record in &self.records {
+            let tick = (record.job_name.as_str(), record.plan_time);
+            *per_tick.entry(tick).or_default() += 1;
+            let label = match (record.status, record.reason) {
+                (RunStatus::Missed, Some(reason)) => format!("missed ({})", reason.as_str()),
+                (status, _) => status.as_str().to_owned(),
+            };
+            *statuses.entry(label).or_default() += 1;
+            if record.fencing_token > 0 {
+                *shares.entry(record.worker_id.as_str()).or_default() += 1;
+                *starts.entry(tick).or_default() += 1;
+                delays.push((record.start_time - record.plan_time) as f64);
+            }
+        }
+        let ran = delays.len();
+        let duplicates = starts.values().filter(|n| **n > 1).count();
+        let doubly_recorded = per_tick.values().filter(|n| **n > 1).count();
+        println!("\n{title}");
+        println!(
+            "  planned ticks {}, recorded {} ({:.2} %), unrecorded {}, recorded twice {}, started twice {}",
+            self.planned,
+            per_tick.len(),
+            per_tick.len() as f64 * 100.0 / self.planned as f64,
+            self.planned.saturating_sub(per_tick.len()),
+            doubly_recorded,
+            duplicates
+        );
+        println!(
+            "  ran {ran} ({:.2} %); by status: {statuses:?}; runs per worker: {:?}",
+            ran as f64 * 100.0 / self.planned as f64,
+            shares.values().collect::<Vec<_>>()
+        );
+        match Spread::of(delays) {
+            Some(delay) => {
+                println!("  start delay (planTime to startTime): {delay}");
+                println!(
+                    "  against the raw floor for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
+                    floor.n,
+                    delay.p50 / floor.p50,
+                    delay.p99 / floor.p99,
+                    delay.max / floor.max
+                );
+            }
+            None => println!("  start delay: nothing ran"),
+        }
+        let total: f64 = self.txns.values().sum();
+        let lost = self.txns.get("lost").copied().unwrap_or(0.0);
+        println!(
+            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
+            total / ran.max(1) as f64,
+            lost / ran.max(1) as f64,
+            self.txns
+        );
+        let cpu: Vec<String> = self
+            .cpu
+            .iter()
+            .map(|(own, runs)| format!("{:.0} % (its runs {:.0} %)", own * 100.0, runs * 100.0))
+            .collect();
+        println!("  worker CPU, share of one core: {}", cpu.join("; "));
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|(name, share)| format!("{name} {:.0} %", share * 100.0))
+            .collect();
+        println!("  server CPU, share of one core: {}", servers.join(", "));
+    }
+}
