@@ -25,7 +25,7 @@ use cronfleet_worker::spool::Spool;
 use etcd_client::{Client, Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
-use support::summary;
+use support::{summary, Bench};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -35,28 +35,17 @@ const PIPELINE_RECORDS: usize = 20_000;
 
 #[tokio::main]
 async fn main() {
-    let scratch = std::env::temp_dir().join(format!("cronfleet-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    println!(
-        "cronfleet worker benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
     // `cargo bench -- pipeline` (or `load`, `latency`) runs one section.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
-    if wanted("load") {
-        load_and_watch(&scratch).await;
+    let bench = Bench::start("worker");
+    if bench.wanted("load") {
+        load_and_watch(&bench.scratch).await;
     }
-    if wanted("latency") {
-        trigger_latency_and_kill(&scratch).await;
+    if bench.wanted("latency") {
+        trigger_latency_and_kill(&bench.scratch).await;
     }
-    if wanted("pipeline") {
-        log_pipeline(&scratch).await;
+    if bench.wanted("pipeline") {
+        log_pipeline(&bench.scratch).await;
     }
-    std::fs::remove_dir_all(&scratch).ok();
 }
 
 struct WorkerProcess {

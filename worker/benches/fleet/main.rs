@@ -27,7 +27,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use report::Report;
-use support::Spread;
+use support::{Bench, Spread};
 
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.
 const CLOCK_TICKS: f64 = 100.0;
@@ -36,18 +36,9 @@ const BURST: usize = 1_000;
 
 #[tokio::main]
 async fn main() {
-    let scratch = std::env::temp_dir().join(format!("cronfleet-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
-    println!(
-        "cronfleet fleet benchmark ({} cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
     // `cargo bench --bench fleet -- 10000x3 burst` runs only the scenarios named.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let bench = Bench::start("fleet");
+    let scratch = bench.scratch.clone();
     let floors: BTreeMap<usize, Spread> = [10_000 / 60, 30_000 / 60, BURST]
         .into_iter()
         .map(|n| (n, raw_floor(n)))
@@ -62,7 +53,7 @@ async fn main() {
         raw_etcd(&env).await
     );
     for (per_minute, workers) in [(10_000, 1), (10_000, 3), (30_000, 1), (30_000, 3)] {
-        if !wanted(&format!("{per_minute}x{workers}")) {
+        if !bench.wanted(&format!("{per_minute}x{workers}")) {
             continue;
         }
         let floor = &floors[&(per_minute / 60)];
@@ -72,7 +63,7 @@ async fn main() {
             floor,
         );
     }
-    if wanted("burst") {
+    if bench.wanted("burst") {
         // With the default 64 slots a worker starts its third of the burst in waves; with
         // more slots than its share, in one.
         for slots in [None, Some(512)] {
@@ -85,7 +76,6 @@ async fn main() {
             );
         }
     }
-    std::fs::remove_dir_all(&scratch).ok();
 }
 
 /// Spawns `n` shells as fast as one loop can and returns how long after the start each had

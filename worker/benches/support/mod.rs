@@ -45,3 +45,38 @@ impl std::fmt::Display for Spread {
 pub fn summary(values: Vec<f64>) -> String {
     Spread::of(values).map_or_else(|| "no samples".to_owned(), |s| s.to_string())
 }
+
+/// A benchmark run: its scratch directory, removed at the end, and the sections named on the
+/// command line (`cargo bench --bench <name> -- <section>…`; none named runs them all).
+pub struct Bench {
+    pub scratch: std::path::PathBuf,
+    only: Vec<String>,
+}
+
+impl Bench {
+    /// Prints the heading and makes the scratch directory.
+    pub fn start(name: &str) -> Self {
+        let scratch = std::env::temp_dir().join(format!("cronfleet-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).expect("a scratch directory");
+        println!(
+            "cronfleet {name} benchmark ({} cores)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        let only = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        Self { scratch, only }
+    }
+
+    /// Whether `section` is to run.
+    pub fn wanted(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == section)
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.scratch).ok();
+    }
+}
