@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::testkit::TestEnv;
-use cronfleet_common::{ExecutionRecord, JobName, Keys, RunStatus, Trigger};
+use cronfleet_common::{ExecutionRecord, JobName, RunStatus, Trigger};
 use cronfleet_worker::log_sink::{insert_idempotent, LogSink, Uploader};
 use cronfleet_worker::spool::Spool;
-use etcd_client::{Client, Txn, TxnOp};
+use etcd_client::{Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
-use support::{summary, Bench};
+use support::{put_jobs, summary, Bench};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -128,18 +128,6 @@ impl WorkerProcess {
         )
         .unwrap();
         self.child.wait().unwrap();
-    }
-}
-
-async fn put_jobs(etcd: &mut Client, keys: &Keys, jobs: impl Iterator<Item = (String, String)>) {
-    let ops: Vec<TxnOp> = jobs
-        .map(|(name, expr)| {
-            let value = format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}"}}"#);
-            TxnOp::put(keys.job(&JobName::parse(&name).unwrap()), value, None)
-        })
-        .collect();
-    for chunk in ops.chunks(128) {
-        etcd.txn(Txn::new().and_then(chunk.to_vec())).await.unwrap();
     }
 }
 

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use cronfleet_common::testkit::TestEnv;
-use cronfleet_common::{ExecutionRecord, JobName, Keys};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use cronfleet_common::ExecutionRecord;
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use report::Report;
-use support::{Bench, Spread};
+use support::{put_jobs, Bench, Spread};
 
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.
 const CLOCK_TICKS: f64 = 100.0;
@@ -250,18 +250,6 @@ fn servers() -> Vec<(&'static str, u32)> {
         }
     }
     found
-}
-
-async fn put_jobs(etcd: &mut Client, keys: &Keys, jobs: impl Iterator<Item = (String, String)>) {
-    let ops: Vec<TxnOp> = jobs
-        .map(|(name, expr)| {
-            let value = format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}"}}"#);
-            TxnOp::put(keys.job(&JobName::parse(&name).unwrap()), value, None)
-        })
-        .collect();
-    for chunk in ops.chunks(128) {
-        etcd.txn(Txn::new().and_then(chunk.to_vec())).await.unwrap();
-    }
 }
 
 async fn start_fleet(

@@ -80,3 +80,23 @@ impl Drop for Bench {
         std::fs::remove_dir_all(&self.scratch).ok();
     }
 }
+
+/// Writes `(name, cronExpr)` jobs running `true` to etcd as the projector would, 128 a txn.
+pub async fn put_jobs(
+    etcd: &mut etcd_client::Client,
+    keys: &cronfleet_common::Keys,
+    jobs: impl Iterator<Item = (String, String)>,
+) {
+    let ops: Vec<etcd_client::TxnOp> = jobs
+        .map(|(name, expr)| {
+            let value = format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}"}}"#);
+            let name = cronfleet_common::JobName::parse(&name).expect("a valid job name");
+            etcd_client::TxnOp::put(keys.job(&name), value, None)
+        })
+        .collect();
+    for chunk in ops.chunks(128) {
+        etcd.txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+            .await
+            .expect("etcd takes the jobs");
+    }
+}
