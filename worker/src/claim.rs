@@ -19,9 +19,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::{Concurrency, JobName, JobSpec, Keys, Trigger};
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::{Answer, Batcher};
 use crate::metrics::{Metrics, TxnResult};
 
 /// Who holds a run: the value of `lock/<job>` and `runs/<job>/<run>`.
@@ -93,7 +94,7 @@ pub enum Claimed {
 /// Claims for one worker, on its session lease.
 #[derive(Clone)]
 pub struct Claimer {
-    pub client: Client,
+    pub etcd: Batcher,
     pub keys: Keys,
     pub metrics: Arc<Metrics>,
 }
@@ -151,20 +152,19 @@ impl Claimer {
                 TxnOp::get(tick_key.as_str(), None),
                 TxnOp::get(lock_key.as_str(), None),
             ]);
-            let response = self.send(txn).await?;
-            let revision = response.header().map_or(0, |h| h.revision());
-            let replies = response.op_responses();
-            if response.succeeded() {
+            let answer = self.send(&job.name, txn).await?;
+            let replies = &answer.replies;
+            if answer.succeeded {
                 self.metrics.txn(TxnResult::Won);
-                let replaced = first_kv(&replies, 0)
+                let replaced = first_kv(replies, 0)
                     .and_then(|(value, _)| serde_json::from_slice::<Holder>(&value).ok());
                 return Ok(Claimed::Start {
-                    revision,
+                    revision: answer.revision,
                     previous: guard,
                     replaced,
                 });
             }
-            let current = first_kv(&replies, 0)
+            let current = first_kv(replies, 0)
                 .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
                 .unwrap_or_default();
             if current.mod_revision != guard.mod_revision {
@@ -178,7 +178,7 @@ impl Claimer {
                 return Ok(Claimed::Locked);
             }
             let holder =
-                first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+                first_kv(replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
             match self.advance(job, planned_ms, guard).await? {
                 Ok(()) => {
                     return Ok(Claimed::Skip {
@@ -235,26 +235,27 @@ impl Claimer {
                 None,
             )])
             .or_else([TxnOp::get(tick_key.as_str(), None)]);
-        let response = self.send(txn).await?;
-        if response.succeeded() {
+        let answer = self.send(&job.name, txn).await?;
+        if answer.succeeded {
             self.metrics.txn(TxnResult::Won);
             return Ok(Ok(()));
         }
         self.metrics.txn(TxnResult::Lost);
-        Ok(Err(first_kv(&response.op_responses(), 0)
+        Ok(Err(first_kv(&answer.replies, 0)
             .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
             .unwrap_or_default()))
     }
 
-    /// Sends one txn, timing the answer and counting it when etcd does not answer.
-    async fn send(&mut self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+    /// Sends one txn on `job`'s keys, timing the answer and counting it when etcd does not
+    /// answer.
+    async fn send(&mut self, job: &JobName, txn: Txn) -> Result<Answer, etcd_client::Error> {
         let sent = std::time::Instant::now();
-        let response = self.client.txn(txn).await;
-        match response {
+        let answer = self.etcd.send(job, txn).await;
+        match answer {
             Ok(_) => self.metrics.claim_answered(sent.elapsed()),
             Err(_) => self.metrics.txn(TxnResult::Failed),
         }
-        response
+        answer
     }
 
     /// Claims a run-now request: whoever deletes `trigger/<job>` at `trigger_revision` runs it.
@@ -288,27 +289,26 @@ impl Claimer {
             TxnOp::get(trigger_key.as_str(), None),
             TxnOp::get(lock_key.as_str(), None),
         ]);
-        let response = self.send(txn).await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let replies = response.op_responses();
-        if response.succeeded() {
+        let answer = self.send(&job.name, txn).await?;
+        let replies = &answer.replies;
+        if answer.succeeded {
             self.metrics.txn(TxnResult::Won);
             let replaced =
-                first_kv(&replies, 0).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+                first_kv(replies, 0).and_then(|(value, _)| serde_json::from_slice(&value).ok());
             return Ok(Claimed::Start {
-                revision,
+                revision: answer.revision,
                 previous: Guard::default(),
                 replaced,
             });
         }
-        if first_kv(&replies, 0).map(|(_, mod_rev)| mod_rev) != Some(trigger_revision) {
+        if first_kv(replies, 0).map(|(_, mod_rev)| mod_rev) != Some(trigger_revision) {
             self.metrics.txn(TxnResult::Lost);
             return Ok(Claimed::Lost);
         }
         self.metrics.txn(TxnResult::Locked);
         // The lock is held under forbid: consume the request and record it as skipped.
         let holder =
-            first_kv(&replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
+            first_kv(replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
         let consume = Txn::new()
             .when([Compare::mod_revision(
                 trigger_key.as_str(),
@@ -316,7 +316,7 @@ impl Claimer {
                 trigger_revision,
             )])
             .and_then([TxnOp::delete(trigger_key.as_str(), None)]);
-        if self.send(consume).await?.succeeded() {
+        if self.send(&job.name, consume).await?.succeeded {
             self.metrics.txn(TxnResult::Won);
             return Ok(Claimed::Skip {
                 previous: Guard::default(),
@@ -351,7 +351,7 @@ impl Claimer {
             )])
             .and_then(locked)
             .or_else(own_key);
-        self.client.txn(txn).await.map(drop)
+        self.etcd.send(&job.name, txn).await.map(drop)
     }
 
     fn run_keys(

@@ -15,6 +15,7 @@
 //!   restarts.
 //! * [`metrics`] counts claims, ticks and runs for Prometheus.
 
+pub mod batch;
 pub mod claim;
 pub mod clock;
 pub mod config;
@@ -47,6 +48,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::batch::Batcher;
 use crate::claim::Claimer;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -218,7 +220,7 @@ impl Worker {
 
         let context = Arc::new(tick::Context {
             claimer: Claimer {
-                client: self.etcd.clone(),
+                etcd: Batcher::spawn(self.etcd.clone(), Arc::clone(&metrics)),
                 keys: self.keys.clone(),
                 metrics: Arc::clone(&metrics),
             },

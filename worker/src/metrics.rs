@@ -43,6 +43,8 @@ pub enum TxnResult {
 #[derive(Debug, Default)]
 pub struct Metrics {
     txns: [AtomicU64; 4],
+    /// etcd requests that carried claim, skip, miss and release txns.
+    requests: AtomicU64,
     started: AtomicU64,
     skipped: AtomicU64,
     missed: [AtomicU64; MissReason::ALL.len()],
@@ -57,6 +59,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn txn(&self, result: TxnResult) {
         self.txns[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_sent(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Folds one claim txn's round trip into the moving average (weight 1/8).
@@ -156,6 +162,12 @@ impl Metrics {
             "counter",
             "Claim, skip and miss transactions sent to etcd, by result.",
             &txns,
+        );
+        metric(
+            "cronfleet_worker_etcd_requests_total",
+            "counter",
+            "etcd requests that carried claim, skip, miss and release txns (several to a request under load).",
+            &[(String::new(), load(&self.requests) as f64)],
         );
         metric(
             "cronfleet_worker_claim_latency_seconds",

@@ -193,12 +193,17 @@ impl Worker {
             .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).await.unwrap();
+        let requests = text.lines().find_map(|l| {
+            let count = l.strip_prefix("cronfleet_worker_etcd_requests_total ")?;
+            Some((report::REQUESTS.to_owned(), count.parse().ok()?))
+        });
         text.lines()
             .filter_map(|l| l.strip_prefix("cronfleet_worker_claim_txns_total{result=\""))
             .filter_map(|l| {
                 let (result, rest) = l.split_once('"')?;
                 Some((result.to_owned(), rest.rsplit(' ').next()?.parse().ok()?))
             })
+            .chain(requests)
             .collect()
     }
 

@@ -6,6 +6,9 @@ use cronfleet_common::{ExecutionRecord, RunStatus};
 
 use crate::support::Spread;
 
+/// The key under which [`Report::txns`] holds the workers' etcd requests.
+pub const REQUESTS: &str = "etcd requests";
+
 /// The planned ticks of one scenario, what became of them, and what it cost.
 pub struct Report {
     pub planned: usize,
@@ -23,6 +26,7 @@ impl Report {
         let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
         let mut delays = Vec::new();
+        let mut claim_to_start = Vec::new();
         let mut shares: BTreeMap<&str, usize> = BTreeMap::new();
         for record in &self.records {
             let tick = (record.job_name.as_str(), record.plan_time);
@@ -36,6 +40,7 @@ impl Report {
                 *shares.entry(record.worker_id.as_str()).or_default() += 1;
                 *starts.entry(tick).or_default() += 1;
                 delays.push((record.start_time - record.plan_time) as f64);
+                claim_to_start.push((record.start_time - record.schedule_time) as f64);
             }
         }
         let ran = delays.len();
@@ -69,13 +74,21 @@ impl Report {
             }
             None => println!("  start delay: nothing ran"),
         }
-        let total: f64 = self.txns.values().sum();
-        let lost = self.txns.get("lost").copied().unwrap_or(0.0);
+        if let Some(spread) = Spread::of(claim_to_start) {
+            println!("  claim to start (scheduleTime to startTime): {spread}");
+        }
+        let mut txns = self.txns.clone();
+        let requests = txns.remove(REQUESTS).unwrap_or(0.0);
+        let total: f64 = txns.values().sum();
+        let lost = txns.get("lost").copied().unwrap_or(0.0);
         println!(
-            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {:?})",
+            "  claim txns per execution: {:.3} ({total} txns for {ran} runs; lost {lost}, {:.3} per execution; by result {txns:?})",
             total / ran.max(1) as f64,
             lost / ran.max(1) as f64,
-            self.txns
+        );
+        println!(
+            "  etcd requests carrying claims and releases: {requests} ({:.3} per execution)",
+            requests / ran.max(1) as f64
         );
         let cpu: Vec<String> = self
             .cpu
