@@ -9,6 +9,7 @@ use clap::Args;
 use etcd_client::{Certificate, ConnectOptions, Identity, LeaseKeepAliveStream, TlsOptions};
 use tokio::time::Instant;
 
+use crate::endpoints::EndpointGuard;
 use crate::keys::DEFAULT_PREFIX;
 
 #[derive(Clone, Args)]
@@ -86,7 +87,10 @@ impl EtcdArgs {
     pub fn options(&self, timeout: Option<Duration>) -> Result<ConnectOptions, String> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            // A member cut off from the leader refuses at once (and ends watches) instead of
+            // answering from a stale view or hanging.
+            .with_require_leader(true);
         if let Some(timeout) = timeout {
             options = options.with_timeout(timeout);
         }
@@ -106,17 +110,20 @@ impl EtcdArgs {
         Ok(options)
     }
 
-    /// Connects with [`EtcdArgs::options`].
+    /// Connects with [`EtcdArgs::options`], and keeps the client's requests on the members
+    /// that work for as long as the runtime runs ([`EndpointGuard`]).
     pub async fn connect(&self, timeout: Option<Duration>) -> Result<etcd_client::Client, String> {
         let options = self.options(timeout)?;
-        etcd_client::Client::connect(self.etcd_endpoints.clone(), Some(options))
+        let client = etcd_client::Client::connect(self.etcd_endpoints.clone(), Some(options))
             .await
             .map_err(|e| {
                 format!(
                     "connecting to etcd at {}: {e}",
                     self.etcd_endpoints.join(",")
                 )
-            })
+            })?;
+        EndpointGuard::spawn(self, client.clone())?;
+        Ok(client)
     }
 }
 

@@ -7,11 +7,14 @@
 //! * [`keys`]: the etcd key layout; every key is built there.
 //! * [`record`]: the execution record workers write to MongoDB and the master reads back.
 //! * [`telemetry`]: the tracing setup both binaries share; with the `etcd` feature, [`etcd`]
-//!   holds the etcd connection flags both take.
+//!   holds the etcd connection flags both take and [`endpoints`] the fail-over between etcd
+//!   members.
 //!
 //! Nothing here does IO besides installing the log subscriber. With the `testkit` feature, [`testkit`] gives integration tests their
 //! own slice of the real etcd, PostgreSQL and MongoDB-wire servers that `compose/test` starts.
 
+#[cfg(feature = "etcd")]
+pub mod endpoints;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod job;

@@ -8,22 +8,29 @@
 //! write lands in the one revision of the request (each run's fencing token stays the
 //! revision of its own lock). A txn goes out at once while fewer than [`IN_FLIGHT`] requests
 //! are out; otherwise it waits and leaves with the others. Two txns on the same job never
-//! share a request, since etcd refuses a request that writes one key twice.
+//! share a request, since etcd refuses a request that writes one key twice. A request etcd
+//! cannot answer (a member died, an election is on) is sent again for a while.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cronfleet_common::JobName;
 
 use crate::metrics::Metrics;
 use etcd_client::{Client, Error, Txn, TxnOp, TxnOpResponse, TxnResponse};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tonic::Code;
 
 /// Requests a worker has out at once.
 const IN_FLIGHT: usize = 2;
 
 /// Txns in one request; etcd refuses more than 128 operations per branch by default.
 const MAX_BATCH: usize = 100;
+
+/// How long a request is sent again while etcd cannot answer: longer than an election.
+const RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// What etcd answered to one txn.
 #[derive(Debug, Clone)]
@@ -132,36 +139,75 @@ async fn send(mut client: Client, batch: Vec<Request>, _permit: OwnedSemaphorePe
         .into_iter()
         .map(|request| (request.txn, request.answer))
         .unzip();
-    if txns.len() == 1 {
-        if let (Some(txn), Some(answer)) = (txns.pop(), answers.pop()) {
-            let result = client.txn(txn).await.map(|response| {
-                let revision = response.header().map_or(0, |h| h.revision());
-                Answer::of(&response, revision)
-            });
-            let _ = answer.send(result);
+    let single = txns.len() == 1;
+    let txn = match txns.pop() {
+        Some(txn) if single => txn,
+        Some(last) => {
+            txns.push(last);
+            Txn::new().and_then(txns.into_iter().map(TxnOp::txn).collect::<Vec<_>>())
         }
-        return;
-    }
-    let outer = Txn::new().and_then(txns.into_iter().map(TxnOp::txn).collect::<Vec<_>>());
-    match client.txn(outer).await {
-        Ok(response) => {
-            let revision = response.header().map_or(0, |h| h.revision());
-            let replies = response.op_responses();
-            for (answer, reply) in answers.into_iter().zip(replies.iter()) {
-                let result = match reply {
-                    TxnOpResponse::Txn(nested) => Ok(Answer::of(nested, revision)),
-                    _ => Err(Error::Internal(
-                        "etcd answered a nested txn oddly".to_owned(),
-                    )),
-                };
-                let _ = answer.send(result);
-            }
-        }
+        None => return,
+    };
+    let response = match retried(&mut client, txn).await {
+        Ok(response) => response,
         Err(e) => {
             for answer in answers {
                 let _ = answer.send(Err(copy(&e)));
             }
+            return;
         }
+    };
+    let revision = response.header().map_or(0, |h| h.revision());
+    if single {
+        if let Some(answer) = answers.pop() {
+            let _ = answer.send(Ok(Answer::of(&response, revision)));
+        }
+        return;
+    }
+    let replies = response.op_responses();
+    for (answer, reply) in answers.into_iter().zip(replies.iter()) {
+        let result = match reply {
+            TxnOpResponse::Txn(nested) => Ok(Answer::of(nested, revision)),
+            _ => Err(Error::Internal(
+                "etcd answered a nested txn oddly".to_owned(),
+            )),
+        };
+        let _ = answer.send(result);
+    }
+}
+
+/// Sends `txn`, again after a pause while etcd cannot answer (a member died, an election is
+/// on), for up to [`RETRY_FOR`]. Sending one again is safe: every txn sent here compares the
+/// revisions it expects, and its writer recognises its own writes in the answer to a second
+/// sending when the first was applied but its answer lost.
+async fn retried(client: &mut Client, txn: Txn) -> Result<TxnResponse, Error> {
+    let give_up = Instant::now() + RETRY_FOR;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match client.txn(txn.clone()).await {
+            Err(e) if transient(&e) && Instant::now() + pause < give_up => {
+                tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "etcd could not answer; sending again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether `error` says etcd could not answer now (as opposed to refusing the request).
+fn transient(error: &Error) -> bool {
+    match error {
+        Error::TransportError(_) | Error::IoError(_) => true,
+        Error::GRpcStatus(status) => matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::Aborted
+        ),
+        _ => false,
     }
 }
 

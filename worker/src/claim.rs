@@ -14,61 +14,21 @@
 //! the worker that wins it records the tick as skipped — once. A tick nobody started by its
 //! deadline is given up the same way ([`Claimer::miss_tick`]), and its winner records it as
 //! missed — once.
+//!
+//! While etcd cannot answer, a txn is sent again ([`Batcher`]). When the first sending was
+//! applied but its answer lost, the second fails its compare — and finds this worker's own
+//! writes: the key its claim created holds its run, or the guard holds the value its miss
+//! wrote. So a lost answer neither loses the tick nor leaves a lock nobody runs under.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::{Concurrency, JobName, JobSpec, Keys, Trigger};
+use cronfleet_common::{Concurrency, JobName, JobSpec, Keys};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
-use serde::{Deserialize, Serialize};
 
 use crate::batch::{Answer, Batcher};
+pub use crate::guard::{Guard, Holder};
 use crate::metrics::{Metrics, TxnResult};
-
-/// Who holds a run: the value of `lock/<job>` and `runs/<job>/<run>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Holder {
-    pub worker_id: String,
-    pub run_id: String,
-    pub job_name: String,
-    /// Planned tick, Unix ms.
-    pub planned_at: i64,
-    /// When the worker claimed it, Unix ms.
-    pub claimed_at: i64,
-    pub trigger: Trigger,
-    pub job_version: i64,
-}
-
-/// The per-tick guard: the last planned tick claimed for a job, and the job version it was
-/// claimed under (missed ticks are only counted within one version).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Guard {
-    pub planned_ms: i64,
-    pub version: u64,
-    /// Mod revision of `tick/<job>`; 0 when the key does not exist.
-    pub mod_revision: i64,
-}
-
-impl Guard {
-    fn encode(planned_ms: i64, version: u64) -> String {
-        format!("{planned_ms:020}:{version}")
-    }
-
-    /// Reads the guard from a key's value and mod revision; unreadable values count as absent.
-    pub fn decode(value: &[u8], mod_revision: i64) -> Self {
-        let parsed = std::str::from_utf8(value).ok().and_then(|text| {
-            let (planned, version) = text.split_once(':')?;
-            Some((planned.parse().ok()?, version.parse().ok()?))
-        });
-        let (planned_ms, version) = parsed.unwrap_or((i64::MIN, 0));
-        Self {
-            planned_ms,
-            version,
-            mod_revision,
-        }
-    }
-}
 
 /// The result of trying to claim a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,13 +104,14 @@ impl Claimer {
             let mut then = vec![TxnOp::get(lock_key.as_str(), None)];
             then.push(TxnOp::put(
                 tick_key.as_str(),
-                Guard::encode(planned_ms, job.version),
+                Guard::encode(planned_ms, job.version, &holder.run_id),
                 None,
             ));
             then.extend(self.run_keys(&job.name, holder, lease, job.concurrency));
             let txn = Txn::new().when(when).and_then(then).or_else([
                 TxnOp::get(tick_key.as_str(), None),
                 TxnOp::get(lock_key.as_str(), None),
+                self.own_key(job, holder),
             ]);
             let answer = self.send(&job.name, txn).await?;
             let replies = &answer.replies;
@@ -162,6 +123,14 @@ impl Claimer {
                     revision: answer.revision,
                     previous: guard,
                     replaced,
+                });
+            }
+            if let Some(revision) = applied_before(replies, holder) {
+                self.metrics.txn(TxnResult::Won);
+                return Ok(Claimed::Start {
+                    revision,
+                    previous: guard,
+                    replaced: None,
                 });
             }
             let current = first_kv(replies, 0)
@@ -223,25 +192,27 @@ impl Claimer {
         guard: Guard,
     ) -> Result<Result<(), Guard>, etcd_client::Error> {
         let tick_key = self.keys.tick(&job.name);
+        let value = Guard::encode(planned_ms, job.version, &uuid::Uuid::now_v7().to_string());
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 tick_key.as_str(),
                 CompareOp::Equal,
                 guard.mod_revision,
             )])
-            .and_then([TxnOp::put(
-                tick_key.as_str(),
-                Guard::encode(planned_ms, job.version),
-                None,
-            )])
+            .and_then([TxnOp::put(tick_key.as_str(), value.as_str(), None)])
             .or_else([TxnOp::get(tick_key.as_str(), None)]);
         let answer = self.send(&job.name, txn).await?;
-        if answer.succeeded {
+        let current = first_kv(&answer.replies, 0);
+        // Sent again after a lost answer, the txn finds the guard moved — by its first sending.
+        let ours = current
+            .as_ref()
+            .is_some_and(|(stored, _)| stored == value.as_bytes());
+        if answer.succeeded || ours {
             self.metrics.txn(TxnResult::Won);
             return Ok(Ok(()));
         }
         self.metrics.txn(TxnResult::Lost);
-        Ok(Err(first_kv(&answer.replies, 0)
+        Ok(Err(current
             .map(|(value, mod_rev)| Guard::decode(&value, mod_rev))
             .unwrap_or_default()))
     }
@@ -288,6 +259,7 @@ impl Claimer {
         let txn = Txn::new().when(when).and_then(then).or_else([
             TxnOp::get(trigger_key.as_str(), None),
             TxnOp::get(lock_key.as_str(), None),
+            self.own_key(job, holder),
         ]);
         let answer = self.send(&job.name, txn).await?;
         let replies = &answer.replies;
@@ -299,6 +271,14 @@ impl Claimer {
                 revision: answer.revision,
                 previous: Guard::default(),
                 replaced,
+            });
+        }
+        if let Some(revision) = applied_before(replies, holder) {
+            self.metrics.txn(TxnResult::Won);
+            return Ok(Claimed::Start {
+                revision,
+                previous: Guard::default(),
+                replaced: None,
             });
         }
         if first_kv(replies, 0).map(|(_, mod_rev)| mod_rev) != Some(trigger_revision) {
@@ -354,6 +334,17 @@ impl Claimer {
         self.etcd.send(&job.name, txn).await.map(drop)
     }
 
+    /// Reads the key a claim by `holder` creates: its lock under `forbid`, else its own
+    /// `runs/` key.
+    fn own_key(&self, job: &JobSpec, holder: &Holder) -> TxnOp {
+        let key = if job.concurrency == Concurrency::Forbid {
+            self.keys.lock(&job.name)
+        } else {
+            self.keys.run(&job.name, &holder.run_id)
+        };
+        TxnOp::get(key, None)
+    }
+
     fn run_keys(
         &self,
         job: &JobName,
@@ -378,6 +369,17 @@ impl Claimer {
         }
         ops
     }
+}
+
+/// The revision of a claim by `holder` that a txn sent again finds already applied: the key
+/// the claim created (the third reply of its failure branch) holds `holder`'s run.
+fn applied_before(replies: &[TxnOpResponse], holder: &Holder) -> Option<i64> {
+    let TxnOpResponse::Get(get) = replies.get(2)? else {
+        return None;
+    };
+    let kv = get.kvs().first()?;
+    let found: Holder = serde_json::from_slice(kv.value()).ok()?;
+    (found.run_id == holder.run_id).then(|| kv.create_revision())
 }
 
 /// The value and mod revision of the first key of the `index`-th reply, if it is a get that

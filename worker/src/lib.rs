@@ -20,6 +20,7 @@ pub mod claim;
 pub mod clock;
 pub mod config;
 pub mod executor;
+pub mod guard;
 pub mod log_sink;
 pub mod metrics;
 pub mod output;

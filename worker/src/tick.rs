@@ -19,6 +19,9 @@ use crate::slot::Slot;
 /// trip is not part of the start latency. The run itself starts at the planned time.
 pub const CLAIM_LEAD: chrono::TimeDelta = chrono::TimeDelta::milliseconds(200);
 
+/// Pause between attempts to release a run's keys while etcd cannot answer.
+const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most `missed` records written for one gap; a longer gap gets one more record that says how
 /// many ticks it covered.
 const MAX_MISSED_RECORDS: usize = 100;
@@ -70,9 +73,11 @@ async fn claim_and_run(
     run_id: String,
     slot: Slot,
 ) {
-    let Some(lease) = *context.lease.borrow() else {
-        tracing::warn!("no etcd session; not claiming");
-        return;
+    // The dispatcher starts ticks only while the session holds a lease; if it was lost just
+    // now, the tick waits for the next one (nothing can be claimed without it).
+    let lease = match context.lease.clone().wait_for(Option::is_some).await {
+        Ok(lease) => lease.unwrap_or_default(),
+        Err(_) => return,
     };
     let scheduled_at = context.clock.now();
     let holder = Holder {
@@ -155,7 +160,7 @@ async fn claim_and_run(
             if let Some(replaced) = replaced {
                 tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
             }
-            execute(context, &base, planned, revision, prepared, slot).await;
+            execute(context, &base, planned, (revision, lease), prepared, slot).await;
         }
     }
 }
@@ -164,7 +169,7 @@ async fn execute(
     context: &Context,
     base: &Base<'_>,
     planned: DateTime<Utc>,
-    revision: i64,
+    (revision, lease): (i64, i64),
     prepared: Option<std::io::Result<executor::Prepared>>,
     slot: Slot,
 ) {
@@ -196,16 +201,33 @@ async fn execute(
             .to_std()
             .unwrap_or_default(),
     );
-    let mut claimer = context.claimer.clone();
-    if let Err(e) = claimer.release(job, &base.holder.run_id, revision).await {
-        tracing::warn!(error = %e, "could not release the run's keys; they go with the lease");
-    }
+    release(context, job, &base.holder.run_id, (revision, lease)).await;
     tracing::info!(
         fencing_token = revision,
         status = outcome.status.as_str(),
         "run ended"
     );
     send(context, base.finished(outcome, revision)).await;
+}
+
+/// Releases a run's keys, again and again while etcd cannot take it: a lock left behind on a
+/// lease this worker keeps alive would stop its job. Gives up only when the lease is gone,
+/// which took the keys with it.
+async fn release(context: &Context, job: &JobSpec, run_id: &str, (revision, lease): (i64, i64)) {
+    let mut claimer = context.claimer.clone();
+    loop {
+        match claimer.release(job, run_id, revision).await {
+            Ok(()) => return,
+            Err(_) if *context.lease.borrow() != Some(lease) => {
+                tracing::info!("the session's lease ended, and the run's keys with it");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the run's keys yet; trying again");
+                tokio::time::sleep(RELEASE_RETRY).await;
+            }
+        }
+    }
 }
 
 /// Gives up a tick that was still waiting on this worker at its deadline: if this worker is
