@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cronfleet_common::testkit::TestEnv;
 use cronfleet_common::{ExecutionRecord, JobName, RunStatus, Trigger};
-use cronfleet_worker::log_sink::{insert_idempotent, LogSink, Uploader};
+use cronfleet_worker::holds::Holds;
+use cronfleet_worker::log_sink::LogSink;
 use cronfleet_worker::spool::Spool;
+use cronfleet_worker::upload::{insert_idempotent, Uploader};
 use etcd_client::{Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
@@ -366,7 +368,7 @@ async fn log_pipeline(scratch: &Path) {
     let records: Vec<ExecutionRecord> = (0..PIPELINE_RECORDS).map(record).collect();
 
     let raw = database.collection::<ExecutionRecord>("raw");
-    cronfleet_worker::log_sink::ensure_indexes(&raw)
+    cronfleet_worker::upload::ensure_indexes(&raw)
         .await
         .unwrap();
     let started = Instant::now();
@@ -384,6 +386,8 @@ async fn log_pipeline(scratch: &Path) {
         batch_size: 100,
         flush: Duration::from_secs(1),
         sealed: Arc::clone(&sealed),
+        log: log.clone(),
+        holds: Holds::default(),
     };
     let uploader = Uploader {
         dir: dir.clone(),
@@ -391,7 +395,7 @@ async fn log_pipeline(scratch: &Path) {
         sealed,
         reachable: Arc::new(AtomicBool::new(true)),
     };
-    cronfleet_worker::log_sink::ensure_indexes(&log)
+    cronfleet_worker::upload::ensure_indexes(&log)
         .await
         .unwrap();
     let stop = CancellationToken::new();
@@ -402,7 +406,7 @@ async fn log_pipeline(scratch: &Path) {
         tx.send(record).await.unwrap();
     }
     drop(tx);
-    sink.await.unwrap().unwrap();
+    sink.await.unwrap();
     // A segment is deleted once Mongo has every record in it; poll the directory, not the
     // server, so the measurement does not load the server it measures.
     while !Spool::sealed(&dir).unwrap().is_empty() {

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod executor;
 pub mod guard;
+pub mod holds;
 pub mod log_sink;
 pub mod metrics;
 pub mod output;
@@ -34,6 +35,7 @@ pub mod spool;
 pub mod supervisor;
 pub mod tick;
 pub mod turn;
+pub mod upload;
 pub mod watcher;
 
 use std::path::PathBuf;
@@ -54,12 +56,14 @@ use crate::claim::Claimer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::executor::{Limits, RunAs};
-use crate::log_sink::{LogSink, Uploader};
+use crate::holds::Holds;
+use crate::log_sink::LogSink;
 use crate::metrics::{Gauges, Metrics};
 use crate::runs::{Runs, StopReason};
 use crate::scheduler::Scheduler;
 use crate::session::{Registration, Session};
 use crate::spool::Spool;
+use crate::upload::Uploader;
 use crate::watcher::Watcher;
 
 /// How long a stopping worker keeps trying to hand spooled records to Mongo.
@@ -152,6 +156,7 @@ impl Worker {
         let config = self.config;
         let runs = Runs::default();
         let metrics = Arc::new(Metrics::default());
+        let holds = Holds::default();
         let slots = Arc::new(Semaphore::new(config.slots as usize));
         let metrics_stop = CancellationToken::new();
         let metrics_server = match config.metrics_listen {
@@ -167,6 +172,7 @@ impl Worker {
                         slots: config.slots as usize,
                         permits: Arc::clone(&slots),
                         spool_dir: config.spool_dir.clone(),
+                        holds: holds.clone(),
                     },
                     metrics_stop.clone(),
                 )))
@@ -183,6 +189,8 @@ impl Worker {
                 batch_size: usize::from(config.log_batch_size),
                 flush: config.log_flush(),
                 sealed: Arc::clone(&sealed),
+                log: self.log.clone(),
+                holds: holds.clone(),
             }
             .run(records_rx),
         );
@@ -212,7 +220,9 @@ impl Worker {
                     slots: config.slots as usize,
                     running: Vec::new(),
                     heartbeat_at: Utc::now(),
+                    holds: Vec::new(),
                 },
+                holds: holds.clone(),
                 runs: runs.clone(),
                 lease: lease_tx,
             }
@@ -236,6 +246,7 @@ impl Worker {
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,
+            holds,
             metrics,
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);
@@ -264,7 +275,7 @@ impl Worker {
         shutdown.cancel();
         watcher.await.context("watcher task")?.context("watcher")?;
         drop(context);
-        sink.await.context("log sink task")?.context("log sink")?;
+        sink.await.context("log sink task")?;
         upload_stop.cancel();
         upload.await.context("uploader task")?;
         uploader.drain(FINAL_UPLOAD).await;

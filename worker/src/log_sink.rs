@@ -1,212 +1,131 @@
-//! The log pipeline: records arrive on a bounded channel, go to the disk spool at once, and are
-//! uploaded to Mongo `log` in batches (`insert_many`, unordered) by a separate task. Scheduling
-//! never waits on Mongo: the only thing between a finished run and its record being safe is a
-//! local file append.
+//! The log pipeline's first half: records arrive on a bounded channel and go to the disk spool
+//! at once; [`crate::upload`] sends sealed segments to Mongo. Scheduling never waits on Mongo:
+//! the only thing between a finished run and its record being safe is a local file append.
+//!
+//! The sink survives every IO error. A record the disk refuses (full, read-only, gone) is kept
+//! in memory, in order, and offered again — to the disk, and straight to MongoDB — every
+//! second until one of them takes it. While records wait in memory that neither took, the
+//! worker holds its claims ([`Hold::RecordsBlocked`]), so the memory they use is bounded by
+//! the runs already started; it resumes when either path works again. Nothing is dropped.
 
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cronfleet_common::ExecutionRecord;
-use mongodb::bson::doc;
-use mongodb::error::ErrorKind;
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, IndexModel};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use mongodb::Collection;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
 
+use crate::holds::{Hold, Holds};
 use crate::spool::Spool;
+use crate::upload::insert_idempotent;
 
-/// Duplicate key: the record is already in Mongo.
-const DUPLICATE_KEY: i32 = 11000;
+/// How often records held in memory are offered to the disk and to MongoDB again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Reads records off the channel into spool segments of at most `batch_size` records, sealing
 /// a segment when it is full or `flush` after its first record. Ends, sealing what it has,
-/// when every sender is gone.
+/// when every sender is gone and nothing is held.
 #[derive(Debug)]
 pub struct LogSink {
     pub spool: Spool,
     pub batch_size: usize,
     pub flush: Duration,
     pub sealed: Arc<Notify>,
+    /// Where held records go when the disk will not take them.
+    pub log: Collection<ExecutionRecord>,
+    pub holds: Holds,
 }
 
 impl LogSink {
-    pub async fn run(mut self, mut records: mpsc::Receiver<ExecutionRecord>) -> anyhow::Result<()> {
+    pub async fn run(mut self, mut records: mpsc::Receiver<ExecutionRecord>) {
         let mut deadline: Option<Instant> = None;
-        loop {
+        let mut held: VecDeque<ExecutionRecord> = VecDeque::new();
+        // When held records are next offered to the disk and to MongoDB.
+        let mut retry_at: Option<Instant> = None;
+        let mut open = true;
+        while open || !held.is_empty() {
             tokio::select! {
-                record = records.recv() => match record {
+                record = records.recv(), if open => match record {
                     Some(record) => {
-                        if self.spool.append(&record)? >= self.batch_size {
-                            self.seal(&mut deadline)?;
-                        } else if deadline.is_none() {
-                            deadline = Some(Instant::now() + self.flush);
+                        held.push_back(record);
+                        self.spool_held(&mut held, &mut deadline);
+                        if !held.is_empty() && retry_at.is_none() {
+                            retry_at = Some(Instant::now());
                         }
                     }
-                    None => break,
+                    None => open = false,
                 },
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.seal(&mut deadline)?;
+                    self.seal(&mut deadline);
+                }
+                () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    self.spool_held(&mut held, &mut deadline);
+                    if !held.is_empty() {
+                        self.upload_held(&mut held).await;
+                    }
+                    if held.is_empty() {
+                        retry_at = None;
+                        self.holds.set(Hold::RecordsBlocked, false, "every record is safe again");
+                    } else {
+                        retry_at = Some(Instant::now() + RETRY);
+                        self.holds.set(Hold::RecordsBlocked, true, "neither the spool's disk nor MongoDB takes records; they wait in memory");
+                    }
                 }
             }
         }
-        self.seal(&mut deadline)?;
-        Ok(())
+        self.seal(&mut deadline);
     }
 
-    fn seal(&mut self, deadline: &mut Option<Instant>) -> std::io::Result<()> {
-        *deadline = None;
-        if self.spool.has_open() {
-            self.spool.seal()?;
-            self.sealed.notify_one();
-        }
-        Ok(())
-    }
-}
-
-/// Uploads sealed segments to Mongo, oldest first, with backoff while Mongo is unreachable.
-#[derive(Debug, Clone)]
-pub struct Uploader {
-    pub dir: PathBuf,
-    pub log: Collection<ExecutionRecord>,
-    pub sealed: Arc<Notify>,
-    /// Whether the last upload attempt reached Mongo.
-    pub reachable: Arc<AtomicBool>,
-}
-
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-impl Uploader {
-    /// Uploads until `shutdown`; the caller then runs [`Uploader::drain`] once the sink is done.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut indexed = false;
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let result = self.upload_all(&mut indexed).await;
-            self.reachable.store(result.is_ok(), Ordering::Relaxed);
-            match result {
-                Ok(()) => {
-                    backoff = Duration::from_millis(200);
-                    tokio::select! {
-                        () = self.sealed.notified() => {}
-                        () = shutdown.cancelled() => return,
+    /// Appends held records to the spool, oldest first, until the disk refuses one.
+    fn spool_held(&mut self, held: &mut VecDeque<ExecutionRecord>, deadline: &mut Option<Instant>) {
+        while let Some(record) = held.front() {
+            match self.spool.append(record) {
+                Ok(count) => {
+                    held.pop_front();
+                    if count >= self.batch_size {
+                        self.seal(deadline);
+                    } else if deadline.is_none() {
+                        *deadline = Some(Instant::now() + self.flush);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "execution records wait in the spool: Mongo upload failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(error = %e, held = held.len(), "the spool refused a record; keeping it in memory");
+                    return;
                 }
             }
         }
     }
 
-    /// One last upload of everything sealed, giving up after `within`; what is left is flushed
-    /// to the disk and uploaded by the next start. Skipped when Mongo was unreachable at the
-    /// last attempt, so a worker stops promptly during an outage.
-    pub async fn drain(&self, within: Duration) {
-        if self.reachable.load(Ordering::Relaxed) {
-            let mut indexed = false;
-            match tokio::time::timeout(within, self.upload_all(&mut indexed)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => tracing::warn!(error = %e, "Mongo upload failed at shutdown"),
-                Err(_) => tracing::warn!("Mongo too slow at shutdown"),
+    /// Sends held records straight to MongoDB, when the disk will not take them.
+    async fn upload_held(&mut self, held: &mut VecDeque<ExecutionRecord>) {
+        let records: Vec<ExecutionRecord> = held.iter().cloned().collect();
+        match insert_idempotent(&self.log, &records).await {
+            Ok(()) => {
+                tracing::info!(
+                    records = records.len(),
+                    "records the spool refused went straight to MongoDB"
+                );
+                held.clear();
             }
-        }
-        let left = Spool::sealed(&self.dir).unwrap_or_default();
-        match Spool::persist(&self.dir, &left) {
-            Ok(()) => tracing::warn!(
-                segments = left.len(),
-                "records stay in the spool until the next start"
-            ),
-            Err(e) => tracing::error!(error = %e, "could not flush the spool to the disk"),
+            Err(e) => {
+                tracing::error!(error = %e, held = held.len(), "neither the spool nor MongoDB takes records; they wait in memory");
+            }
         }
     }
 
-    /// Uploads every sealed segment; on failure, flushes the ones left to the disk.
-    async fn upload_all(&self, indexed: &mut bool) -> anyhow::Result<()> {
-        let segments = Spool::sealed(&self.dir)?;
-        let result = self.upload(&segments, indexed).await;
-        if result.is_err() {
-            Spool::persist(&self.dir, &segments)?;
+    fn seal(&mut self, deadline: &mut Option<Instant>) {
+        *deadline = None;
+        if !self.spool.has_open() {
+            return;
         }
-        result
-    }
-
-    async fn upload(&self, segments: &[PathBuf], indexed: &mut bool) -> anyhow::Result<()> {
-        if !*indexed {
-            ensure_indexes(&self.log).await?;
-            *indexed = true;
-        }
-        for segment in segments {
-            let records = match Spool::read(segment) {
-                Ok(records) => records,
-                // Another worker sharing the directory uploaded it first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if !records.is_empty() {
-                insert_idempotent(&self.log, &records).await?;
-            }
-            match std::fs::remove_file(segment) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+        match self.spool.seal() {
+            Ok(()) => self.sealed.notify_one(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not seal a spool segment; trying again");
+                *deadline = Some(Instant::now() + RETRY);
             }
         }
-        Ok(())
-    }
-}
-
-/// Creates the unique `runId` index and the `(jobName, startTime desc)` index.
-pub async fn ensure_indexes(log: &Collection<ExecutionRecord>) -> mongodb::error::Result<()> {
-    log.create_indexes([
-        IndexModel::builder()
-            .keys(doc! { "runId": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("runId_unique".to_owned())
-                    .build(),
-            )
-            .build(),
-        IndexModel::builder()
-            .keys(doc! { "jobName": 1, "startTime": -1 })
-            .options(
-                IndexOptions::builder()
-                    .name("jobName_startTime".to_owned())
-                    .build(),
-            )
-            .build(),
-    ])
-    .await
-    .map(drop)
-}
-
-/// `insert_many`, unordered; records already present (duplicate `runId`) count as inserted.
-pub async fn insert_idempotent(
-    log: &Collection<ExecutionRecord>,
-    records: &[ExecutionRecord],
-) -> mongodb::error::Result<()> {
-    match log.insert_many(records).ordered(false).await {
-        Ok(_) => Ok(()),
-        Err(e) => match e.kind.as_ref() {
-            ErrorKind::InsertMany(failure)
-                if failure.write_concern_error.is_none()
-                    && failure
-                        .write_errors
-                        .as_ref()
-                        .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY)) =>
-            {
-                Ok(())
-            }
-            _ => Err(e),
-        },
     }
 }

@@ -19,6 +19,7 @@ use cronfleet_common::MissReason;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::holds::{Hold, Holds};
 use crate::spool::Spool;
 
 /// Upper bounds of the run duration histogram, in seconds.
@@ -221,6 +222,26 @@ impl Metrics {
             "How long runs took, start to end.",
             &histogram,
         );
+        let holds = state.holds.current();
+        metric(
+            "cronfleet_worker_claiming",
+            "gauge",
+            "1 while this worker claims ticks; 0 while a hold stops it (see cronfleet_worker_hold).",
+            &[(String::new(), if holds.is_empty() { 1.0 } else { 0.0 })],
+        );
+        let held = Hold::ALL
+            .iter()
+            .map(|hold| {
+                let on = if holds.contains(hold) { 1.0 } else { 0.0 };
+                (format!("{{reason=\"{}\"}}", hold.as_str()), on)
+            })
+            .collect::<Vec<_>>();
+        metric(
+            "cronfleet_worker_hold",
+            "gauge",
+            "1 for each reason this worker has stopped claiming: records_blocked, clock_skew.",
+            &held,
+        );
         let (bytes, oldest) = spool_state(&state.spool_dir);
         metric(
             "cronfleet_worker_spool_bytes",
@@ -244,6 +265,7 @@ pub struct Gauges {
     pub slots: usize,
     pub permits: Arc<Semaphore>,
     pub spool_dir: PathBuf,
+    pub holds: Holds,
 }
 
 /// Total size of the spool's files and the age of its oldest sealed segment.
@@ -317,10 +339,13 @@ mod tests {
         metrics.set_queue_depth(7);
         let permits = Arc::new(Semaphore::new(4));
         let _held = Arc::clone(&permits).try_acquire_many_owned(3).unwrap();
+        let holds = Holds::default();
+        holds.set(Hold::RecordsBlocked, true, "test");
         let text = metrics.render(&Gauges {
             slots: 4,
             permits,
             spool_dir: PathBuf::from("/nonexistent"),
+            holds,
         });
         for line in [
             "cronfleet_worker_claim_txns_total{result=\"won\"} 2",
@@ -334,6 +359,9 @@ mod tests {
             "cronfleet_worker_run_duration_seconds_bucket{le=\"+Inf\"} 1",
             "cronfleet_worker_run_duration_seconds_count 1",
             "cronfleet_worker_spool_bytes 0",
+            "cronfleet_worker_claiming 0",
+            "cronfleet_worker_hold{reason=\"records_blocked\"} 1",
+            "cronfleet_worker_hold{reason=\"clock_skew\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

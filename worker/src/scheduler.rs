@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::claim::Guard;
+use crate::holds::Hold;
 use crate::queue::{Origin, Pending, Queue};
 use crate::rendezvous::Peers;
 use crate::runs::StopReason;
@@ -47,6 +48,8 @@ pub struct Scheduler {
     peers: Peers,
     /// The session's lease, as this dispatcher last looked at it.
     lease: watch::Receiver<Option<i64>>,
+    /// Why this worker does not claim now, as this dispatcher last looked.
+    holds: watch::Receiver<BTreeSet<Hold>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -62,6 +65,7 @@ impl Scheduler {
     pub fn new(context: Arc<Context>, slots: Arc<Semaphore>, tasks: TaskTracker) -> Self {
         Self {
             lease: context.lease.clone(),
+            holds: context.holds.subscribe(),
             context,
             slots,
             tasks,
@@ -86,6 +90,7 @@ impl Scheduler {
             let freed = Arc::clone(&self.freed);
             // A clone has seen what `self.lease` has seen, so it wakes only for a newer lease.
             let mut lease = self.lease.clone();
+            let mut holds = self.holds.clone();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -100,6 +105,7 @@ impl Scheduler {
                 },
                 () = freed.notified(), if self.queue.has_ready() => {}
                 Ok(()) = lease.changed(), if self.queue.has_ready() => {}
+                Ok(()) = holds.changed(), if self.queue.has_ready() => {}
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
             self.fire_due();
@@ -173,9 +179,11 @@ impl Scheduler {
     fn dispatch(&mut self) {
         let now = self.context.clock.now();
         self.queue.promote(now);
-        // Without a session nothing can be claimed: ticks wait until it is back (or expire).
+        // Without a session nothing can be claimed, and under a hold nothing is: ticks wait
+        // until it is back (or expire), and meanwhile other workers may take them.
         let session = self.lease.borrow_and_update().is_some();
-        while session && self.queue.has_ready() {
+        let held = !self.holds.borrow_and_update().is_empty();
+        while session && !held && self.queue.has_ready() {
             let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 break;
             };
@@ -204,8 +212,11 @@ impl Scheduler {
         while let Some(expired) = self.queue.pop_expired(now) {
             let reason = if expired.late {
                 MissReason::DeadlinePassed
-            } else {
+            } else if session && !held {
                 MissReason::NoFreeSlot
+            } else {
+                // This worker could not claim at all; it counts as no worker.
+                MissReason::NoWorker
             };
             self.miss(expired, reason);
         }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::holds::{Hold, Holds};
 use crate::runs::{RunSummary, Runs, StopReason};
 
 /// The value of `workers/<id>`.
@@ -26,6 +27,8 @@ pub struct Registration {
     pub slots: usize,
     pub running: Vec<RunSummary>,
     pub heartbeat_at: DateTime<Utc>,
+    /// Why the worker claims nothing now; empty while it claims.
+    pub holds: Vec<Hold>,
 }
 
 /// Keeps the lease and the registration.
@@ -35,6 +38,7 @@ pub struct Session {
     pub ttl_secs: i64,
     pub registration: Registration,
     pub runs: Runs,
+    pub holds: Holds,
     /// The current lease id, `None` while there is no valid lease.
     pub lease: watch::Sender<Option<i64>>,
 }
@@ -92,6 +96,7 @@ impl Session {
 
     async fn register(&mut self, lease: i64) -> Result<(), etcd_client::Error> {
         self.registration.running = self.runs.summaries();
+        self.registration.holds = self.holds.current().into_iter().collect();
         self.registration.heartbeat_at = Utc::now();
         let value = serde_json::to_vec(&self.registration).unwrap_or_default();
         self.client
@@ -109,19 +114,21 @@ impl Session {
     async fn keep(&mut self, lease: i64, stop: &CancellationToken) -> bool {
         let mut keeper = LeaseKeeper::new(self.client.clone(), lease, self.ttl_secs);
         let mut registered_at = Instant::now();
-        let mut registered_runs = self.runs.summaries().len();
+        let mut holds = self.holds.subscribe();
+        let mut registered = (self.runs.summaries().len(), self.holds.current());
         loop {
             if !keeper.renew().await {
                 return true;
             }
-            let running = self.runs.summaries().len();
-            let stale = running != registered_runs || registered_at.elapsed() >= REFRESH;
+            let now = (self.runs.summaries().len(), self.holds.current());
+            let stale = now != registered || registered_at.elapsed() >= REFRESH;
             if stale && self.register(lease).await.is_ok() {
                 registered_at = Instant::now();
-                registered_runs = running;
+                registered = now;
             }
             tokio::select! {
                 () = tokio::time::sleep(keeper.pause()) => {}
+                Ok(()) = holds.changed() => {}
                 () = stop.cancelled() => return false,
             }
         }

@@ -23,7 +23,8 @@ pub struct Spool {
     dir: PathBuf,
     pid: u32,
     seq: u64,
-    open: Option<(PathBuf, File, usize)>,
+    /// The segment being written: its path, file, records and bytes.
+    open: Option<(PathBuf, File, usize, u64)>,
 }
 
 impl Spool {
@@ -60,21 +61,28 @@ impl Spool {
         self.dir.join(format!("{millis:015}-{stem}.sealed"))
     }
 
-    /// Appends one record to the open segment; returns how many records it now holds.
+    /// Appends one record to the open segment; returns how many records it now holds. A
+    /// record the disk refuses leaves nothing behind: a partly written line is cut off again,
+    /// so the next record starts on a line of its own.
     pub fn append(&mut self, record: &ExecutionRecord) -> io::Result<usize> {
         if self.open.is_none() {
             self.seq += 1;
             let path = self.dir.join(format!("{}-{:08}.open", self.pid, self.seq));
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.open = Some((path, file, 0));
+            self.open = Some((path, file, 0, 0));
         }
-        let Some((_, file, count)) = self.open.as_mut() else {
+        let Some((_, file, count, bytes)) = self.open.as_mut() else {
             unreachable!("a segment was opened just above")
         };
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
-        file.write_all(&line)?;
+        if let Err(e) = file.write_all(&line) {
+            // Shrinking a file needs no free space.
+            file.set_len(*bytes)?;
+            return Err(e);
+        }
         *count += 1;
+        *bytes += line.len() as u64;
         Ok(*count)
     }
 
@@ -85,7 +93,7 @@ impl Spool {
 
     /// Closes the open segment and hands it to the uploader.
     pub fn seal(&mut self) -> io::Result<()> {
-        if let Some((path, _, _)) = self.open.take() {
+        if let Some((path, _, _, _)) = self.open.take() {
             let stem = path
                 .file_stem()
                 .and_then(|s| s.to_str())

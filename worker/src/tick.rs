@@ -11,6 +11,7 @@ use tracing::Instrument as _;
 use crate::claim::{Claimed, Claimer, Guard, Holder};
 use crate::clock::Clock;
 use crate::executor::{self, Limits, Outcome, RunContext};
+use crate::holds::Holds;
 use crate::metrics::Metrics;
 use crate::runs::{RunSummary, Runs};
 use crate::slot::Slot;
@@ -36,6 +37,8 @@ pub struct Context {
     pub limits: Limits,
     pub worker_id: String,
     pub lease: watch::Receiver<Option<i64>>,
+    /// Why this worker does not claim now, if it does not.
+    pub holds: Holds,
     pub metrics: Arc<Metrics>,
 }
 

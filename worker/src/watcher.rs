@@ -27,7 +27,7 @@ pub enum Change {
         jobs: Vec<JobSpec>,
         guards: HashMap<JobName, Guard>,
         triggers: Vec<(JobName, i64)>,
-        /// Ids of the cronfleet workers registered under `workers/`.
+        /// Ids of the cronfleet workers registered under `workers/` that claim now.
         workers: Vec<String>,
     },
     JobPut(JobSpec),
@@ -45,9 +45,10 @@ pub enum Change {
         revision: i64,
     },
     Guard(JobName, Guard),
-    /// A cronfleet worker registered (or refreshed its registration).
+    /// A cronfleet worker registered (or refreshed its registration) and claims.
     WorkerUp(String),
-    /// A worker's registration went away (it stopped, or its lease expired).
+    /// A worker's registration went away (it stopped, or its lease expired), or it holds its
+    /// claims.
     WorkerDown(String),
     /// A run whose worker died: its lease took the run key and the registration together.
     Abandoned {
@@ -169,7 +170,11 @@ impl Watcher {
                     Kind::Trigger => {
                         triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
                     }
-                    Kind::Worker => workers.extend(self.registered_worker(kv)),
+                    Kind::Worker => workers.extend(
+                        self.registered_worker(kv)
+                            .filter(|(_, claiming)| *claiming)
+                            .map(|(id, _)| id),
+                    ),
                     Kind::Lock | Kind::Run => self.remember(kv),
                     _ => {}
                 }
@@ -206,12 +211,17 @@ impl Watcher {
         self.keys.job_of(kv.key())
     }
 
-    /// The id of a cronfleet worker's registration. go-crontab's workers register with an
-    /// empty value; they take no part in cronfleet's order of preference.
-    fn registered_worker(&self, kv: &KeyValue) -> Option<String> {
+    /// The id of a cronfleet worker's registration, and whether it claims now (its `holds`
+    /// are empty). go-crontab's workers register with an empty value; they take no part in
+    /// cronfleet's order of preference.
+    fn registered_worker(&self, kv: &KeyValue) -> Option<(String, bool)> {
         let id = self.worker_id_of(kv)?;
         let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
-        (value.get("id")?.as_str()? == id).then_some(id)
+        let claiming = value
+            .get("holds")
+            .and_then(serde_json::Value::as_array)
+            .is_none_or(Vec::is_empty);
+        (value.get("id")?.as_str()? == id).then_some((id, claiming))
     }
 
     fn worker_id_of(&self, kv: &KeyValue) -> Option<String> {
@@ -288,8 +298,16 @@ impl Watcher {
                         ));
                     }
                 }
+                // A worker that holds its claims leaves the order, so nobody waits a hand-off
+                // for it; it comes back when it claims again.
                 (Kind::Worker, true) => {
-                    out.extend(self.registered_worker(kv).map(Change::WorkerUp))
+                    out.extend(self.registered_worker(kv).map(|(id, claiming)| {
+                        if claiming {
+                            Change::WorkerUp(id)
+                        } else {
+                            Change::WorkerDown(id)
+                        }
+                    }))
                 }
                 (Kind::Worker, false) => {
                     if let Some(id) = self.worker_id_of(kv) {

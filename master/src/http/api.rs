@@ -706,7 +706,7 @@ async fn job_history(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkerList {
     /// Each worker's registration: id, hostname, pid, version, startedAt, slots, running,
-    /// heartbeatAt.
+    /// heartbeatAt, and holds (why it claims nothing now; empty while it claims).
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
 }

@@ -971,6 +971,8 @@ struct WorkerView {
     slots: String,
     running: Vec<String>,
     heartbeat: String,
+    /// Why the worker claims nothing now; empty while it claims.
+    holds: Vec<String>,
 }
 
 #[derive(Template)]
@@ -1019,6 +1021,15 @@ async fn workers(
                 })
                 .unwrap_or_default(),
             heartbeat: text(&w, "heartbeatAt"),
+            holds: w["holds"]
+                .as_array()
+                .map(|holds| {
+                    holds
+                        .iter()
+                        .filter_map(|h| h.as_str().map(|h| h.replace('_', " ")))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect();
     render(&WorkersPage { nav, workers })
