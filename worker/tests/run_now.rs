@@ -1,0 +1,57 @@
+//! A run-now request written while no worker runs is taken once by the workers that start
+//! later: a trigger present in etcd is never dropped because a worker saw it before its
+//! session existed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use cronfleet_common::{JobName, RunStatus, Trigger};
+use serde_json::json;
+use support::{wait_until, Fleet};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_written_before_any_worker_starts_runs_once() {
+    let mut fleet = Fleet::new().await;
+    let job = JobName::parse("early").unwrap();
+    fleet
+        .put_job(json!({"name": "early", "command": "echo early", "cronExpr": "@every 1h"}))
+        .await;
+    fleet
+        .put(fleet.env.keys.trigger(&job), "{\"requestId\":\"r-early\"}")
+        .await;
+    // Both start at once, each seeing the request in its first snapshot.
+    let workers = [fleet.worker("first", &[]), fleet.worker("second", &[])];
+    let records = fleet
+        .wait_for_records(
+            "early",
+            Duration::from_secs(20),
+            "the run-now written before the workers started",
+            |r| r.status == RunStatus::Succeeded,
+            1,
+        )
+        .await;
+    assert_eq!(records[0].trigger, Trigger::Manual);
+    let trigger = fleet.env.keys.trigger(&job);
+    wait_until(
+        Duration::from_secs(10),
+        "the request to be consumed",
+        || {
+            let mut etcd = fleet.etcd.clone();
+            let trigger = trigger.clone();
+            async move { etcd.get(trigger, None).await.unwrap().kvs().is_empty() }
+        },
+    )
+    .await;
+    fleet.registered(&["first", "second"]).await;
+    for worker in workers {
+        assert_eq!(worker.stop().await, 0);
+    }
+    assert_eq!(
+        fleet.records("early").await.len(),
+        1,
+        "the request ran exactly once"
+    );
+}
