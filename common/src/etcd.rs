@@ -127,6 +127,9 @@ impl EtcdArgs {
     }
 }
 
+/// Pause before renewing again after a renewal that got no answer.
+const RETRY_RENEWAL: Duration = Duration::from_millis(200);
+
 /// Keeps one lease alive over a keep-alive stream that is reopened when it breaks.
 pub struct LeaseKeeper {
     client: etcd_client::Client,
@@ -134,6 +137,8 @@ pub struct LeaseKeeper {
     interval: Duration,
     alive_until: Instant,
     stream: Option<(etcd_client::LeaseKeeper, LeaseKeepAliveStream)>,
+    /// Whether the last renewal got no answer (then the next one is tried soon).
+    failed: bool,
 }
 
 impl std::fmt::Debug for LeaseKeeper {
@@ -154,6 +159,7 @@ impl LeaseKeeper {
             interval: ttl / 3,
             alive_until: Instant::now() + ttl,
             stream: None,
+            failed: false,
         }
     }
 
@@ -164,7 +170,11 @@ impl LeaseKeeper {
             return false;
         }
         if self.stream.is_none() {
-            self.stream = self.client.lease_keep_alive(self.lease).await.ok();
+            let open = self.client.lease_keep_alive(self.lease);
+            self.stream = tokio::time::timeout(self.interval, open)
+                .await
+                .ok()
+                .and_then(Result::ok);
         }
         if let Some((sender, stream)) = self.stream.as_mut() {
             let answer = async {
@@ -175,17 +185,30 @@ impl LeaseKeeper {
                 Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
                     let ttl = Duration::from_secs(u64::try_from(reply.ttl()).unwrap_or(0));
                     self.alive_until = Instant::now() + ttl;
+                    self.failed = false;
                 }
                 Ok(Ok(Some(_))) => return false,
-                _ => self.stream = None,
+                _ => {
+                    self.stream = None;
+                    self.failed = true;
+                }
             }
+        } else {
+            self.failed = true;
         }
         Instant::now() < self.alive_until
     }
 
-    /// How long to wait before the next renewal: a third of the TTL, never past the lease's end.
+    /// How long to wait before the next renewal: a third of the TTL, never past the lease's end;
+    /// after a renewal that got no answer (a member died, an election), a moment, on a new
+    /// stream — which goes to a live member once [`crate::endpoints::EndpointGuard`] dropped the
+    /// dead one.
     pub fn pause(&self) -> Duration {
-        self.interval
-            .min(self.alive_until.saturating_duration_since(Instant::now()))
+        let pause = if self.failed {
+            RETRY_RENEWAL
+        } else {
+            self.interval
+        };
+        pause.min(self.alive_until.saturating_duration_since(Instant::now()))
     }
 }

@@ -32,6 +32,11 @@ const MAX_BATCH: usize = 100;
 /// How long a request is sent again while etcd cannot answer: longer than an election.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 
+/// How long one sending may wait for its answer. A request that reached a member just as its
+/// leader died waits for the server's own timeout (5 s or more) unless given up sooner; a
+/// healthy etcd answers in milliseconds, and in well under a second even under a burst.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// What etcd answered to one txn.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -177,14 +182,17 @@ async fn send(mut client: Client, batch: Vec<Request>, _permit: OwnedSemaphorePe
 }
 
 /// Sends `txn`, again after a pause while etcd cannot answer (a member died, an election is
-/// on), for up to [`RETRY_FOR`]. Sending one again is safe: every txn sent here compares the
+/// on, no answer within [`ATTEMPT_TIMEOUT`]), for up to [`RETRY_FOR`]. Sending one again is safe: every txn sent here compares the
 /// revisions it expects, and its writer recognises its own writes in the answer to a second
 /// sending when the first was applied but its answer lost.
 async fn retried(client: &mut Client, txn: Txn) -> Result<TxnResponse, Error> {
     let give_up = Instant::now() + RETRY_FOR;
     let mut pause = Duration::from_millis(50);
     loop {
-        match client.txn(txn.clone()).await {
+        let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, client.txn(txn.clone()))
+            .await
+            .unwrap_or_else(|_| Err(Error::IoError(std::io::ErrorKind::TimedOut.into())));
+        match answer {
             Err(e) if transient(&e) && Instant::now() + pause < give_up => {
                 tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "etcd could not answer; sending again");
                 tokio::time::sleep(pause).await;

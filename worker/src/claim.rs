@@ -334,6 +334,24 @@ impl Claimer {
         self.etcd.send(&job.name, txn).await.map(drop)
     }
 
+    /// Undoes a claim whose answer never came (etcd could not answer for as long as it was
+    /// sent again): deletes the keys it may have created, where they still hold its run, so a
+    /// lock cannot stay behind on this worker's lease.
+    pub async fn withdraw(
+        &mut self,
+        job: &JobSpec,
+        holder: &Holder,
+    ) -> Result<(), etcd_client::Error> {
+        let lock_key = self.keys.lock(&job.name);
+        let value = serde_json::to_vec(holder).unwrap_or_default();
+        let own = TxnOp::delete(self.keys.run(&job.name, &holder.run_id), None);
+        let txn = Txn::new()
+            .when([Compare::value(lock_key.as_str(), CompareOp::Equal, value)])
+            .and_then([TxnOp::delete(lock_key.as_str(), None), own.clone()])
+            .or_else([own]);
+        self.etcd.send(&job.name, txn).await.map(drop)
+    }
+
     /// Reads the key a claim by `holder` creates: its lock under `forbid`, else its own
     /// `runs/` key.
     fn own_key(&self, job: &JobSpec, holder: &Holder) -> TxnOp {

@@ -1,5 +1,4 @@
-//! Why this worker has stopped claiming. A worker that cannot keep a record, or whose clock
-//! disagrees with the fleet's, fails closed: it sends no claim (its ticks are taken by other
+//! Why this worker has stopped claiming. A worker that cannot keep a record fails closed: it sends no claim (its ticks are taken by other
 //! workers or recorded as missed) while it finishes what it runs, and resumes by itself when
 //! the cause is gone. The holds are in its registration, its metrics and its log.
 
@@ -15,17 +14,14 @@ use tokio::sync::watch;
 pub enum Hold {
     /// Records wait in memory: neither the spool's disk nor MongoDB took them.
     RecordsBlocked,
-    /// This worker's clock is off the fleet's by more than the allowed skew.
-    ClockSkew,
 }
 
 impl Hold {
-    pub const ALL: [Hold; 2] = [Hold::RecordsBlocked, Hold::ClockSkew];
+    pub const ALL: [Hold; 1] = [Hold::RecordsBlocked];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Hold::RecordsBlocked => "records_blocked",
-            Hold::ClockSkew => "clock_skew",
         }
     }
 }
@@ -71,10 +67,6 @@ impl Holds {
         self.state.borrow().clone()
     }
 
-    pub fn is_clear(&self) -> bool {
-        self.state.borrow().is_empty()
-    }
-
     pub fn subscribe(&self) -> watch::Receiver<BTreeSet<Hold>> {
         self.state.subscribe()
     }
@@ -85,14 +77,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn holds_come_and_go_independently() {
+    fn a_hold_comes_and_goes_and_wakes_whoever_watches() {
         let holds = Holds::default();
-        assert!(holds.is_clear());
+        let mut watching = holds.subscribe();
+        assert!(holds.current().is_empty());
         holds.set(Hold::RecordsBlocked, true, "disk full");
-        holds.set(Hold::ClockSkew, true, "30 s fast");
+        assert!(watching.has_changed().unwrap());
+        assert_eq!(
+            *watching.borrow_and_update(),
+            BTreeSet::from([Hold::RecordsBlocked])
+        );
+        // Setting what is already set changes nothing and wakes nobody.
+        holds.set(Hold::RecordsBlocked, true, "still full");
+        assert!(!watching.has_changed().unwrap());
         holds.set(Hold::RecordsBlocked, false, "spool writable");
-        assert_eq!(holds.current(), BTreeSet::from([Hold::ClockSkew]));
-        holds.set(Hold::ClockSkew, false, "in line");
-        assert!(holds.is_clear());
+        assert!(holds.current().is_empty());
     }
 }

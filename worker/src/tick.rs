@@ -137,7 +137,10 @@ async fn claim_and_run(
         scheduled_at: scheduled_at.timestamp_millis(),
     };
     match claimed {
-        Err(e) => tracing::warn!(error = %e, "claim failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "claim failed; withdrawing it in case etcd applied it");
+            withdraw(context, job, &holder, lease).await;
+        }
         Ok(Claimed::Lost | Claimed::Locked) => {}
         Ok(Claimed::Skip {
             previous,
@@ -230,6 +233,18 @@ async fn release(context: &Context, job: &JobSpec, run_id: &str, (revision, leas
                 tokio::time::sleep(RELEASE_RETRY).await;
             }
         }
+    }
+}
+
+/// Withdraws a claim whose answer never came, until etcd takes it or the lease is gone.
+async fn withdraw(context: &Context, job: &JobSpec, holder: &Holder, lease: i64) {
+    let mut claimer = context.claimer.clone();
+    while let Err(e) = claimer.withdraw(job, holder).await {
+        if *context.lease.borrow() != Some(lease) {
+            return;
+        }
+        tracing::warn!(error = %e, "could not withdraw the claim yet; trying again");
+        tokio::time::sleep(RELEASE_RETRY).await;
     }
 }
 
