@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "CRON_RUN_AS")]
     pub run_as: Option<String>,
 
+    /// Most milliseconds this worker's clock may be from the fleet's (the median of the
+    /// workers' clocks, learnt from their heartbeats and claims) before it stops claiming
+    /// scheduled ticks. Needs three or more workers to name the one that is off.
+    #[arg(long, env = "CRON_MAX_CLOCK_SKEW_MS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=3_600_000))]
+    pub max_clock_skew_ms: u32,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON")]
     pub log_json: bool,

@@ -1,6 +1,7 @@
-//! Why this worker has stopped claiming. A worker that cannot keep a record fails closed: it sends no claim (its ticks are taken by other
-//! workers or recorded as missed) while it finishes what it runs, and resumes by itself when
-//! the cause is gone. The holds are in its registration, its metrics and its log.
+//! Why this worker has stopped claiming. A worker that cannot keep a record, or whose clock is
+//! off the fleet's, fails closed: it sends no claim (its ticks are taken by other workers or
+//! recorded as missed) while it finishes what it runs, and resumes by itself when the cause is
+//! gone. The holds are in its registration, its metrics and its log.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,14 +15,18 @@ use tokio::sync::watch;
 pub enum Hold {
     /// Records wait in memory: neither the spool's disk nor MongoDB took them.
     RecordsBlocked,
+    /// This worker's clock is off the fleet's by more than the allowed skew (or not checked
+    /// yet): it claims no scheduled tick, only run-now requests.
+    ClockSkew,
 }
 
 impl Hold {
-    pub const ALL: [Hold; 1] = [Hold::RecordsBlocked];
+    pub const ALL: [Hold; 2] = [Hold::RecordsBlocked, Hold::ClockSkew];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Hold::RecordsBlocked => "records_blocked",
+            Hold::ClockSkew => "clock_skew",
         }
     }
 }
@@ -52,15 +57,19 @@ impl Holds {
         });
         match (changed, on) {
             (true, true) => {
-                tracing::error!(
+                tracing::warn!(
                     hold = hold.as_str(),
                     why,
-                    "not claiming any tick until this clears"
+                    "holding claims until this clears"
                 );
             }
             (true, false) => tracing::info!(hold = hold.as_str(), why, "claiming again"),
             (false, _) => {}
         }
+    }
+
+    pub fn has(&self, hold: Hold) -> bool {
+        self.state.borrow().contains(&hold)
     }
 
     pub fn current(&self) -> BTreeSet<Hold> {

@@ -30,6 +30,7 @@ pub mod rendezvous;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
+pub mod skew;
 pub mod slot;
 pub mod spool;
 pub mod supervisor;
@@ -44,7 +45,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::Utc;
 use cronfleet_common::record::LOG_COLLECTION;
 use cronfleet_common::{ExecutionRecord, Keys};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
@@ -157,6 +157,8 @@ impl Worker {
         let runs = Runs::default();
         let metrics = Arc::new(Metrics::default());
         let holds = Holds::default();
+        let clock = Clock::with_offset_ms(config.clock_offset_ms);
+        let reregister = Arc::new(Notify::new());
         let slots = Arc::new(Semaphore::new(config.slots as usize));
         let metrics_stop = CancellationToken::new();
         let metrics_server = match config.metrics_listen {
@@ -216,13 +218,15 @@ impl Worker {
                         .unwrap_or_default(),
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
-                    started_at: Utc::now(),
+                    started_at: clock.now(),
                     slots: config.slots as usize,
                     running: Vec::new(),
-                    heartbeat_at: Utc::now(),
+                    heartbeat_at: clock.now(),
                     holds: Vec::new(),
                 },
                 holds: holds.clone(),
+                clock,
+                reregister: Arc::clone(&reregister),
                 runs: runs.clone(),
                 lease: lease_tx,
             }
@@ -235,7 +239,7 @@ impl Worker {
                 keys: self.keys.clone(),
                 metrics: Arc::clone(&metrics),
             },
-            clock: Clock::with_offset_ms(config.clock_offset_ms),
+            clock,
             runs: runs.clone(),
             records: records_tx,
             limits: Limits {
@@ -247,11 +251,14 @@ impl Worker {
             worker_id: self.worker_id.clone(),
             lease: lease_rx,
             holds,
+            reregister,
+            max_clock_skew_ms: i64::from(config.max_clock_skew_ms),
             metrics,
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);
         let watcher = tokio::spawn(
-            Watcher::new(self.etcd.clone(), self.keys.clone()).run(changes_tx, shutdown.clone()),
+            Watcher::new(self.etcd.clone(), self.keys.clone(), clock)
+                .run(changes_tx, shutdown.clone()),
         );
         let tasks = TaskTracker::new();
         tracing::info!(worker.id = %self.worker_id, "worker started");

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -55,11 +55,17 @@ pub struct Metrics {
     duration_sum_micros: AtomicU64,
     /// Moving average of how long etcd takes to answer a claim txn, in microseconds.
     claim_latency_micros: AtomicU64,
+    /// How far the fleet's clock is from this worker's, in milliseconds.
+    clock_offset_ms: AtomicI64,
 }
 
 impl Metrics {
     pub fn txn(&self, result: TxnResult) {
         self.txns[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
     }
 
     pub fn request_sent(&self) {
@@ -239,8 +245,17 @@ impl Metrics {
         metric(
             "cronfleet_worker_hold",
             "gauge",
-            "1 for each reason this worker has stopped claiming (records_blocked).",
+            "1 for each reason this worker has stopped claiming: records_blocked, clock_skew.",
             &held,
+        );
+        metric(
+            "cronfleet_worker_clock_offset_seconds",
+            "gauge",
+            "How far the fleet's clock (the median of the workers') is from this worker's; 0 until known.",
+            &[(
+                String::new(),
+                self.clock_offset_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            )],
         );
         let (bytes, oldest) = spool_state(&state.spool_dir);
         metric(
@@ -361,6 +376,7 @@ mod tests {
             "cronfleet_worker_spool_bytes 0",
             "cronfleet_worker_claiming 0",
             "cronfleet_worker_hold{reason=\"records_blocked\"} 1",
+            "cronfleet_worker_hold{reason=\"clock_skew\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

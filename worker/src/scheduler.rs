@@ -23,6 +23,7 @@ use crate::holds::Hold;
 use crate::queue::{Origin, Pending, Queue};
 use crate::rendezvous::Peers;
 use crate::runs::StopReason;
+use crate::skew::{ClockCheck, Verdict};
 use crate::slot::Slot;
 use crate::tick::{self, Context, Source, CLAIM_LEAD};
 use crate::turn::{self, last_tick_by, Turn};
@@ -50,6 +51,7 @@ pub struct Scheduler {
     lease: watch::Receiver<Option<i64>>,
     /// Why this worker does not claim now, as this dispatcher last looked.
     holds: watch::Receiver<BTreeSet<Hold>>,
+    clock_check: ClockCheck,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -66,6 +68,7 @@ impl Scheduler {
         Self {
             lease: context.lease.clone(),
             holds: context.holds.subscribe(),
+            clock_check: ClockCheck::new(context.max_clock_skew_ms),
             context,
             slots,
             tasks,
@@ -142,8 +145,12 @@ impl Scheduler {
         }
     }
 
-    /// Queues the scheduled tick `planned` of `spec` with its turn and deadline.
+    /// Queues the scheduled tick `planned` of `spec` with its turn and deadline — unless this
+    /// worker's clock is in doubt: then its idea of what is due is too, and the fleet runs it.
     fn enqueue(&mut self, spec: Arc<JobSpec>, planned: DateTime<Utc>, now: DateTime<Utc>) {
+        if self.context.holds.has(Hold::ClockSkew) {
+            return;
+        }
         let planned_ms = planned.timestamp_millis();
         let settled = self
             .guards
@@ -177,19 +184,27 @@ impl Scheduler {
 
     /// Starts eligible ticks while slots are free, and gives up those past their deadline.
     fn dispatch(&mut self) {
+        self.check_clock();
         let now = self.context.clock.now();
         self.queue.promote(now);
         // Without a session nothing can be claimed, and under a hold nothing is: ticks wait
         // until it is back (or expire), and meanwhile other workers may take them.
         let session = self.lease.borrow_and_update().is_some();
-        let held = !self.holds.borrow_and_update().is_empty();
-        while session && !held && self.queue.has_ready() {
+        let holds = self.holds.borrow_and_update().clone();
+        let blocked = holds.contains(&Hold::RecordsBlocked);
+        let clock_held = holds.contains(&Hold::ClockSkew);
+        let held = blocked || clock_held;
+        while session && !blocked && self.queue.has_ready() {
             let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 break;
             };
             let Some(pending) = self.queue.pop_ready(now) else {
                 break;
             };
+            // Queued before the clock came into doubt: the fleet runs it.
+            if clock_held && pending.origin == Origin::Schedule {
+                continue;
+            }
             let source = match pending.origin {
                 Origin::Schedule => Source::Schedule(
                     self.guards
@@ -210,6 +225,10 @@ impl Scheduler {
             ));
         }
         while let Some(expired) = self.queue.pop_expired(now) {
+            // A deadline by a clock in doubt is no deadline: the fleet decides.
+            if clock_held {
+                continue;
+            }
             let reason = if expired.late {
                 MissReason::DeadlinePassed
             } else if session && !held {
@@ -221,6 +240,36 @@ impl Scheduler {
             self.miss(expired, reason);
         }
         self.context.metrics.set_queue_depth(self.queue.len());
+    }
+
+    /// Holds scheduled claims while this worker's clock is off the fleet's (or not checked
+    /// yet), and lifts the hold when it is back within the bound.
+    fn check_clock(&mut self) {
+        let verdict = self.clock_check.verdict();
+        let offset = match verdict {
+            Verdict::Outlier(offset) => offset,
+            Verdict::InLine | Verdict::Unverified => 0,
+        };
+        self.context.metrics.set_clock_offset(offset);
+        let holds = &self.context.holds;
+        match verdict {
+            Verdict::Outlier(offset) => holds.set(
+                Hold::ClockSkew,
+                true,
+                &format!("the fleet's clock is {offset} ms from this worker's"),
+            ),
+            Verdict::Unverified if !holds.has(Hold::ClockSkew) => holds.set(
+                Hold::ClockSkew,
+                true,
+                "checking this worker's clock against its peers' first",
+            ),
+            Verdict::Unverified => {}
+            Verdict::InLine => holds.set(
+                Hold::ClockSkew,
+                false,
+                "this worker's clock agrees with the fleet's",
+            ),
+        }
     }
 
     /// Records a queued tick as missed, unless the fleet settled it first.
@@ -252,6 +301,9 @@ impl Scheduler {
                     self.queue.settled(job, guard.planned_ms);
                 }
                 self.guards = guards;
+                let me = &self.context.worker_id;
+                self.clock_check
+                    .expect(workers.iter().filter(|id| *id != me).count());
                 self.peers.reset(workers);
                 let mut stale: Vec<JobName> = self.jobs.keys().cloned().collect();
                 stale.retain(|name| !jobs.iter().any(|spec| &spec.name == name));
@@ -304,6 +356,19 @@ impl Scheduler {
                 }
             }
             Change::WorkerUp(id) => self.peers.up(id),
+            Change::PeerClock {
+                worker,
+                theirs_ms,
+                mine_ms,
+            } => {
+                // A worker heard from for the first time hears from this one at once, so a
+                // starting worker can check its clock without waiting for heartbeats.
+                if worker != self.context.worker_id
+                    && self.clock_check.sample(&worker, theirs_ms, mine_ms)
+                {
+                    self.context.reregister.notify_one();
+                }
+            }
             Change::WorkerDown(id) => self.peers.down(&id),
             Change::Abandoned {
                 holder,

@@ -2,16 +2,18 @@
 //! its run keys. When the lease is lost the worker stops claiming, stops the runs whose locks
 //! went with it, and starts a new session.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::etcd::LeaseKeeper;
 use etcd_client::{Client, PutOptions};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::holds::{Hold, Holds};
 use crate::runs::{RunSummary, Runs, StopReason};
 
@@ -39,6 +41,10 @@ pub struct Session {
     pub registration: Registration,
     pub runs: Runs,
     pub holds: Holds,
+    /// The worker's clock: the heartbeat is its reading, which peers compare with theirs.
+    pub clock: Clock,
+    /// Wakes the session to write the registration now (a worker appeared).
+    pub reregister: Arc<Notify>,
     /// The current lease id, `None` while there is no valid lease.
     pub lease: watch::Sender<Option<i64>>,
 }
@@ -51,8 +57,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// How often the registration is rewritten even when nothing changed.
-const REFRESH: Duration = Duration::from_secs(15);
+/// How often the registration is rewritten even when nothing changed: its heartbeat is how
+/// the other workers check their clocks against this one's.
+const REFRESH: Duration = Duration::from_secs(5);
 
 impl Session {
     /// Holds a session until `stop`, then revokes the lease (removing registration and locks).
@@ -97,7 +104,7 @@ impl Session {
     async fn register(&mut self, lease: i64) -> Result<(), etcd_client::Error> {
         self.registration.running = self.runs.summaries();
         self.registration.holds = self.holds.current().into_iter().collect();
-        self.registration.heartbeat_at = Utc::now();
+        self.registration.heartbeat_at = self.clock.now();
         let value = serde_json::to_vec(&self.registration).unwrap_or_default();
         self.client
             .put(
@@ -114,6 +121,7 @@ impl Session {
     async fn keep(&mut self, lease: i64, stop: &CancellationToken) -> bool {
         let mut keeper = LeaseKeeper::new(self.client.clone(), lease, self.ttl_secs);
         let mut registered_at = Instant::now();
+        let mut asked = false;
         let mut holds = self.holds.subscribe();
         let mut registered = (self.runs.summaries().len(), self.holds.current());
         loop {
@@ -121,14 +129,16 @@ impl Session {
                 return true;
             }
             let now = (self.runs.summaries().len(), self.holds.current());
-            let stale = now != registered || registered_at.elapsed() >= REFRESH;
+            let stale = asked || now != registered || registered_at.elapsed() >= REFRESH;
             if stale && self.register(lease).await.is_ok() {
                 registered_at = Instant::now();
                 registered = now;
+                asked = false;
             }
             tokio::select! {
                 () = tokio::time::sleep(keeper.pause()) => {}
                 Ok(()) = holds.changed() => {}
+                () = self.reregister.notified() => asked = true,
                 () = stop.cancelled() => return false,
             }
         }

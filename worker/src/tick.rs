@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::{ExecutionRecord, JobSpec, MissReason, RunStatus, Trigger};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument as _;
 
 use crate::claim::{Claimed, Claimer, Guard, Holder};
@@ -39,6 +39,10 @@ pub struct Context {
     pub lease: watch::Receiver<Option<i64>>,
     /// Why this worker does not claim now, if it does not.
     pub holds: Holds,
+    /// Asks the session to write the registration (with a fresh heartbeat) now.
+    pub reregister: Arc<Notify>,
+    /// Most milliseconds this worker's clock may be from the fleet's.
+    pub max_clock_skew_ms: i64,
     pub metrics: Arc<Metrics>,
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::claim::{Guard, Holder};
+use crate::clock::Clock;
 
 /// Keys fetched per page of a snapshot; keeps each response far below gRPC's message limit.
 const PAGE: i64 = 2_000;
@@ -50,6 +51,13 @@ pub enum Change {
     /// A worker's registration went away (it stopped, or its lease expired), or it holds its
     /// claims.
     WorkerDown(String),
+    /// Another worker wrote a time by its clock (a heartbeat, a claim), which this worker saw
+    /// at `mine_ms` by its own: a sample of how far apart the two clocks are.
+    PeerClock {
+        worker: String,
+        theirs_ms: i64,
+        mine_ms: i64,
+    },
     /// A run whose worker died: its lease took the run key and the registration together.
     Abandoned {
         holder: Holder,
@@ -61,6 +69,7 @@ pub enum Change {
 pub struct Watcher {
     client: Client,
     keys: Keys,
+    clock: Clock,
     /// Holder and revision (the fencing token) of every live `lock/` and `runs/` key.
     holders: HashMap<Vec<u8>, (Holder, i64)>,
 }
@@ -85,10 +94,11 @@ enum Kind {
 }
 
 impl Watcher {
-    pub fn new(client: Client, keys: Keys) -> Self {
+    pub fn new(client: Client, keys: Keys, clock: Clock) -> Self {
         Self {
             client,
             keys,
+            clock,
             holders: HashMap::new(),
         }
     }
@@ -256,7 +266,15 @@ impl Watcher {
     /// Turns one watch response into changes, pairing run deletions with the deletion of their
     /// worker's registration in the same revision (a lease that expired).
     fn translate(&mut self, events: &[etcd_client::Event]) -> Vec<Change> {
+        let mine_ms = self.clock.now_ms();
         let mut out = Vec::new();
+        let clock = |worker: &str, theirs_ms: i64, out: &mut Vec<Change>| {
+            out.push(Change::PeerClock {
+                worker: worker.to_owned(),
+                theirs_ms,
+                mine_ms,
+            });
+        };
         let mut dead_workers: HashSet<(i64, String)> = HashSet::new();
         let mut deleted_runs: Vec<(i64, Holder, i64)> = Vec::new();
         for event in events {
@@ -283,6 +301,7 @@ impl Watcher {
                         self.job_of(kv),
                         serde_json::from_slice::<Holder>(kv.value()),
                     ) {
+                        clock(&holder.worker_id, holder.claimed_at, &mut out);
                         out.push(Change::LockTaken {
                             job,
                             run_id: holder.run_id,
@@ -301,13 +320,16 @@ impl Watcher {
                 // A worker that holds its claims leaves the order, so nobody waits a hand-off
                 // for it; it comes back when it claims again.
                 (Kind::Worker, true) => {
-                    out.extend(self.registered_worker(kv).map(|(id, claiming)| {
-                        if claiming {
+                    if let Some((id, claiming)) = self.registered_worker(kv) {
+                        if let Some(at) = heartbeat_ms(kv) {
+                            clock(&id, at, &mut out);
+                        }
+                        out.push(if claiming {
                             Change::WorkerUp(id)
                         } else {
                             Change::WorkerDown(id)
-                        }
-                    }))
+                        });
+                    }
                 }
                 (Kind::Worker, false) => {
                     if let Some(id) = self.worker_id_of(kv) {
@@ -315,7 +337,12 @@ impl Watcher {
                         out.push(Change::WorkerDown(id));
                     }
                 }
-                (Kind::Run, true) => self.remember(kv),
+                (Kind::Run, true) => {
+                    if let Ok(holder) = serde_json::from_slice::<Holder>(kv.value()) {
+                        clock(&holder.worker_id, holder.claimed_at, &mut out);
+                    }
+                    self.remember(kv);
+                }
                 (Kind::Lock | Kind::Run, false) => {
                     if let Some((holder, token)) = self.holders.remove(kv.key()) {
                         deleted_runs.push((kv.mod_revision(), holder, token));
@@ -338,6 +365,13 @@ impl Watcher {
         }
         out
     }
+}
+
+/// When a registration was written, by its worker's clock.
+fn heartbeat_ms(kv: &KeyValue) -> Option<i64> {
+    let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(value.get("heartbeatAt")?.as_str()?).ok()?;
+    Some(at.timestamp_millis())
 }
 
 fn parse_job(kv: &KeyValue) -> Option<JobSpec> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cronfleet_common::testkit::TestEnv;
 use cronfleet_common::JobName;
+use cronfleet_worker::clock::Clock;
 use cronfleet_worker::watcher::{Change, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,7 @@ async fn snapshot_then_changes_in_order_skipping_bad_values() {
         .unwrap();
     let (tx, mut changes) = mpsc::channel(16);
     let shutdown = CancellationToken::new();
-    let watcher = Watcher::new(etcd.clone(), env.keys.clone());
+    let watcher = Watcher::new(etcd.clone(), env.keys.clone(), Clock::with_offset_ms(0));
     let task = tokio::spawn(watcher.run(tx, shutdown.clone()));
     match next(&mut changes).await {
         Change::Snapshot { jobs, .. } => assert_eq!(
@@ -83,7 +84,7 @@ async fn a_watch_behind_a_compaction_fails_so_the_loop_resnapshots() {
         .await
         .unwrap();
     let (tx, _changes) = mpsc::channel(16);
-    let mut watcher = Watcher::new(etcd.clone(), env.keys.clone());
+    let mut watcher = Watcher::new(etcd.clone(), env.keys.clone(), Clock::with_offset_ms(0));
     let error = watcher.follow(start, &tx).await.unwrap_err();
     assert!(error.to_string().contains("compacted"), "{error}");
 }
