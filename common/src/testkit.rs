@@ -16,6 +16,9 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::keys::Keys;
 
+mod etcd_cluster;
+pub use etcd_cluster::EtcdCluster;
+
 /// The migrations every test database starts from.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use cronfleet_common::testkit::EtcdCluster;
 use cronfleet_common::{Keys, RunStatus};
-use support::etcd_cluster::EtcdCluster;
 use support::{starts_per_tick, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
+use cronfleet_common::testkit::EtcdCluster;
 use cronfleet_common::{JobName, Keys, RunStatus};
-use support::etcd_cluster::EtcdCluster;
 use support::Fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

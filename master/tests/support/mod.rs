@@ -39,7 +39,11 @@ pub struct Reply {
 
 impl Master {
     pub async fn new() -> Self {
-        let env = TestEnv::new().await;
+        Self::with_env(TestEnv::new().await).await
+    }
+
+    /// A master on `env`, which a test may point at services of its own.
+    pub async fn with_env(env: TestEnv) -> Self {
         let services = Services::connect(&Self::config(&env)).await.unwrap();
         let router = cronfleet_master::http::router(services.app_state());
         let mut tokens = BTreeMap::new();

@@ -1,14 +1,31 @@
 //! A private etcd cluster on loopback, for tests that stop, kill or restart its members.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
 
-use super::{free_port, wait_until};
+/// Polls `condition` every 50 ms until it holds; panics naming `what` after `within`.
+async fn wait_until<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
+#[derive(Debug)]
 struct Member {
     name: String,
     client_port: u16,
@@ -17,6 +34,7 @@ struct Member {
 }
 
 /// `n` etcd members started together; every member still running is killed when dropped.
+#[derive(Debug)]
 pub struct EtcdCluster {
     dir: PathBuf,
     members: Vec<Member>,
@@ -65,7 +83,7 @@ impl EtcdCluster {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{}.log", member.name)))
-            .unwrap();
+            .expect("the member's log file");
         let client = format!("http://127.0.0.1:{}", member.client_port);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
         let child = Command::new("etcd")
@@ -78,7 +96,7 @@ impl EtcdCluster {
             .args(["--initial-cluster", &initial.join(",")])
             .args(["--initial-cluster-token", "cronfleet-test"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().expect("the member's log file"))
             .stderr(log)
             .spawn()
             .expect("etcd on PATH (compose/services installs it)");
@@ -111,16 +129,20 @@ impl EtcdCluster {
     /// SIGKILL: the member dies without a word to its peers.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.kill().expect("SIGKILL an etcd member");
+            child.wait().expect("reap an etcd member");
         }
     }
 
     /// SIGTERM, as an operator stops a member, and waits for it to exit.
     pub fn stop(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-            child.wait().unwrap();
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill(1)");
+            assert!(sent.success(), "SIGTERM to an etcd member");
+            child.wait().expect("reap an etcd member");
         }
     }
 
