@@ -520,3 +520,35 @@ async fn actions_post_and_redirect_and_delete_needs_the_name() {
         "page actions record the signed-in user"
     );
 }
+
+#[tokio::test]
+async fn the_workers_page_says_which_workers_hold_their_claims_and_why() {
+    let master = Master::new().await;
+    let mut etcd = master.env.etcd().await;
+    for (id, holds) in [("steady", json!([])), ("skewed", json!(["clock_skew"]))] {
+        let registration = json!({
+            "id": id, "hostname": "h", "pid": 1, "version": "0", "startedAt": "2026-01-01T00:00:00Z",
+            "slots": 4, "running": [], "heartbeatAt": "2026-01-01T00:00:05Z", "holds": holds,
+        });
+        etcd.put(master.env.keys.worker(id), registration.to_string(), None)
+            .await
+            .unwrap();
+    }
+    let (cookie, _) = master.session("vera").await;
+    let reply = master
+        .page(Method::GET, "/workers", Some(&cookie), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let page = text(&reply);
+    let row = |id: &str| {
+        let start = page.find(&format!("<td>{id}</td>")).unwrap();
+        let end = page[start..].find("</tr>").unwrap();
+        page[start..start + end].to_owned()
+    };
+    assert!(row("steady").contains("<td>yes</td>"), "{}", row("steady"));
+    assert!(
+        row("skewed").contains(">no</span> <small>clock skew</small>"),
+        "{}",
+        row("skewed")
+    );
+}
