@@ -248,7 +248,14 @@ impl JobSpec {
             return Err(FieldError::new("body", "must be a JSON object"));
         };
         reject_unknown_fields(&object, JOB_SPEC_FIELDS)?;
-        Self::from_object(object)
+        let spec = Self::from_object(object)?;
+        if let Some(name) = spec.env.keys().find(|name| steers_process_start(name)) {
+            return Err(FieldError::new(
+                format!("env.{name}"),
+                "steers the dynamic loader or the shell before the command runs; jobs may not set it",
+            ));
+        }
+        Ok(spec)
     }
 
     /// Parses the value stored at `jobs/<name>`: unknown fields are ignored so that keys written
@@ -410,6 +417,29 @@ fn validate_command(command: &str) -> Result<(), FieldError> {
         return Err(FieldError::new("command", "must not contain a NUL byte"));
     }
     Ok(())
+}
+
+/// Whether an environment variable changes what runs before a job's command does: the dynamic
+/// loader's (`LD_*`, `GLIBC_TUNABLES`, and glibc's module and locale paths), or the shell's
+/// start-up (`BASH_ENV`, `ENV`, `IFS`, `SHELLOPTS`, `BASHOPTS`, `PS4`, exported functions).
+/// The API refuses jobs that set one; a worker drops them from a job that reaches it anyway.
+pub fn steers_process_start(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "GLIBC_TUNABLES",
+        "GCONV_PATH",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "MALLOC_TRACE",
+        "BASH_ENV",
+        "ENV",
+        "IFS",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+    ];
+    name.starts_with("LD_") || name.starts_with("BASH_FUNC_") || NAMES.contains(&name)
 }
 
 fn validate_env(env: &BTreeMap<String, String>) -> Result<(), FieldError> {

@@ -5,22 +5,29 @@
 //!
 //! [`supervisor`]: crate::supervisor
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cronfleet_common::job::steers_process_start;
 use cronfleet_common::{JobSpec, RunStatus};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::output::{Captured, Output};
 use crate::runs::StopReason;
+
+/// How long past the grace period the supervisor may take to end a run's processes and exit.
+const SUPERVISOR_MARGIN: Duration = Duration::from_secs(2);
 
 /// Variables of the worker's own environment that runs inherit; everything else is dropped.
 const INHERITED_ENV: &[&str] = &[
@@ -106,14 +113,20 @@ pub async fn prepare(
     context: &RunContext,
     limits: &Limits,
 ) -> std::io::Result<Prepared> {
-    let mut command = command(limits, job, context);
+    let mut command = command(limits, job);
     let mut child = tokio::task::spawn_blocking(move || command.spawn())
         .await
         .map_err(std::io::Error::other)??;
-    let go = child
+    let mut go = child
         .stdin
         .take()
         .ok_or_else(|| std::io::Error::other("the supervisor has no stdin"))?;
+    let env = shell_env(limits, job, context);
+    let block = crate::supervisor::environment_block(
+        env.iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+    );
+    go.write_all(&block).await?;
     Ok(Prepared { child, go })
 }
 
@@ -167,10 +180,12 @@ pub async fn start(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    let reader = tokio::spawn(capture(
+    let (finish, finished) = oneshot::channel();
+    let mut reader = tokio::spawn(capture(
         child.stdout.take(),
         child.stderr.take(),
         limits.output_cap,
+        finished,
     ));
     let deadline = job
         .timeout_secs
@@ -190,7 +205,16 @@ pub async fn start(
     if let Some(group) = group {
         stop_group(group, limits.kill_grace).await;
     }
-    let output = reader.await.unwrap_or_else(|_| Output::new(0).finish());
+    // The run's processes are gone, and the pipes with them; one a process outside the run's
+    // reach still holds is read for no longer than the grace period.
+    let output = match tokio::time::timeout(limits.kill_grace, &mut reader).await {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = finish.send(());
+            reader.await
+        }
+    }
+    .unwrap_or_else(|_| Output::new(0).finish());
     let ended_at = clock.now();
     let (status, err, exit) = match ending {
         Ok(Ending::Exited(exit)) => match exit.code() {
@@ -230,7 +254,8 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-fn command(limits: &Limits, job: &JobSpec, context: &RunContext) -> Command {
+/// The supervisor, with an empty environment of its own: the shell's comes through its stdin.
+fn command(limits: &Limits, job: &JobSpec) -> Command {
     let mut command = Command::new(&limits.supervisor);
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     command
@@ -238,6 +263,7 @@ fn command(limits: &Limits, job: &JobSpec, context: &RunContext) -> Command {
             &job.command,
             std::process::id(),
             run_as,
+            limits.kill_grace,
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -245,26 +271,39 @@ fn command(limits: &Limits, job: &JobSpec, context: &RunContext) -> Command {
         .env_clear()
         .kill_on_drop(true)
         .process_group(0);
-    for name in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    if let Some(user) = &limits.run_as {
-        command
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name)
-            .env("HOME", &user.home);
-    }
-    command
-        .envs(&job.env)
-        .env("CRON_JOB_NAME", job.name.as_str())
-        .env("CRON_RUN_ID", &context.run_id)
-        .env("CRON_PLANNED_AT", context.planned_at.to_rfc3339())
-        .env("CRON_FENCING_TOKEN", context.fencing_token.to_string());
     // No `pre_exec` here: without one the standard library starts the supervisor with
     // posix_spawn, which does not copy the worker's page tables the way fork does.
     command
+}
+
+/// The shell's environment: a few of the worker's own variables, the run-as user's identity,
+/// the job's variables — without those that steer the loader or the shell — and the run's.
+fn shell_env(limits: &Limits, job: &JobSpec, context: &RunContext) -> Vec<(OsString, OsString)> {
+    let mut env: BTreeMap<OsString, OsString> = INHERITED_ENV
+        .iter()
+        .filter_map(|name| Some((OsString::from(name), std::env::var_os(name)?)))
+        .collect();
+    if let Some(user) = &limits.run_as {
+        env.insert("USER".into(), user.name.clone().into());
+        env.insert("LOGNAME".into(), user.name.clone().into());
+        env.insert("HOME".into(), user.home.clone().into_os_string());
+    }
+    for (name, value) in &job.env {
+        if steers_process_start(name) {
+            tracing::warn!(job.name = %job.name, variable = %name, "dropping a job variable that steers the loader or the shell");
+            continue;
+        }
+        env.insert(name.into(), value.into());
+    }
+    for (name, value) in [
+        ("CRON_JOB_NAME", job.name.to_string()),
+        ("CRON_RUN_ID", context.run_id.clone()),
+        ("CRON_PLANNED_AT", context.planned_at.to_rfc3339()),
+        ("CRON_FENCING_TOKEN", context.fencing_token.to_string()),
+    ] {
+        env.insert(name.into(), value.into());
+    }
+    env.into_iter().collect()
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -283,7 +322,9 @@ async fn stopped(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
     }
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period; returns the shell's status.
+/// SIGTERM to the group; the supervisor passes it on to the run's processes outside the group
+/// and SIGKILLs every one of them after the grace period, then exits. SIGKILL to the group
+/// only if the supervisor has not exited a moment after that. Returns the shell's status.
 async fn terminate(
     child: &mut Child,
     group: Option<Pid>,
@@ -292,7 +333,7 @@ async fn terminate(
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
     }
-    match tokio::time::timeout(grace, child.wait()).await {
+    match tokio::time::timeout(grace + SUPERVISOR_MARGIN, child.wait()).await {
         Ok(status) => status,
         Err(_) => {
             if let Some(group) = group {
@@ -351,16 +392,19 @@ fn group_alive(group: Pid) -> bool {
     })
 }
 
+/// Reads stdout and stderr to their ends, or until `finish`.
 async fn capture(
     stdout: Option<impl AsyncRead + Unpin>,
     stderr: Option<impl AsyncRead + Unpin>,
     cap: usize,
+    mut finish: oneshot::Receiver<()>,
 ) -> Captured {
     let mut output = Output::new(cap);
     let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     let (mut stdout, mut stderr) = (stdout, stderr);
     while stdout.is_some() || stderr.is_some() {
         tokio::select! {
+            _ = &mut finish => break,
             read = read_some(&mut stdout, &mut out_buf) => match read {
                 Some(n) => output.push(&out_buf[..n]),
                 None => stdout = None,

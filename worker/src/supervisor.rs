@@ -1,42 +1,65 @@
 //! The run supervisor: the small `cronfleet-run` binary that sits between the worker and the
-//! job's shell, so that a run cannot outlive a worker that dies.
+//! job's shell, so that nothing a run starts outlives it, nor the worker.
 //!
-//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <command>` as the leader of a new
-//! process group, ahead of the planned time. The supervisor asks the kernel to send it SIGHUP
-//! when the worker dies (and gives up at once if the worker is already gone), waits for one
-//! byte on stdin (the word to go; end of file means the run was called off), then starts
-//! `/bin/sh -c <command>` in that group, stdin from `/dev/null`, and waits for it. It is a
-//! binary of its own, not the worker's: starting a process per run is most of what a run
-//! costs, and a small binary starts in a third of the time. On SIGHUP it SIGKILLs the whole
-//! group,
-//! itself, the shell and anything the shell started included. SIGTERM and SIGINT sent to the
-//! group reach the shell and its children directly; the supervisor outlives them to report the
-//! shell's status as its own (the same exit code, or death by the same signal).
+//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <command>` as the
+//! leader of a new process group, ahead of the planned time, with an empty environment. The
+//! supervisor asks the kernel to send it SIGHUP when the worker dies (and gives up at once if
+//! the worker is already gone) and makes itself a child subreaper, so every process the run
+//! starts — `setsid`, double-forked and `nohup`ed ones included — stays its descendant. It then
+//! reads the shell's environment from stdin (`NAME=value` entries, each ended by a NUL byte,
+//! the list by an empty entry: the job's variables never reach the supervisor's own
+//! environment, where the dynamic loader of a privileged process would honour them), waits for
+//! one more byte (the word to go; end of file means the run was called off), and starts
+//! `/bin/sh -c <command>` as the run's user, stdin from `/dev/null`.
+//!
+//! * When the shell exits, every descendant still running gets SIGTERM, and SIGKILL after the
+//!   grace period; the supervisor then exits as the shell did (the same exit code, or death by
+//!   the same signal).
+//! * On SIGTERM or SIGINT (the worker stops the run by signalling the group, which reaches the
+//!   shell and its group directly), the supervisor passes the signal on to the descendants
+//!   outside the group, and SIGKILLs every descendant when the grace period is over.
+//! * On SIGHUP (the worker died) it SIGKILLs every descendant at once and exits.
+//!
+//! It is a binary of its own, not the worker's: starting a process per run is most of what a
+//! run costs, and a small binary starts in a third of the time.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Read as _;
+use std::io::{BufReader, Read as _};
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, raise, SigSet, SigmaskHow, Signal};
-use nix::unistd::{getpgrp, getppid};
+use nix::sys::signal::{kill, raise, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpgrp, getppid, Pid};
 
 /// The supervisor binary's file name; it is installed next to `cronfleet-worker`.
 pub const BINARY: &str = "cronfleet-run";
 
-/// What to supervise: the worker that started it, the command, and the user and group to
-/// run it as (`-` for the worker's).
+/// Most bytes of environment the supervisor accepts for the shell.
+const MAX_ENV_BYTES: usize = 1024 * 1024;
+
+/// What to supervise: the worker that started it, the command, the user and group to run it
+/// as (`-` for the worker's), and how long descendants get between SIGTERM and SIGKILL.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub worker: u32,
     pub command: OsString,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub grace: Duration,
 }
 
 /// The arguments that start a supervisor for `command` under worker process `worker`, run as
-/// `run_as` (uid, gid) if given.
-pub fn arguments(command: &str, worker: u32, run_as: Option<(u32, u32)>) -> Vec<OsString> {
+/// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL.
+pub fn arguments(
+    command: &str,
+    worker: u32,
+    run_as: Option<(u32, u32)>,
+    grace: Duration,
+) -> Vec<OsString> {
     let (uid, gid) = run_as.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
         |(u, g)| (u.to_string(), g.to_string()),
@@ -45,31 +68,52 @@ pub fn arguments(command: &str, worker: u32, run_as: Option<(u32, u32)>) -> Vec<
         worker.to_string().into(),
         uid.into(),
         gid.into(),
+        grace.as_millis().to_string().into(),
         command.into(),
     ]
+}
+
+/// The environment block the supervisor reads before the word to go.
+pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in vars {
+        block.extend_from_slice(name);
+        block.push(b'=');
+        block.extend_from_slice(value);
+        block.push(0);
+    }
+    block.push(0);
+    block
 }
 
 /// The invocation in this process's arguments, if they are one.
 pub fn invocation() -> Option<Invocation> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let [worker, uid, gid, command] = args.as_slice() else {
+    let [worker, uid, gid, grace, command] = args.as_slice() else {
         return None;
     };
-    let id = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u32>().ok());
+    let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
+    let id = |raw: &OsString| number(raw).and_then(|n| u32::try_from(n).ok());
     Some(Invocation {
         worker: id(worker)?,
         command: command.clone(),
         uid: id(uid),
         gid: id(gid),
+        grace: Duration::from_millis(number(grace)?),
     })
 }
 
 /// Supervises `/bin/sh -c command` and exits as it did.
 pub fn run(invocation: &Invocation) -> ! {
-    let command = &invocation.command;
-    let signals: SigSet = [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT]
-        .into_iter()
-        .collect();
+    let signals: SigSet = [
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+        Signal::SIGALRM,
+    ]
+    .into_iter()
+    .collect();
     if signals.thread_block().is_err() {
         std::process::exit(127);
     }
@@ -80,32 +124,229 @@ pub fn run(invocation: &Invocation) -> ! {
     if nix::sys::prctl::set_pdeathsig(Signal::SIGHUP).is_err() || orphaned {
         std::process::exit(0);
     }
+    if nix::sys::prctl::set_child_subreaper(true).is_err() {
+        eprintln!(
+            "cronfleet: cannot become a child subreaper; processes a run detaches may outlive it"
+        );
+    }
+    let mut stdin = BufReader::new(std::io::stdin());
+    let Some(env) = read_environment(&mut stdin) else {
+        std::process::exit(0);
+    };
     let mut go = [0u8; 1];
-    if !matches!(std::io::stdin().read(&mut go), Ok(1)) {
+    if !matches!(stdin.read(&mut go), Ok(1)) {
         std::process::exit(0);
     }
     let mut shell = Command::new("/bin/sh");
-    shell.arg("-c").arg(command).stdin(Stdio::null());
+    shell
+        .arg("-c")
+        .arg(&invocation.command)
+        .stdin(Stdio::null())
+        .env_clear()
+        .envs(env);
     if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
         shell.uid(uid).gid(gid);
     }
     unblock_in_child(&mut shell);
-    let mut shell = match shell.spawn() {
-        Ok(shell) => shell,
+    let shell = match shell.spawn() {
+        Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
         Err(e) => {
             eprintln!("cronfleet: could not start /bin/sh: {e}");
             std::process::exit(127);
         }
     };
-    std::thread::spawn(move || loop {
-        if let Ok(Signal::SIGHUP) = signals.wait() {
-            let _ = killpg(getpgrp(), Signal::SIGKILL);
-        }
-    });
-    match shell.wait() {
-        Ok(status) => exit_like(status),
-        Err(_) => std::process::exit(127),
+    Supervisor {
+        shell,
+        status: None,
+        grace: invocation.grace,
     }
+    .supervise(&signals)
+}
+
+/// Reads `NAME=value\0` entries up to an empty one.
+fn read_environment(stdin: &mut impl std::io::BufRead) -> Option<Vec<(OsString, OsString)>> {
+    let mut env = Vec::new();
+    let mut total = 0;
+    loop {
+        let mut entry = Vec::new();
+        if stdin.read_until(0, &mut entry).ok()? == 0 || entry.pop() != Some(0) {
+            return None;
+        }
+        if entry.is_empty() {
+            return Some(env);
+        }
+        total += entry.len();
+        if total > MAX_ENV_BYTES {
+            return None;
+        }
+        let split = entry.iter().position(|b| *b == b'=')?;
+        let value = entry.split_off(split + 1);
+        entry.pop();
+        env.push((OsString::from_vec(entry), OsString::from_vec(value)));
+    }
+}
+
+/// The shell, how it ended once it has, and the grace between SIGTERM and SIGKILL.
+struct Supervisor {
+    shell: Pid,
+    status: Option<ExitStatus>,
+    grace: Duration,
+}
+
+impl Supervisor {
+    fn supervise(mut self, signals: &SigSet) -> ! {
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            match signals.wait().ok() {
+                Some(Signal::SIGCHLD) => {
+                    self.reap();
+                    if let Some(status) = self.status {
+                        // After a stop request, what is left has what remains of its grace.
+                        self.end_descendants(
+                            stop_by.unwrap_or_else(|| Instant::now() + self.grace),
+                        );
+                        exit_like(status);
+                    }
+                }
+                Some(Signal::SIGTERM | Signal::SIGINT) => {
+                    let group = getpgrp();
+                    for pid in descendants() {
+                        if nix::unistd::getpgid(Some(pid)).ok() != Some(group) {
+                            let _ = kill(pid, Signal::SIGTERM);
+                            let _ = kill(pid, Signal::SIGCONT);
+                        }
+                    }
+                    if stop_by.is_none() {
+                        stop_by = Some(Instant::now() + self.grace);
+                        // SIGALRM ends the grace (whole seconds, rounded up).
+                        let secs = self.grace.as_millis().div_ceil(1000).max(1);
+                        nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
+                    }
+                }
+                Some(Signal::SIGHUP) => {
+                    self.kill_descendants();
+                    std::process::exit(128 + Signal::SIGHUP as i32);
+                }
+                // The grace after a stop request is over.
+                Some(Signal::SIGALRM) if stop_by.is_some() => {
+                    self.kill_descendants();
+                    exit_like(
+                        self.status
+                            .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32)),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reaps every child that ended, keeping the shell's status when it is one of them.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.shell => {
+                    self.status = Some(ExitStatus::from_raw((code & 0xff) << 8));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.shell => {
+                    self.status = Some(ExitStatus::from_raw(signal as i32));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// After the shell: SIGTERM to every descendant left, SIGKILL to those still there at
+    /// `deadline`.
+    fn end_descendants(&mut self, deadline: Instant) {
+        let left = descendants();
+        if left.is_empty() {
+            return;
+        }
+        for pid in left {
+            let _ = kill(pid, Signal::SIGTERM);
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        while Instant::now() < deadline {
+            self.reap();
+            if descendants().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_descendants();
+    }
+
+    /// SIGKILLs every descendant, stopping them first so none forks past us, until none is
+    /// left.
+    fn kill_descendants(&mut self) {
+        loop {
+            self.reap();
+            let left = descendants();
+            if left.is_empty() {
+                return;
+            }
+            for pid in &left {
+                let _ = kill(*pid, Signal::SIGSTOP);
+            }
+            for pid in &left {
+                let _ = kill(*pid, Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Every live (not zombie) descendant of this process, from `/proc`.
+fn descendants() -> Vec<Pid> {
+    let me = std::process::id();
+    // The usual case: no child left at all (zombies waiting to be reaped have been reaped).
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
+        if children.trim().is_empty() {
+            return Vec::new();
+        }
+    }
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut live = std::collections::HashSet::new();
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name in parentheses may contain spaces; the fields after it do not.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let Some(parent) = fields.next().and_then(|f| f.parse::<u32>().ok()) else {
+            continue;
+        };
+        children.entry(parent).or_default().push(pid);
+        if state != Some("Z") && state != Some("X") {
+            live.insert(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut next = vec![me];
+    while let Some(pid) = next.pop() {
+        for child in children.get(&pid).into_iter().flatten() {
+            next.push(*child);
+            if live.contains(child) {
+                found.push(Pid::from_raw(i32::try_from(*child).unwrap_or(i32::MAX)));
+            }
+        }
+    }
+    found
 }
 
 /// The signal mask survives exec, and the shell must see SIGTERM and SIGINT as usual.
@@ -134,4 +375,42 @@ fn exit_like(status: ExitStatus) -> ! {
     }
     // Only reached for a signal whose default action is not to terminate (or is ignored here).
     std::process::exit(128 + number);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_block_reads_back_and_refuses_what_is_not_one() {
+        let block = environment_block([
+            (b"PATH".as_slice(), b"/usr/bin:/bin".as_slice()),
+            (b"EQ", b"a=b"),
+            (b"EMPTY", b""),
+        ]);
+        let mut reader = std::io::Cursor::new([block.as_slice(), b"g"].concat());
+        let env = read_environment(&mut reader).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("EQ".into(), "a=b".into()),
+                ("EMPTY".into(), "".into()),
+            ]
+        );
+        // The word to go follows the block.
+        let mut go = [0u8; 1];
+        assert_eq!(reader.read(&mut go).unwrap(), 1);
+        // Cut short (the worker went away) or malformed: nothing runs.
+        assert!(read_environment(&mut std::io::Cursor::new(b"PATH=/bin".to_vec())).is_none());
+        assert!(read_environment(&mut std::io::Cursor::new(b"NOEQUALS\0\0".to_vec())).is_none());
+    }
+
+    #[test]
+    fn arguments_read_back_as_the_invocation_they_describe() {
+        let args = arguments("echo hi", 42, Some((65534, 65534)), Duration::from_secs(5));
+        assert_eq!(args.len(), 5);
+        assert_eq!(args[3], "5000");
+        assert_eq!(args[4], "echo hi");
+    }
 }

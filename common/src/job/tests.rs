@@ -148,6 +148,18 @@ fn bad_fields_are_named() {
             "env.CRON_RUN_ID",
         ),
         (spec_json(r#","env":{"1BAD":"x"}"#), "env.1BAD"),
+        (
+            spec_json(r#","env":{"LD_PRELOAD":"/tmp/x.so"}"#),
+            "env.LD_PRELOAD",
+        ),
+        (
+            spec_json(r#","env":{"BASH_ENV":"/tmp/rc"}"#),
+            "env.BASH_ENV",
+        ),
+        (
+            spec_json(r#","env":{"GLIBC_TUNABLES":"x"}"#),
+            "env.GLIBC_TUNABLES",
+        ),
         (spec_json(r#","env":{"A-B":"x"}"#), "env.A-B"),
         ("[1,2]".to_owned(), "body"),
         ("{".to_owned(), "body"),
@@ -168,4 +180,27 @@ fn cron_errors_keep_the_cron_field_in_the_reason() {
         "{}",
         err.reason
     );
+}
+
+#[test]
+fn loader_and_shell_variables_are_refused_from_users_but_read_from_etcd() {
+    let body = br#"{"name":"a","command":"x","cronExpr":"@daily","env":{"LD_PRELOAD":"/tmp/x.so","PGHOST":"db"}}"#;
+    let err = JobSpec::from_user_json(body).unwrap_err();
+    assert!(err.reason.contains("dynamic loader"), "{}", err.reason);
+    // A worker still loads the job (and drops the variable when it runs it).
+    let spec = JobSpec::from_etcd_value(body).unwrap();
+    assert_eq!(spec.env.len(), 2);
+    for name in [
+        "LD_LIBRARY_PATH",
+        "ENV",
+        "IFS",
+        "SHELLOPTS",
+        "BASH_FUNC_ls%%",
+        "PS4",
+    ] {
+        assert!(steers_process_start(name), "{name}");
+    }
+    for name in ["PATH", "HOME", "PGHOST", "ENVIRONMENT", "LDAP_URI"] {
+        assert!(!steers_process_start(name), "{name}");
+    }
 }
