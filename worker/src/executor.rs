@@ -1,7 +1,9 @@
 //! Runs one command: `/bin/sh -c` in its own process group, under the [`supervisor`], output
-//! captured under a cap, stopped by timeout or request with SIGTERM to the group and SIGKILL
-//! after a grace period. When the shell exits, whatever it left behind in its group is stopped
-//! the same way, so no process of a run outlives the run, nor the worker.
+//! captured under a cap, stopped by timeout or request with SIGTERM to the group (the
+//! supervisor passes it on to the run's processes outside the group and SIGKILLs them all after
+//! a grace period). When the shell exits, the supervisor ends whatever it left behind, wherever
+//! it moved, so no process of a run outlives the run, nor the worker; the worker still sweeps
+//! the group in case the supervisor itself was killed.
 //!
 //! [`supervisor`]: crate::supervisor
 
