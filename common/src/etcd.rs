@@ -199,6 +199,11 @@ impl LeaseKeeper {
         Instant::now() < self.alive_until
     }
 
+    /// Until when etcd, at its last answer, promised to keep the lease.
+    pub fn alive_until(&self) -> Instant {
+        self.alive_until
+    }
+
     /// How long to wait before the next renewal: a third of the TTL, never past the lease's end;
     /// after a renewal that got no answer (a member died, an election), a moment, on a new
     /// stream — which goes to a live member once [`crate::endpoints::EndpointGuard`] dropped the

@@ -249,6 +249,12 @@ impl JobSpec {
         };
         reject_unknown_fields(&object, JOB_SPEC_FIELDS)?;
         let spec = Self::from_object(object)?;
+        if spec.schedule().next_after(chrono::Utc::now()).is_none() {
+            return Err(FieldError::new(
+                "cronExpr",
+                "never fires after now (every time it names has passed)",
+            ));
+        }
         if let Some(name) = spec.env.keys().find(|name| steers_process_start(name)) {
             return Err(FieldError::new(
                 format!("env.{name}"),

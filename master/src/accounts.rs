@@ -159,7 +159,10 @@ impl Store {
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            identity::verify_decoy(password);
+            return Ok(None);
+        };
         let hash: String = row.try_get("password_hash")?;
         if !identity::verify_password(&hash, password) {
             return Ok(None);

@@ -98,6 +98,21 @@ pub fn hash_password(password: &str) -> Result<String, FieldError> {
         .map_err(|e| FieldError::new("password", e.to_string()))
 }
 
+/// The hash unknown user names are checked against, so that a sign-in for a name that does
+/// not exist costs the same argon2 work as one for a name that does.
+static DECOY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("a decoy nobody signs in with").unwrap_or_default());
+
+/// Makes the decoy hash now, so that the first sign-in for an unknown name does not pay for it.
+pub fn prepare_decoy() {
+    std::sync::LazyLock::force(&DECOY_HASH);
+}
+
+/// Spends the work of checking `password`, for a user name that cannot sign in.
+pub fn verify_decoy(password: &str) {
+    let _ = verify_password(&DECOY_HASH, password);
+}
+
 /// Whether `password` matches a stored argon2 hash.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     password.len() <= MAX_PASSWORD_BYTES

@@ -79,6 +79,9 @@ impl Services {
                 )
             })?;
         MIGRATOR.run(&pool).await.context("applying migrations")?;
+        tokio::task::spawn_blocking(identity::prepare_decoy)
+            .await
+            .context("preparing the sign-in decoy")?;
         let etcd = config
             .etcd
             .connect(Some(DEPENDENCY_TIMEOUT))

@@ -117,6 +117,44 @@ async fn every_route_answers_by_role() {
                 .unwrap()
                 .contains("frame-ancestors 'none'"));
             assert_eq!(reply.headers["referrer-policy"], "same-origin");
+            if !path.starts_with("/static/") {
+                assert_eq!(reply.headers["cache-control"], "no-store", "{label}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_head_options_and_unknown_methods_without_a_server_error() {
+    let master = Master::new().await;
+    let mut paths: Vec<&str> = ACCESS.iter().map(|(_, path, _)| *path).collect();
+    paths.dedup();
+    for path in paths {
+        let takes = |method: &str| ACCESS.iter().any(|(m, p, _)| *m == method && *p == path);
+        for method in ["HEAD", "OPTIONS", "BREW"] {
+            let reply = master
+                .send(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &concrete(path),
+                    Some("alice"),
+                    &[],
+                    None,
+                )
+                .await;
+            let label = format!("{method} {path}");
+            assert!(!reply.status.is_server_error(), "{label}: {}", reply.status);
+            if method == "HEAD" && takes("GET") {
+                assert_ne!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{label}");
+                continue;
+            }
+            assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{label}");
+            let allow = reply.headers["allow"].to_str().unwrap().to_owned();
+            for (m, p, _) in ACCESS {
+                if *p == path {
+                    assert!(allow.contains(m), "{label}: Allow {allow} lacks {m}");
+                }
+            }
+            assert!(!takes("GET") || allow.contains("HEAD"), "{label}: {allow}");
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Limits {
     /// The user runs execute as, from the worker's own configuration; `None` runs them as
     /// the worker's user.
     pub run_as: Option<RunAs>,
+    /// Until when the worker's etcd lease holds, as its session last heard; each run's
+    /// supervisor is kept told, and ends the run if it stops hearing. `None`: no lease to
+    /// watch (a run outside the fleet).
+    pub lease_until: Option<watch::Receiver<Option<Instant>>>,
 }
 
 /// A local user that runs execute as.
@@ -159,13 +163,13 @@ pub async fn start(
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
     let started = match prepared {
-        Ok(Prepared { child, mut go }) => go.write_all(b"g").await.map(|()| child),
+        Ok(Prepared { child, mut go }) => go.write_all(b"g").await.map(|()| (child, go)),
         Err(e) => Err(e),
     };
     // The supervisor is a running process that execs the shell as soon as it reads the word.
     let started_at = clock.now();
-    let mut child = match started {
-        Ok(child) => child,
+    let (mut child, go) = match started {
+        Ok(started) => started,
         Err(e) => {
             return Outcome {
                 status: RunStatus::FailedToStart,
@@ -182,6 +186,10 @@ pub async fn start(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    let confirming = limits
+        .lease_until
+        .clone()
+        .map(|until| tokio::spawn(confirm_lease(go, until)));
     let (finish, finished) = oneshot::channel();
     let mut reader = tokio::spawn(capture(
         child.stdout.take(),
@@ -204,6 +212,9 @@ pub async fn start(
                 .map(|status| Ending::Stopped(RunStatus::Killed, reason.describe().to_owned(), status))
         }
     };
+    if let Some(confirming) = confirming {
+        confirming.abort();
+    }
     if let Some(group) = group {
         stop_group(group, limits.kill_grace).await;
     }
@@ -266,6 +277,7 @@ fn command(limits: &Limits, job: &JobSpec) -> Command {
             std::process::id(),
             run_as,
             limits.kill_grace,
+            limits.lease_until.is_some(),
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -306,6 +318,20 @@ fn shell_env(limits: &Limits, job: &JobSpec, context: &RunContext) -> Vec<(OsStr
         env.insert(name.into(), value.into());
     }
     env.into_iter().collect()
+}
+
+/// Tells the run's supervisor, at every renewal of the worker's lease, how long it holds; a
+/// lease that is gone holds for 0 ms.
+async fn confirm_lease(mut go: ChildStdin, mut until: watch::Receiver<Option<Instant>>) {
+    loop {
+        let valid = until.borrow_and_update().map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let line = format!("{}\n", valid.as_millis());
+        if go.write_all(line.as_bytes()).await.is_err() || until.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -94,6 +94,17 @@ impl Worker {
     /// the spool).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let worker_id = config.worker_id();
+        // A run's supervisor ends the run the grace period (and a moment) before the lease
+        // would run out unconfirmed: the lease must outlast a renewal and the grace.
+        anyhow::ensure!(
+            config.lease_ttl_secs
+                >= i64::try_from(config.kill_grace_secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(2),
+            "--lease-ttl-secs ({}) must be at least --kill-grace-secs ({}) + 2",
+            config.lease_ttl_secs,
+            config.kill_grace_secs
+        );
         cronfleet_common::JobName::parse(&worker_id)
             .map_err(|e| anyhow::anyhow!("worker id {worker_id:?}: {}", e.reason))?;
         let keys = Keys::new(&config.etcd.etcd_prefix)
@@ -182,6 +193,7 @@ impl Worker {
             None => None,
         };
         let (lease_tx, lease_rx) = watch::channel(None);
+        let (lease_until_tx, lease_until_rx) = watch::channel(None);
         let (records_tx, records_rx) = mpsc::channel(4096);
         let sealed = Arc::new(Notify::new());
 
@@ -229,6 +241,7 @@ impl Worker {
                 reregister: Arc::clone(&reregister),
                 runs: runs.clone(),
                 lease: lease_tx,
+                lease_until: lease_until_tx,
             }
             .run(session_stop.clone()),
         );
@@ -247,6 +260,7 @@ impl Worker {
                 kill_grace: config.kill_grace(),
                 supervisor: self.supervisor,
                 run_as: self.run_as,
+                lease_until: Some(lease_until_rx),
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,

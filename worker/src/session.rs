@@ -47,6 +47,9 @@ pub struct Session {
     pub reregister: Arc<Notify>,
     /// The current lease id, `None` while there is no valid lease.
     pub lease: watch::Sender<Option<i64>>,
+    /// Until when etcd promised to keep the lease, at its last answer; runs' supervisors are
+    /// told so they can end a run before the lease can run out unconfirmed.
+    pub lease_until: watch::Sender<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -73,6 +76,7 @@ impl Session {
                     tracing::info!(lease, "registered in etcd");
                     let lost = self.keep(lease, &stop).await;
                     self.lease.send_replace(None);
+                    self.lease_until.send_replace(None);
                     if !lost {
                         if let Err(e) = self.client.lease_revoke(lease).await {
                             tracing::warn!(error = %e, "could not revoke the lease; it expires on its own");
@@ -128,6 +132,12 @@ impl Session {
             if !keeper.renew().await {
                 return true;
             }
+            let until = Some(keeper.alive_until());
+            self.lease_until.send_if_modified(|known| {
+                let changed = *known != until;
+                *known = until;
+                changed
+            });
             let now = (self.runs.summaries().len(), self.holds.current());
             let stale = asked || now != registered || registered_at.elapsed() >= REFRESH;
             if stale && self.register(lease).await.is_ok() {

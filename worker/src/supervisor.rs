@@ -1,8 +1,8 @@
 //! The run supervisor: the small `cronfleet-run` binary that sits between the worker and the
 //! job's shell, so that nothing a run starts outlives it, nor the worker.
 //!
-//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <command>` as the
-//! leader of a new process group, ahead of the planned time, with an empty environment. The
+//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <watch> <command>` as
+//! the leader of a new process group, ahead of the planned time, with an empty environment. The
 //! supervisor asks the kernel to send it SIGHUP when the worker dies (and gives up at once if
 //! the worker is already gone) and makes itself a child subreaper, so every process the run
 //! starts — `setsid`, double-forked and `nohup`ed ones included — stays its descendant. It then
@@ -19,6 +19,12 @@
 //!   shell and its group directly), the supervisor passes the signal on to the descendants
 //!   outside the group, and SIGKILLs every descendant when the grace period is over.
 //! * On SIGHUP (the worker died) it SIGKILLs every descendant at once and exits.
+//! * With `<watch>` 1, the worker keeps telling it, one line on stdin per renewal of its etcd
+//!   lease, how many milliseconds the lease is good for. If no renewal comes in time (the worker
+//!   is frozen, swapped out or cut off from etcd), the supervisor ends the run on its own —
+//!   SIGTERM to every descendant when only the grace period and a margin are left, SIGKILL at
+//!   the margin — so the run is over before the lease can expire and another worker can take
+//!   the job's lock, whatever happened to the worker.
 //!
 //! It is a binary of its own, not the worker's: starting a process per run is most of what a
 //! run costs, and a small binary starts in a third of the time.
@@ -42,7 +48,8 @@ pub const BINARY: &str = "cronfleet-run";
 const MAX_ENV_BYTES: usize = 1024 * 1024;
 
 /// What to supervise: the worker that started it, the command, the user and group to run it
-/// as (`-` for the worker's), and how long descendants get between SIGTERM and SIGKILL.
+/// as (`-` for the worker's), how long descendants get between SIGTERM and SIGKILL, and
+/// whether the worker confirms its lease on stdin.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub worker: u32,
@@ -50,7 +57,11 @@ pub struct Invocation {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub grace: Duration,
+    pub watch: bool,
 }
+
+/// How long before the worker's lease runs out every process of the run is dead.
+const LEASE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The arguments that start a supervisor for `command` under worker process `worker`, run as
 /// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL.
@@ -59,6 +70,7 @@ pub fn arguments(
     worker: u32,
     run_as: Option<(u32, u32)>,
     grace: Duration,
+    watch: bool,
 ) -> Vec<OsString> {
     let (uid, gid) = run_as.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
@@ -69,6 +81,7 @@ pub fn arguments(
         uid.into(),
         gid.into(),
         grace.as_millis().to_string().into(),
+        if watch { "1" } else { "0" }.into(),
         command.into(),
     ]
 }
@@ -89,7 +102,7 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
 /// The invocation in this process's arguments, if they are one.
 pub fn invocation() -> Option<Invocation> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let [worker, uid, gid, grace, command] = args.as_slice() else {
+    let [worker, uid, gid, grace, watch, command] = args.as_slice() else {
         return None;
     };
     let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
@@ -100,6 +113,7 @@ pub fn invocation() -> Option<Invocation> {
         uid: id(uid),
         gid: id(gid),
         grace: Duration::from_millis(number(grace)?),
+        watch: number(watch)? == 1,
     })
 }
 
@@ -111,6 +125,7 @@ pub fn run(invocation: &Invocation) -> ! {
         Signal::SIGINT,
         Signal::SIGCHLD,
         Signal::SIGALRM,
+        Signal::SIGUSR1,
     ]
     .into_iter()
     .collect();
@@ -137,6 +152,9 @@ pub fn run(invocation: &Invocation) -> ! {
     if !matches!(stdin.read(&mut go), Ok(1)) {
         std::process::exit(0);
     }
+    if invocation.watch {
+        watch_lease(stdin, invocation.grace);
+    }
     let mut shell = Command::new("/bin/sh");
     shell
         .arg("-c")
@@ -161,6 +179,38 @@ pub fn run(invocation: &Invocation) -> ! {
         grace: invocation.grace,
     }
     .supervise(&signals)
+}
+
+/// Follows the worker's lease confirmations on stdin (one line per renewal: milliseconds the
+/// lease is good for) and raises SIGUSR1 when the last one leaves no more than the grace
+/// period and the margin. A reader thread takes the lines; a timer thread watches the clock.
+fn watch_lease(mut stdin: BufReader<std::io::Stdin>, grace: Duration) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let epoch = Instant::now();
+    // Milliseconds after `epoch` when the run must start ending; none until the first line.
+    let stop_at = Arc::new(AtomicU64::new(u64::MAX));
+    let lead = grace + LEASE_MARGIN;
+    let written = Arc::clone(&stop_at);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while matches!(std::io::BufRead::read_line(&mut stdin, &mut line), Ok(n) if n > 0) {
+            if let Ok(valid_ms) = line.trim().parse::<u64>() {
+                let until = epoch.elapsed() + Duration::from_millis(valid_ms);
+                let at = until.saturating_sub(lead).as_millis();
+                written.store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
+            line.clear();
+        }
+    });
+    std::thread::spawn(move || loop {
+        let at = stop_at.load(Ordering::Relaxed);
+        if at != u64::MAX && epoch.elapsed().as_millis() >= u128::from(at) {
+            let _ = kill(Pid::this(), Signal::SIGUSR1);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
 }
 
 /// Reads `NAME=value\0` entries up to an empty one.
@@ -222,6 +272,20 @@ impl Supervisor {
                         let secs = self.grace.as_millis().div_ceil(1000).max(1);
                         nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
                     }
+                }
+                // The worker's lease is about to run out unconfirmed: end the run while it holds.
+                Some(Signal::SIGUSR1) if stop_by.is_none() => {
+                    eprintln!(
+                        "cronfleet: the worker stopped confirming its etcd lease; ending the run \
+                         before the lease can run out"
+                    );
+                    for pid in descendants() {
+                        let _ = kill(pid, Signal::SIGTERM);
+                        let _ = kill(pid, Signal::SIGCONT);
+                    }
+                    stop_by = Some(Instant::now() + self.grace);
+                    let secs = self.grace.as_millis().div_ceil(1000).max(1);
+                    nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
                 }
                 Some(Signal::SIGHUP) => {
                     self.kill_descendants();
@@ -408,9 +472,16 @@ mod tests {
 
     #[test]
     fn arguments_read_back_as_the_invocation_they_describe() {
-        let args = arguments("echo hi", 42, Some((65534, 65534)), Duration::from_secs(5));
-        assert_eq!(args.len(), 5);
+        let args = arguments(
+            "echo hi",
+            42,
+            Some((65534, 65534)),
+            Duration::from_secs(5),
+            true,
+        );
+        assert_eq!(args.len(), 6);
         assert_eq!(args[3], "5000");
-        assert_eq!(args[4], "echo hi");
+        assert_eq!(args[4], "1");
+        assert_eq!(args[5], "echo hi");
     }
 }

@@ -202,7 +202,15 @@ async fn execute(
             executor::prepare(job, &run, &context.limits).await
         }
     };
-    let outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
+    let mut outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
+    // The lease the run was claimed under ran out meanwhile: its supervisor ended the run (or
+    // the session did), before another worker could take the job.
+    if *context.lease.borrow() != Some(lease) && outcome.status != RunStatus::Killed {
+        outcome.status = RunStatus::Killed;
+        outcome.err = "killed: the worker's etcd lease ran out during the run (the worker froze \
+                       or lost etcd); its supervisor ended the run before the lease expired"
+            .to_owned();
+    }
     // The process is gone: its slot is free while the lock is released and the record sent.
     drop(slot);
     context.runs.remove(&base.holder.run_id);
@@ -423,7 +431,11 @@ pub fn abandoned(
         run_id: holder.run_id.clone(),
         job_name: holder.job_name.clone(),
         command: command.to_owned(),
-        err: format!("abandoned: worker {} died during the run", holder.worker_id),
+        err: format!(
+            "abandoned: the etcd lease of worker {} expired during the run (the worker died, \
+             froze or lost etcd); the run was stopped by its supervisor or with the worker",
+            holder.worker_id
+        ),
         output: String::new(),
         plan_time: holder.planned_at,
         schedule_time: holder.claimed_at,

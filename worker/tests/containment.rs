@@ -131,3 +131,54 @@ async fn processes_a_run_leaves_behind_die_with_a_killed_worker() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_workers_run_ends_before_another_worker_can_take_its_lock() {
+    use nix::sys::signal::{kill, Signal};
+
+    let mut fleet = Fleet::new().await;
+    let workers = [fleet.worker("first", &[]), fleet.worker("second", &[])];
+    fleet.registered(&["first", "second"]).await;
+    fleet
+        .put_job(json!({"name": "exclusive", "command": "sleep 7301", "cronExpr": "* * * * * *"}))
+        .await;
+    let lock = fleet.env.keys.lock(&JobName::parse("exclusive").unwrap());
+    let holder = fleet.wait_for_key(&lock, Duration::from_secs(15)).await;
+    let holder = holder["workerId"].as_str().unwrap().to_owned();
+    wait_until(Duration::from_secs(10), "the run to start", || async {
+        processes_running("sleep 7301") == 1
+    })
+    .await;
+    let frozen = workers.iter().find(|w| w.id == holder).unwrap();
+    kill(frozen.pid(), Signal::SIGSTOP).unwrap();
+
+    // The other worker takes the job once the frozen one's lease is gone (3 s); the frozen
+    // worker's run must be over by then. Watch /proc meanwhile.
+    let mut most = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut taken_over = false;
+    while tokio::time::Instant::now() < until {
+        most = most.max(processes_running("sleep 7301"));
+        if !taken_over {
+            let now_holder = fleet.get(&lock).await;
+            taken_over = now_holder.is_some_and(|h| h["workerId"] != holder.as_str());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill(frozen.pid(), Signal::SIGCONT).unwrap();
+    assert!(taken_over, "the other worker never took the job");
+    assert_eq!(most, 1, "two runs of a forbid job overlapped");
+    for worker in workers {
+        assert_eq!(worker.stop().await, 0);
+    }
+    let records = fleet.records("exclusive").await;
+    let first = records
+        .iter()
+        .find(|r| r.worker_id == holder && r.fencing_token > 0)
+        .expect("the frozen worker's run has a record");
+    assert!(
+        matches!(first.status, RunStatus::Killed | RunStatus::Abandoned),
+        "{first:?}"
+    );
+    assert!(first.err.contains("lease"), "{first:?}");
+}

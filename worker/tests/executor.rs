@@ -39,6 +39,7 @@ fn limits() -> Limits {
         kill_grace: Duration::from_millis(500),
         supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-run")),
         run_as: None,
+        lease_until: None,
     }
 }
 

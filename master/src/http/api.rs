@@ -442,7 +442,9 @@ fn expected_version(headers: &HeaderMap, body_version: u64) -> Result<Option<u64
 }
 
 impl RequestContext {
-    /// The store's view of this request; the body hash makes idempotent retries checkable.
+    /// The store's view of this request. An idempotency key belongs to its caller (user and
+    /// token): another caller's identical key is another key. A retry must mean the same
+    /// request — same method, path and JSON body by meaning (key order and whitespace aside).
     pub fn meta(&self, body: &[u8]) -> RequestMeta {
         let idempotency = self.idempotency_key.as_ref().map(|key| {
             let mut hash = Sha256::new();
@@ -450,9 +452,12 @@ impl RequestContext {
             hash.update(b" ");
             hash.update(self.uri.path().as_bytes());
             hash.update(b"\n");
-            hash.update(body);
+            match serde_json::from_slice::<Value>(body) {
+                Ok(value) => hash.update(canonical_json(&value).as_bytes()),
+                Err(_) => hash.update(body),
+            }
             Idempotency {
-                key: key.clone(),
+                key: format!("{}/{key}", self.caller),
                 request_hash: format!("{:x}", hash.finalize()),
             }
         });
@@ -461,6 +466,28 @@ impl RequestContext {
             request_id: self.request_id.clone(),
             idempotency,
         }
+    }
+}
+
+/// `value` as JSON text with every object's keys sorted and no whitespace.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let fields: Vec<String> = entries
+                .into_iter()
+                .map(|(key, value)| {
+                    format!("{}:{}", Value::from(key.as_str()), canonical_json(value))
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Authentication and authorization for every route, and the security headers.
 //!
-//! Every route has an entry in [`ACCESS`]; a route without one answers 500 (fail closed), and a
-//! test walks the table with each role. Credentials are an `Authorization: Bearer` API token.
+//! Every route has an entry in [`ACCESS`] per method; a method without one answers 405 with
+//! `Allow` (fail closed; HEAD follows GET), and a test walks the table with each role. Credentials are an `Authorization: Bearer` API token.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -112,15 +112,44 @@ fn is_page(path: &str) -> bool {
     !(path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
 }
 
-/// The rule for a routed request; unmatched requests (404s) need any signed-in user.
+/// The rule for a routed request (HEAD follows GET); unmatched requests (404s) need any
+/// signed-in user. `None` when the route does not take the method.
 fn access(method: &Method, path: Option<&str>) -> Option<Access> {
     let Some(path) = path else {
         return Some(Access::At(Role::Viewer));
     };
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     ACCESS
         .iter()
-        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .find(|(m, p, _)| *m == method && *p == path)
         .map(|(_, _, access)| *access)
+}
+
+/// 405 for a method a route does not take, with the methods it does in `Allow`.
+fn method_not_allowed(method: &Method, path: &str) -> Response {
+    let mut allowed: Vec<&str> = ACCESS
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; allowed: {allow}"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Resolves the caller and checks the route's rule; the principal (and for pages the session)
@@ -136,13 +165,7 @@ pub async fn authorize(
         .map(|p| p.as_str().to_owned());
     let page = is_page(request.uri().path());
     let Some(rule) = access(request.method(), path.as_deref()) else {
-        tracing::error!(method = %request.method(), path = ?path, "route without an access rule");
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-        .into_response();
+        return method_not_allowed(request.method(), path.as_deref().unwrap_or_default());
     };
     if page && request.method() == Method::POST && !same_origin(&request) {
         return pages::error_page(
@@ -276,10 +299,15 @@ fn bearer(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Security headers on every response.
+/// Security headers on every response; `Cache-Control: no-store` on every one but static
+/// assets, since pages and answers carry run output, tokens and other secrets.
 pub async fn headers(request: Request, next: Next) -> Response {
+    let asset = request.uri().path().starts_with("/static/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if !asset {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod input;
 pub mod pages;
 pub mod views;
 
@@ -48,7 +49,9 @@ pub struct AppState {
 }
 
 /// Counts failed sign-ins per user name; five within 15 minutes block that name for the rest
-/// of the window (on this master).
+/// of the window (on this master). Only well-formed names (64 bytes at most) are counted, and
+/// at most [`THROTTLE_NAMES`] of them: when the table is full, the name counted longest ago
+/// makes room.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     failures: std::sync::Mutex<std::collections::HashMap<String, (u32, Instant)>>,
@@ -56,6 +59,8 @@ pub struct LoginThrottle {
 
 const THROTTLE_FAILURES: u32 = 5;
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Most user names the throttle remembers at once (a few hundred bytes each).
+pub const THROTTLE_NAMES: usize = 10_000;
 
 impl LoginThrottle {
     fn table(
@@ -76,10 +81,21 @@ impl LoginThrottle {
     }
 
     pub fn failed(&self, user: &str) {
-        self.table()
-            .entry(user.to_lowercase())
-            .or_insert((0, Instant::now()))
-            .0 += 1;
+        let mut table = self.table();
+        let user = user.to_lowercase();
+        if !table.contains_key(&user) && table.len() >= THROTTLE_NAMES {
+            table.retain(|_, (_, first)| first.elapsed() < THROTTLE_WINDOW);
+            if table.len() >= THROTTLE_NAMES {
+                let oldest = table
+                    .iter()
+                    .min_by_key(|(_, (_, first))| *first)
+                    .map(|(name, _)| name.clone());
+                if let Some(oldest) = oldest {
+                    table.remove(&oldest);
+                }
+            }
+        }
+        table.entry(user).or_insert((0, Instant::now())).0 += 1;
     }
 
     pub fn succeeded(&self, user: &str) {
@@ -147,6 +163,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authorize,
         ))
+        .layer(middleware::from_fn(input::refuse_bad_input))
         .layer(middleware::from_fn(auth::headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -158,6 +175,8 @@ pub struct RequestContext {
     pub actor: String,
     pub request_id: String,
     pub idempotency_key: Option<String>,
+    /// Whose idempotency keys these are: the user and the token (or session) they came with.
+    pub caller: String,
     pub method: Method,
     pub uri: Uri,
 }
@@ -189,10 +208,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         let request_id = header("x-request-id")
             .filter(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        let caller = match &principal.token {
+            Some((id, _)) => format!("{}/token:{id}", principal.user),
+            None => format!("{}/session", principal.user),
+        };
         Ok(Self {
             actor: principal.actor(),
             request_id,
             idempotency_key,
+            caller,
             method: parts.method.clone(),
             uri: parts.uri.clone(),
         })
@@ -311,4 +335,26 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let lag = state.metrics.projector_lag(&state).await;
     let body = state.metrics.render(lag);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_blocks_a_name_and_stays_bounded_by_dropping_the_oldest() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..THROTTLE_FAILURES {
+            throttle.failed("Victim");
+        }
+        assert!(throttle.blocked("victim"));
+        for i in 0..THROTTLE_NAMES {
+            throttle.failed(&format!("flood-{i}"));
+        }
+        assert!(
+            !throttle.blocked("victim"),
+            "a full table makes room by forgetting the name counted longest ago"
+        );
+        assert!(throttle.table().len() <= THROTTLE_NAMES);
+    }
 }

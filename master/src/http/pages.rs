@@ -23,7 +23,7 @@ use super::views;
 use super::AppState;
 use crate::accounts::Session;
 use crate::domain::{Command, DomainError};
-use crate::identity::Role;
+use crate::identity::{check_user_name, verify_decoy, Role};
 use crate::store::{EventFilter, JobFilter, RequestMeta, StoreError};
 
 /// Rows per page: each row costs one indexed MongoDB lookup for its last run.
@@ -185,6 +185,19 @@ async fn login(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
         *response.status_mut() = status;
         response
     };
+    // A name no user can have is refused like a wrong password, after the same hash work,
+    // and is neither looked up nor remembered by the throttle.
+    if check_user_name(&form.name).is_err() {
+        verify_decoy(&form.password);
+        let page = LoginPage {
+            nav: Nav::default(),
+            name: String::new(),
+            error: Some("Wrong user name or password.".to_owned()),
+        };
+        let mut response = render(&page);
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
     if state.throttle.blocked(&form.name) {
         return refuse(
             "Too many failed sign-ins for this user; try again in 15 minutes.",

@@ -1,0 +1,159 @@
+//! Hostile or malformed input gets a 4xx that names what is wrong, never a 500, and changes
+//! nothing: NUL bytes, duplicate JSON keys, other content types, schedules that never fire,
+//! job variables that steer the loader, and sign-ins with impossible names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use support::{job, Master};
+
+async fn post_raw(master: &Master, path: &str, content_type: &str, body: &str) -> support::Reply {
+    master
+        .send(
+            Method::POST,
+            path,
+            Some("alice"),
+            &[("content-type", content_type)],
+            Some(body.to_owned()),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn bad_api_input_is_refused_by_name_and_changes_nothing() {
+    let master = Master::new().await;
+    let cases: Vec<(support::Reply, StatusCode, &str)> = vec![
+        (
+            master.get("/api/v1/events?job=a%00b").await,
+            StatusCode::BAD_REQUEST,
+            "job",
+        ),
+        (
+            master.get("/api/v1/jobs?status=%00").await,
+            StatusCode::BAD_REQUEST,
+            "status",
+        ),
+        (
+            post_raw(
+                &master,
+                "/api/v1/jobs",
+                "application/json",
+                r#"{"name":"dup","command":"true","cronExpr":"@daily","command":"rm -rf /"}"#,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command",
+        ),
+        (
+            post_raw(
+                &master,
+                "/api/v1/jobs",
+                "application/json",
+                r#"{"name":"nul","command":"true","cronExpr":"@daily","description":"a\u0000b"}"#,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "description",
+        ),
+        (
+            master
+                .post(
+                    "/api/v1/jobs",
+                    json!({"name": "past", "command": "true", "cronExpr": "0 0 0 1 1 * 2025"}),
+                )
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cronExpr",
+        ),
+        (
+            master
+                .post(
+                    "/api/v1/jobs",
+                    json!({"name": "preload", "command": "true", "cronExpr": "@daily",
+                           "env": {"LD_PRELOAD": "/tmp/x.so"}}),
+                )
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "env.LD_PRELOAD",
+        ),
+    ];
+    for (reply, status, field) in cases {
+        assert_eq!(reply.status, status, "{field}: {}", reply.body);
+        assert_eq!(reply.body["error"]["field"], field, "{}", reply.body);
+    }
+    let form = post_raw(
+        &master,
+        "/api/v1/jobs",
+        "application/x-www-form-urlencoded",
+        &job("form", "true").to_string(),
+    )
+    .await;
+    assert_eq!(
+        form.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        form.body
+    );
+    assert_eq!(
+        master.get("/api/v1/jobs").await.body["items"],
+        json!([]),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn impossible_sign_in_names_are_refused_without_a_lookup_or_a_500() {
+    let master = Master::new().await;
+    for name in ["a\0b", &"x".repeat(200 * 1024), ""] {
+        let reply = master
+            .page(
+                Method::POST,
+                "/login",
+                None,
+                Some(&[("name", name), ("password", "whatever it is")]),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", name.len());
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_a_sign_in_the_same_hash_work_as_a_known_one() {
+    let master = Master::new().await;
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    // Interleaved, so that load on the machine weighs on both alike; under five tries each,
+    // so the throttle never answers instead of the password check.
+    for round in 0..4 {
+        for (name, times) in [("carol", &mut known), ("nobody-at-all", &mut unknown)] {
+            let password = format!("wrong password {round}");
+            let started = Instant::now();
+            let reply = master
+                .page(
+                    Method::POST,
+                    "/login",
+                    None,
+                    Some(&[("name", name), ("password", &password)]),
+                )
+                .await;
+            times.push(started.elapsed());
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        (times[1] + times[2]) / 2
+    };
+    let (known, unknown) = (median(&mut known), median(&mut unknown));
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    println!("sign-in medians: known user {known:?}, unknown user {unknown:?}, ratio {ratio:.2}");
+    assert!(
+        (0.8..=1.25).contains(&ratio),
+        "unknown user {unknown:?} against known user {known:?} (ratio {ratio:.2})"
+    );
+}
