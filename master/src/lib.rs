@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod http;
 pub mod identity;
 pub mod metrics;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact, Config};
+use crate::health::Health;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::projector::Projector;
@@ -52,6 +54,8 @@ pub struct Services {
     pub log: mongodb::Collection<cronfleet_common::ExecutionRecord>,
     /// Mark session cookies `Secure`.
     pub secure_cookies: bool,
+    /// Whether PostgreSQL and etcd answer, kept by a watcher task.
+    pub health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Services {
@@ -105,7 +109,10 @@ impl Services {
             .context("configuring the MongoDB client")?
             .database(&config.mongo_db)
             .collection(LOG_COLLECTION);
+        let health = Arc::new(Health::default());
+        health.watch(pool.clone(), etcd.clone(), keys.projector_checkpoint());
         Ok(Self {
+            health,
             store: Store { pool },
             etcd,
             etcd_blocking,
@@ -124,6 +131,7 @@ impl Services {
             log: self.log.clone(),
             metrics: Arc::new(Metrics::default()),
             throttle: Arc::default(),
+            health: Arc::clone(&self.health),
             secure_cookies: self.secure_cookies,
         }
     }

@@ -79,6 +79,23 @@ pub struct Config {
     #[arg(long, env = "CRON_MAX_CLOCK_SKEW_MS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=3_600_000))]
     pub max_clock_skew_ms: u32,
 
+    /// Most open files of each process of a run (RLIMIT_NOFILE); the worker's own when unset.
+    #[arg(long, env = "CRON_RUN_MAX_OPEN_FILES", value_parser = clap::value_parser!(u64).range(16..))]
+    pub run_max_open_files: Option<u64>,
+
+    /// Most processes the run's user may have (RLIMIT_NPROC; counts every process of that
+    /// user, so meaningful with --run-as); the worker's own when unset.
+    #[arg(long, env = "CRON_RUN_MAX_PROCESSES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_max_processes: Option<u64>,
+
+    /// Most bytes of address space of each process of a run (RLIMIT_AS); unlimited when unset.
+    #[arg(long, env = "CRON_RUN_MAX_ADDRESS_SPACE_BYTES", value_parser = clap::value_parser!(u64).range(1_048_576..))]
+    pub run_max_address_space_bytes: Option<u64>,
+
+    /// Let runs write core dumps (off by default: a dump can hold a job's secrets).
+    #[arg(long, env = "CRON_RUN_CORE_DUMPS")]
+    pub run_core_dumps: bool,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON")]
     pub log_json: bool,

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::output::{Captured, Output};
+use crate::run_limits::RunLimits;
 use crate::runs::StopReason;
 
 /// How long past the grace period the supervisor may take to end a run's processes and exit.
@@ -58,6 +59,8 @@ pub struct Limits {
     /// supervisor is kept told, and ends the run if it stops hearing. `None`: no lease to
     /// watch (a run outside the fleet).
     pub lease_until: Option<watch::Receiver<Option<Instant>>>,
+    /// Resource limits of every process of a run.
+    pub run_limits: RunLimits,
 }
 
 /// A local user that runs execute as.
@@ -252,6 +255,13 @@ pub async fn start(
             }
         }
     };
+    // A run that fails under limits says which, since hitting one shows only as the
+    // command's own error.
+    let err = if status == RunStatus::Failed && limits.run_limits.any() {
+        format!("{err} (run limits: {})", limits.run_limits)
+    } else {
+        err
+    };
     Outcome {
         status,
         err,
@@ -278,6 +288,7 @@ fn command(limits: &Limits, job: &JobSpec) -> Command {
             run_as,
             limits.kill_grace,
             limits.lease_until.is_some(),
+            &limits.run_limits,
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod rendezvous;
+pub mod run_limits;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
@@ -59,6 +60,7 @@ use crate::executor::{Limits, RunAs};
 use crate::holds::Holds;
 use crate::log_sink::LogSink;
 use crate::metrics::{Gauges, Metrics};
+use crate::run_limits::RunLimits;
 use crate::runs::{Runs, StopReason};
 use crate::scheduler::Scheduler;
 use crate::session::{Registration, Session};
@@ -261,6 +263,12 @@ impl Worker {
                 supervisor: self.supervisor,
                 run_as: self.run_as,
                 lease_until: Some(lease_until_rx),
+                run_limits: RunLimits {
+                    open_files: config.run_max_open_files,
+                    processes: config.run_max_processes,
+                    address_space: config.run_max_address_space_bytes,
+                    core_dumps: config.run_core_dumps,
+                },
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,

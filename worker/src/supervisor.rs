@@ -1,8 +1,8 @@
 //! The run supervisor: the small `cronfleet-run` binary that sits between the worker and the
 //! job's shell, so that nothing a run starts outlives it, nor the worker.
 //!
-//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <watch> <command>` as
-//! the leader of a new process group, ahead of the planned time, with an empty environment. The
+//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <watch> <limits>
+//! <command>` as the leader of a new process group, ahead of the planned time, with an empty environment. The
 //! supervisor asks the kernel to send it SIGHUP when the worker dies (and gives up at once if
 //! the worker is already gone) and makes itself a child subreaper, so every process the run
 //! starts — `setsid`, double-forked and `nohup`ed ones included — stays its descendant. It then
@@ -41,6 +41,8 @@ use nix::sys::signal::{kill, raise, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getppid, Pid};
 
+use crate::run_limits::RunLimits;
+
 /// The supervisor binary's file name; it is installed next to `cronfleet-worker`.
 pub const BINARY: &str = "cronfleet-run";
 
@@ -58,6 +60,7 @@ pub struct Invocation {
     pub gid: Option<u32>,
     pub grace: Duration,
     pub watch: bool,
+    pub limits: RunLimits,
 }
 
 /// How long before the worker's lease runs out every process of the run is dead.
@@ -71,6 +74,7 @@ pub fn arguments(
     run_as: Option<(u32, u32)>,
     grace: Duration,
     watch: bool,
+    limits: &RunLimits,
 ) -> Vec<OsString> {
     let (uid, gid) = run_as.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
@@ -82,6 +86,7 @@ pub fn arguments(
         gid.into(),
         grace.as_millis().to_string().into(),
         if watch { "1" } else { "0" }.into(),
+        limits.to_argument().into(),
         command.into(),
     ]
 }
@@ -102,7 +107,7 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
 /// The invocation in this process's arguments, if they are one.
 pub fn invocation() -> Option<Invocation> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let [worker, uid, gid, grace, watch, command] = args.as_slice() else {
+    let [worker, uid, gid, grace, watch, limits, command] = args.as_slice() else {
         return None;
     };
     let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
@@ -114,6 +119,7 @@ pub fn invocation() -> Option<Invocation> {
         gid: id(gid),
         grace: Duration::from_millis(number(grace)?),
         watch: number(watch)? == 1,
+        limits: RunLimits::from_argument(limits.to_str()?)?,
     })
 }
 
@@ -165,7 +171,7 @@ pub fn run(invocation: &Invocation) -> ! {
     if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
         shell.uid(uid).gid(gid);
     }
-    unblock_in_child(&mut shell);
+    prepare_child(&mut shell, invocation.limits);
     let shell = match shell.spawn() {
         Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
         Err(e) => {
@@ -413,16 +419,18 @@ fn descendants() -> Vec<Pid> {
     found
 }
 
-/// The signal mask survives exec, and the shell must see SIGTERM and SIGINT as usual.
+/// In the shell, before exec: the signal mask (which survives exec) is cleared, so the shell
+/// sees SIGTERM and SIGINT as usual; and the run's resource limits are set.
 #[allow(unsafe_code)]
-fn unblock_in_child(command: &mut Command) {
-    // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2), which is
-    // async-signal-safe; it touches no memory shared with the parent.
+fn prepare_child(command: &mut Command, limits: RunLimits) {
+    // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2) and
+    // setrlimit(2), which are async-signal-safe; it touches no memory shared with the parent.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             SigSet::empty()
                 .thread_set_mask()
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            limits.apply()
         });
     }
 }
@@ -478,10 +486,12 @@ mod tests {
             Some((65534, 65534)),
             Duration::from_secs(5),
             true,
+            &RunLimits::default(),
         );
-        assert_eq!(args.len(), 6);
+        assert_eq!(args.len(), 7);
         assert_eq!(args[3], "5000");
         assert_eq!(args[4], "1");
-        assert_eq!(args[5], "echo hi");
+        assert_eq!(args[5], "core=0");
+        assert_eq!(args[6], "echo hi");
     }
 }

@@ -40,6 +40,7 @@ fn limits() -> Limits {
         supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-run")),
         run_as: None,
         lease_until: None,
+        run_limits: cronfleet_worker::run_limits::RunLimits::default(),
     }
 }
 
@@ -239,4 +240,58 @@ async fn runs_execute_as_the_configured_user() {
         format!("{}\n{}\nnobody\n", nobody.uid, nobody.gid)
     );
     assert!(cronfleet_worker::executor::RunAs::lookup("no-such-user-here").is_err());
+}
+
+#[tokio::test]
+async fn runs_get_the_configured_limits_and_a_run_that_hits_one_says_so() {
+    use cronfleet_worker::run_limits::RunLimits;
+    let limited = Limits {
+        run_limits: RunLimits {
+            open_files: Some(64),
+            processes: Some(4096),
+            address_space: Some(256 * 1024 * 1024),
+            core_dumps: false,
+        },
+        ..limits()
+    };
+    let (_keep, stop) = watch::channel(None);
+    let outcome = execute(
+        &job("ulimit -n; ulimit -p; ulimit -v; ulimit -c", None),
+        &context("limits"),
+        &limited,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.output.text, "64\n4096\n262144\n0\n");
+
+    let (_keep, stop) = watch::channel(None);
+    let outcome = execute(
+        &job("awk 'BEGIN { s = sprintf(\"%400000000s\", \"\") }'", None),
+        &context("too-big"),
+        &limited,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
+    assert!(
+        outcome.err.ends_with(
+            "(run limits: 64 open files, 4096 processes, 268435456 bytes of address space)"
+        ),
+        "{}",
+        outcome.err
+    );
+    // Without limits configured, core dumps are still off.
+    let (_keep, stop) = watch::channel(None);
+    let outcome = execute(
+        &job("ulimit -c", None),
+        &context("core"),
+        &limits(),
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.output.text, "0\n");
 }

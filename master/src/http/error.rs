@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::DomainError;
+use crate::health::Dependency;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub current_version: Option<u64>,
+    /// The dependency found unreachable, for a 503: the response carries it as an extension,
+    /// so the master answers the next requests that need it at once.
+    pub dependency: Option<Dependency>,
 }
 
 /// The error body.
@@ -47,6 +51,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             current_version: None,
+            dependency: None,
         }
     }
 
@@ -62,6 +67,7 @@ impl ApiError {
             message: message.into(),
             field: Some(field.into()),
             current_version: None,
+            dependency: None,
         }
     }
 
@@ -82,11 +88,17 @@ impl ApiError {
     /// A dependency is down: 503 with `Retry-After`.
     pub fn unavailable(what: &str, error: impl std::fmt::Display) -> Self {
         tracing::warn!(dependency = what, error = %error, "dependency unavailable");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("{what} is unavailable; retry shortly"),
-        )
+        let dependency = [Dependency::Postgres, Dependency::Etcd]
+            .into_iter()
+            .find(|d| d.name() == what);
+        Self {
+            dependency,
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{what} is unavailable; retry shortly"),
+            )
+        }
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
@@ -118,6 +130,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(dependency) = self.dependency {
+            response.extensions_mut().insert(dependency);
         }
         response
     }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod fail_fast;
 pub mod input;
 pub mod pages;
 pub mod views;
@@ -28,6 +29,7 @@ use serde_json::json;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub log: mongodb::Collection<ExecutionRecord>,
     pub metrics: Arc<Metrics>,
     pub throttle: Arc<LoginThrottle>,
+    /// Whether PostgreSQL and etcd answer, as the health watcher last saw.
+    pub health: Arc<Health>,
     /// Mark the session cookie `Secure` (the master is served over TLS, e.g. behind a proxy).
     pub secure_cookies: bool,
 }
@@ -164,6 +168,10 @@ pub fn router(state: AppState) -> Router {
             auth::authorize,
         ))
         .layer(middleware::from_fn(input::refuse_bad_input))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            fail_fast::fail_fast,
+        ))
         .layer(middleware::from_fn(auth::headers))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -292,13 +300,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// Readiness: PostgreSQL, etcd and MongoDB each answer within a second.
+/// Readiness: PostgreSQL and etcd as the health watcher last saw them (the same state that
+/// answers other requests 503 at once), and MongoDB answering within a second.
 async fn readyz(State(state): State<AppState>) -> Response {
     let limit = Duration::from_secs(1);
-    let postgres =
-        tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&state.store.pool)).await;
-    let mut etcd = state.etcd.clone();
-    let etcd = tokio::time::timeout(limit, etcd.get(state.keys.projector_checkpoint(), None)).await;
+    let [(_, postgres), (_, etcd)] = fail_fast::checks(&state.health);
     let mongo = tokio::time::timeout(
         limit,
         state
@@ -310,8 +316,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let verdict = |ok: bool| if ok { "ok" } else { "unavailable" };
     let checks = json!({
-        "postgres": verdict(matches!(postgres, Ok(Ok(_)))),
-        "etcd": verdict(matches!(etcd, Ok(Ok(_)))),
+        "postgres": verdict(postgres),
+        "etcd": verdict(etcd),
         "mongo": verdict(matches!(mongo, Ok(Ok(_)))),
     });
     let ready = checks
