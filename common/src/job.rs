@@ -332,6 +332,12 @@ impl JobSpec {
                 format!("is longer than {MAX_DESCRIPTION_BYTES} bytes"),
             ));
         }
+        if raw.description.contains('\0') {
+            return Err(FieldError::new(
+                "description",
+                "must not contain a NUL byte",
+            ));
+        }
         validate_env(&raw.env)?;
         Ok(Self {
             name,

@@ -3,9 +3,11 @@
 //! that readiness says the same.
 //!
 //! A watcher asks each dependency a trivial question every [`PROBE_EVERY`] (each answer
-//! bounded by [`PROBE_TIMEOUT`]), so a dependency that went down is known within a
-//! second or so, and one that came back within [`PROBE_EVERY`] plus an answer. A request that
-//! finds one unreachable marks it down at once, so the requests after it do not wait either.
+//! bounded by [`PROBE_TIMEOUT`]); [`FAILURES_TO_DOWN`] unanswered questions in a row mark it
+//! down (one slow answer from a busy server does not), and one answer marks it up again, so a
+//! dependency that came back is known within [`PROBE_EVERY`] plus an answer. A request that
+//! finds one unreachable (a connection error, not a slow query) marks it down at once, so the
+//! requests after it do not wait either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +18,11 @@ use sqlx::PgPool;
 /// How often each dependency is asked.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 
-/// How long a probe may take before its dependency counts as down.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a probe may take before it counts as unanswered.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Unanswered probes in a row that mark a dependency down.
+const FAILURES_TO_DOWN: u32 = 2;
 
 /// The master's dependencies that requests wait on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,7 @@ impl Health {
     pub fn watch(self: &Arc<Self>, pool: PgPool, etcd: etcd_client::Client, probe_key: String) {
         let health = Arc::clone(self);
         tokio::spawn(async move {
+            let mut failures = [0u32; 2];
             loop {
                 let postgres =
                     tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool));
@@ -92,8 +98,18 @@ impl Health {
                 let etcd =
                     tokio::time::timeout(PROBE_TIMEOUT, client.get(probe_key.as_str(), None));
                 let (postgres, etcd) = tokio::join!(postgres, etcd);
-                health.set(Dependency::Postgres, matches!(postgres, Ok(Ok(_))));
-                health.set(Dependency::Etcd, matches!(etcd, Ok(Ok(_))));
+                let answers = [
+                    (Dependency::Postgres, matches!(postgres, Ok(Ok(_)))),
+                    (Dependency::Etcd, matches!(etcd, Ok(Ok(_)))),
+                ];
+                for ((dependency, answered), failed) in answers.into_iter().zip(&mut failures) {
+                    *failed = if answered { 0 } else { *failed + 1 };
+                    if answered {
+                        health.set(dependency, true);
+                    } else if *failed >= FAILURES_TO_DOWN {
+                        health.set(dependency, false);
+                    }
+                }
                 tokio::time::sleep(PROBE_EVERY).await;
             }
         });

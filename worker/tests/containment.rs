@@ -130,6 +130,23 @@ async fn processes_a_run_leaves_behind_die_with_a_killed_worker() {
         || all(0),
     )
     .await;
+    // Its locks go with its lease (3 s).
+    for (escape, _) in ESCAPES {
+        let lock = fleet
+            .env
+            .keys
+            .lock(&JobName::parse(&format!("{escape}-orphaned")).unwrap());
+        wait_until(
+            Duration::from_secs(10),
+            "the dead worker's lock to go",
+            || {
+                let mut etcd = fleet.etcd.clone();
+                let lock = lock.clone();
+                async move { etcd.get(lock, None).await.unwrap().kvs().is_empty() }
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,7 @@ fn bad_fields_are_named() {
             "env.CRON_RUN_ID",
         ),
         (spec_json(r#","env":{"1BAD":"x"}"#), "env.1BAD"),
+        (spec_json(r#","description":"a\u0000b""#), "description"),
         (
             spec_json(r#","env":{"LD_PRELOAD":"/tmp/x.so"}"#),
             "env.LD_PRELOAD",
