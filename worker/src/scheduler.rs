@@ -438,10 +438,14 @@ impl Scheduler {
                 next,
             },
         );
-        // Ticks already waiting follow the new spec; a pause gives them up.
+        // Ticks already waiting follow the new spec; a pause gives them up: those already due
+        // are recorded as missed, those queued ahead of their time (the claim lead) fall in
+        // the pause, when the job plans no ticks, and go unrecorded.
         for mut pending in self.queue.take_job(&name) {
             if spec.paused && pending.origin == Origin::Schedule {
-                self.miss(pending, MissReason::Paused);
+                if pending.planned <= now {
+                    self.miss(pending, MissReason::Paused);
+                }
             } else {
                 pending.spec = Arc::clone(&spec);
                 self.queue.push(pending);

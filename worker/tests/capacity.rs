@@ -57,9 +57,10 @@ fn most_at_once(records: &[&ExecutionRecord]) -> usize {
     usize::try_from(most).unwrap()
 }
 
-/// `JOBS` jobs all due on the same even second, each running 0.3 s, on `workers` workers of
+/// `JOBS` jobs all due on the same even second, each running 0.2 s, on `workers` workers of
 /// 4 slots: far more than one worker's slots at once, well within what the fleet can start
-/// before the 2 s deadline. Every tick of every round must run exactly once.
+/// before the 2 s deadline (one worker: six waves, 1.2 s). Every tick of every round must run
+/// exactly once.
 async fn burst(workers: &[&str]) -> (Vec<ExecutionRecord>, Vec<String>) {
     let mut fleet = Fleet::new().await;
     let ports: Vec<u16> = workers.iter().map(|_| free_port()).collect();
@@ -79,7 +80,7 @@ async fn burst(workers: &[&str]) -> (Vec<ExecutionRecord>, Vec<String>) {
     fleet.registered(workers).await;
     for i in 0..JOBS {
         fleet
-            .put_job(json!({"name": job(i), "command": "sleep 0.3", "cronExpr": "*/2 * * * * *"}))
+            .put_job(json!({"name": job(i), "command": "sleep 0.2", "cronExpr": "*/2 * * * * *"}))
             .await;
     }
     // A round that fell due while the jobs were being written has only some of them.
@@ -97,7 +98,7 @@ async fn burst(workers: &[&str]) -> (Vec<ExecutionRecord>, Vec<String>) {
     let paused_at = chrono::Utc::now().timestamp_millis();
     for i in 0..JOBS {
         fleet
-            .put_job(json!({"name": job(i), "command": "sleep 0.3", "cronExpr": "*/2 * * * * *", "paused": true}))
+            .put_job(json!({"name": job(i), "command": "sleep 0.2", "cronExpr": "*/2 * * * * *", "paused": true}))
             .await;
     }
     let mut metrics = Vec::new();
