@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,11 +20,12 @@ use cronfleet_common::{JobSpec, RunStatus};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::launcher::{Exit, Launched, Launcher};
 use crate::output::{Captured, Output};
 use crate::run_limits::RunLimits;
 use crate::runs::StopReason;
@@ -50,8 +51,8 @@ pub struct RunContext {
 pub struct Limits {
     pub output_cap: usize,
     pub kill_grace: Duration,
-    /// The [`crate::supervisor`] binary, `cronfleet-run` next to the worker's own.
-    pub supervisor: PathBuf,
+    /// Starts each run's [`crate::supervisor`] through the worker's run server.
+    pub launcher: Launcher,
     /// The user runs execute as, from the worker's own configuration; `None` runs them as
     /// the worker's user.
     pub run_as: Option<RunAs>,
@@ -105,38 +106,28 @@ enum Ending {
     Stopped(RunStatus, String, ExitStatus),
 }
 
-/// A run's supervisor, started and waiting for the word to start the shell. Starting the
-/// process ahead of the planned time keeps fork and exec out of the start latency.
+/// A run's supervisor, started and waiting for the word to start the shell. Starting it
+/// ahead of the planned time keeps the fork out of the start latency.
 #[derive(Debug)]
 pub struct Prepared {
-    child: Child,
-    go: ChildStdin,
+    supervisor: Launched,
 }
 
 /// Starts the supervisor for a run; the shell starts on [`start`]. Dropping the result
-/// without starting it makes the supervisor exit without running anything. The spawn (which
-/// waits for the exec) runs on the blocking pool, so that a burst of runs being prepared
-/// does not hold up the runtime threads that start the runs already due.
+/// without starting it makes the supervisor exit without running anything.
 pub async fn prepare(
     job: &JobSpec,
     context: &RunContext,
     limits: &Limits,
 ) -> std::io::Result<Prepared> {
-    let mut command = command(limits, job);
-    let mut child = tokio::task::spawn_blocking(move || command.spawn())
-        .await
-        .map_err(std::io::Error::other)??;
-    let mut go = child
-        .stdin
-        .take()
-        .ok_or_else(|| std::io::Error::other("the supervisor has no stdin"))?;
+    let mut supervisor = limits.launcher.launch(arguments(limits, job)).await?;
     let env = shell_env(limits, job, context);
     let block = crate::supervisor::environment_block(
         env.iter()
             .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
     );
-    go.write_all(&block).await?;
-    Ok(Prepared { child, go })
+    supervisor.stdin.write_all(&block).await?;
+    Ok(Prepared { supervisor })
 }
 
 /// Runs `job`'s command to completion, timeout or stop request.
@@ -166,12 +157,20 @@ pub async fn start(
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
     let started = match prepared {
-        Ok(Prepared { child, mut go }) => go.write_all(b"g").await.map(|()| (child, go)),
+        Ok(Prepared { mut supervisor }) => {
+            supervisor.stdin.write_all(b"g").await.map(|()| supervisor)
+        }
         Err(e) => Err(e),
     };
     // The supervisor is a running process that execs the shell as soon as it reads the word.
     let started_at = clock.now();
-    let (mut child, go) = match started {
+    let Launched {
+        pid: group,
+        stdin: go,
+        stdout,
+        stderr,
+        mut exit,
+    } = match started {
         Ok(started) => started,
         Err(e) => {
             return Outcome {
@@ -185,18 +184,14 @@ pub async fn start(
             };
         }
     };
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
     let confirming = limits
         .lease_until
         .clone()
         .map(|until| tokio::spawn(confirm_lease(go, until)));
     let (finish, finished) = oneshot::channel();
     let mut reader = tokio::spawn(capture(
-        child.stdout.take(),
-        child.stderr.take(),
+        Some(stdout),
+        Some(stderr),
         limits.output_cap,
         finished,
     ));
@@ -204,23 +199,21 @@ pub async fn start(
         .timeout_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
     let ending = tokio::select! {
-        status = child.wait() => status.map(Ending::Exited),
+        status = exit.wait() => status.map(Ending::Exited),
         () = sleep_until_opt(deadline) => {
             let reason = format!("timed out after {}s", job.timeout_secs.unwrap_or_default());
-            terminate(&mut child, group, limits.kill_grace).await
+            terminate(&mut exit, group, limits.kill_grace).await
                 .map(|status| Ending::Stopped(RunStatus::TimedOut, reason, status))
         }
         reason = stopped(&mut stop) => {
-            terminate(&mut child, group, limits.kill_grace).await
+            terminate(&mut exit, group, limits.kill_grace).await
                 .map(|status| Ending::Stopped(RunStatus::Killed, reason.describe().to_owned(), status))
         }
     };
     if let Some(confirming) = confirming {
         confirming.abort();
     }
-    if let Some(group) = group {
-        stop_group(group, limits.kill_grace).await;
-    }
+    stop_group(group, limits.kill_grace).await;
     // The run's processes are gone, and the pipes with them; one a process outside the run's
     // reach still holds is read for no longer than the grace period.
     let output = match tokio::time::timeout(limits.kill_grace, &mut reader).await {
@@ -277,28 +270,18 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-/// The supervisor, with an empty environment of its own: the shell's comes through its stdin.
-fn command(limits: &Limits, job: &JobSpec) -> Command {
-    let mut command = Command::new(&limits.supervisor);
+/// The supervisor's arguments. Its own environment is empty: the shell's comes through its
+/// stdin. The run server fills in its own pid as the process whose death ends the run.
+fn arguments(limits: &Limits, job: &JobSpec) -> Vec<OsString> {
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
-    command
-        .args(crate::supervisor::arguments(
-            &job.command,
-            std::process::id(),
-            run_as,
-            limits.kill_grace,
-            limits.lease_until.is_some(),
-            &limits.run_limits,
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_clear()
-        .kill_on_drop(true)
-        .process_group(0);
-    // No `pre_exec` here: without one the standard library starts the supervisor with
-    // posix_spawn, which does not copy the worker's page tables the way fork does.
-    command
+    crate::supervisor::arguments(
+        &job.command,
+        std::process::id(),
+        run_as,
+        limits.kill_grace,
+        limits.lease_until.is_some(),
+        &limits.run_limits,
+    )
 }
 
 /// The shell's environment: a few of the worker's own variables, the run-as user's identity,
@@ -333,7 +316,7 @@ fn shell_env(limits: &Limits, job: &JobSpec, context: &RunContext) -> Vec<(OsStr
 
 /// Tells the run's supervisor, at every renewal of the worker's lease, how long it holds; a
 /// lease that is gone holds for 0 ms.
-async fn confirm_lease(mut go: ChildStdin, mut until: watch::Receiver<Option<Instant>>) {
+async fn confirm_lease(mut go: pipe::Sender, mut until: watch::Receiver<Option<Instant>>) {
     loop {
         let valid = until.borrow_and_update().map_or(Duration::ZERO, |at| {
             at.saturating_duration_since(Instant::now())
@@ -364,21 +347,13 @@ async fn stopped(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
 /// SIGTERM to the group; the supervisor passes it on to the run's processes outside the group
 /// and SIGKILLs every one of them after the grace period, then exits. SIGKILL to the group
 /// only if the supervisor has not exited a moment after that. Returns the shell's status.
-async fn terminate(
-    child: &mut Child,
-    group: Option<Pid>,
-    grace: Duration,
-) -> std::io::Result<ExitStatus> {
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGTERM);
-    }
-    match tokio::time::timeout(grace + SUPERVISOR_MARGIN, child.wait()).await {
+async fn terminate(exit: &mut Exit, group: Pid, grace: Duration) -> std::io::Result<ExitStatus> {
+    let _ = killpg(group, Signal::SIGTERM);
+    match tokio::time::timeout(grace + SUPERVISOR_MARGIN, exit.wait()).await {
         Ok(status) => status,
         Err(_) => {
-            if let Some(group) = group {
-                let _ = killpg(group, Signal::SIGKILL);
-            }
-            child.wait().await
+            let _ = killpg(group, Signal::SIGKILL);
+            exit.wait().await
         }
     }
 }

@@ -22,12 +22,14 @@ pub mod config;
 pub mod executor;
 pub mod guard;
 pub mod holds;
+pub mod launcher;
 pub mod log_sink;
 pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod rendezvous;
 pub mod run_limits;
+pub mod run_server;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
@@ -260,7 +262,7 @@ impl Worker {
             limits: Limits {
                 output_cap: usize::try_from(config.output_cap_bytes).unwrap_or(usize::MAX),
                 kill_grace: config.kill_grace(),
-                supervisor: self.supervisor,
+                launcher: launcher::Launcher::new(self.supervisor),
                 run_as: self.run_as,
                 lease_until: Some(lease_until_rx),
                 run_limits: RunLimits {

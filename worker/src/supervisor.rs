@@ -1,10 +1,11 @@
-//! The run supervisor: the small `cronfleet-run` binary that sits between the worker and the
-//! job's shell, so that nothing a run starts outlives it, nor the worker.
+//! The run supervisor: the process that sits between the worker and the job's shell, so that
+//! nothing a run starts outlives it, nor the worker.
 //!
-//! The worker starts `cronfleet-run <worker-pid> <uid> <gid> <grace-ms> <watch> <limits>
-//! <command>` as the leader of a new process group, ahead of the planned time, with an empty environment. The
-//! supervisor asks the kernel to send it SIGHUP when the worker dies (and gives up at once if
-//! the worker is already gone) and makes itself a child subreaper, so every process the run
+//! The worker's [`crate::run_server`] forks one per run from `<parent-pid> <uid> <gid>
+//! <grace-ms> <watch> <limits> <command>` ([`arguments`]), as the leader of a new process
+//! group, ahead of the planned time, with an empty environment. The supervisor asks the
+//! kernel to send it SIGHUP when its parent dies (the server, which dies with the worker), and
+//! gives up at once if the parent is already gone, and makes itself a child subreaper, so every process the run
 //! starts — `setsid`, double-forked and `nohup`ed ones included — stays its descendant. It then
 //! reads the shell's environment from stdin (`NAME=value` entries, each ended by a NUL byte,
 //! the list by an empty entry: the job's variables never reach the supervisor's own
@@ -26,8 +27,9 @@
 //!   the margin — so the run is over before the lease can expire and another worker can take
 //!   the job's lock, whatever happened to the worker.
 //!
-//! It is a binary of its own, not the worker's: starting a process per run is most of what a
-//! run costs, and a small binary starts in a third of the time.
+//! It runs in a fork of the small `cronfleet-run` server, not of the worker: starting a
+//! process per run is most of what a run costs, and forking a small single-threaded process
+//! costs a fraction of starting a program.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -104,23 +106,24 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
     block
 }
 
-/// The invocation in this process's arguments, if they are one.
-pub fn invocation() -> Option<Invocation> {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let [worker, uid, gid, grace, watch, limits, command] = args.as_slice() else {
-        return None;
-    };
-    let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
-    let id = |raw: &OsString| number(raw).and_then(|n| u32::try_from(n).ok());
-    Some(Invocation {
-        worker: id(worker)?,
-        command: command.clone(),
-        uid: id(uid),
-        gid: id(gid),
-        grace: Duration::from_millis(number(grace)?),
-        watch: number(watch)? == 1,
-        limits: RunLimits::from_argument(limits.to_str()?)?,
-    })
+impl Invocation {
+    /// The invocation that [`arguments`] describe, if they are one.
+    pub fn parse(args: &[OsString]) -> Option<Self> {
+        let [worker, uid, gid, grace, watch, limits, command] = args else {
+            return None;
+        };
+        let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
+        let id = |raw: &OsString| number(raw).and_then(|n| u32::try_from(n).ok());
+        Some(Invocation {
+            worker: id(worker)?,
+            command: command.clone(),
+            uid: id(uid),
+            gid: id(gid),
+            grace: Duration::from_millis(number(grace)?),
+            watch: number(watch)? == 1,
+            limits: RunLimits::from_argument(limits.to_str()?)?,
+        })
+    }
 }
 
 /// Supervises `/bin/sh -c command` and exits as it did.
@@ -138,8 +141,8 @@ pub fn run(invocation: &Invocation) -> ! {
     if signals.thread_block().is_err() {
         std::process::exit(127);
     }
-    // Die with the worker. Asked for here, after the worker let go of us, so that the worker
-    // can start us without a fork of its own; if it died before we asked, nothing runs.
+    // Die with the server, which dies with the worker; if it died before we asked, nothing
+    // runs.
     let orphaned =
         i32::try_from(invocation.worker).map_or(true, |worker| getppid().as_raw() != worker);
     if nix::sys::prctl::set_pdeathsig(Signal::SIGHUP).is_err() || orphaned {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use cronfleet_common::{JobSpec, RunStatus};
 use cronfleet_worker::clock::Clock;
 use cronfleet_worker::executor::{execute, Limits, Outcome, RunContext};
+use cronfleet_worker::launcher::Launcher;
 use cronfleet_worker::runs::StopReason;
 use tokio::sync::watch;
 
@@ -37,7 +38,7 @@ fn limits() -> Limits {
     Limits {
         output_cap: OUTPUT_CAP,
         kill_grace: Duration::from_millis(500),
-        supervisor: PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-run")),
+        launcher: Launcher::new(PathBuf::from(env!("CARGO_BIN_EXE_cronfleet-run"))),
         run_as: None,
         lease_until: None,
         run_limits: cronfleet_worker::run_limits::RunLimits::default(),
@@ -294,4 +295,20 @@ async fn runs_get_the_configured_limits_and_a_run_that_hits_one_says_so() {
     )
     .await;
     assert_eq!(outcome.output.text, "0\n");
+}
+
+/// The kernel sends the parent-death signal when the *thread* that started a process ends:
+/// a run must outlive the runtime thread that started it, which the runtime retires after
+/// its keep-alive (ten seconds by default; here a few milliseconds).
+#[test]
+fn a_run_outlives_the_runtime_thread_that_started_it() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(5))
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(run("sleep 1; echo done", None));
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.output.text.trim(), "done");
 }

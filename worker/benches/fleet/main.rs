@@ -176,9 +176,26 @@ impl Worker {
         }
     }
 
-    /// CPU seconds of the worker itself, and of the runs it has reaped.
+    /// CPU seconds of the worker itself, and of its runs: its run server's and every
+    /// supervisor and shell the server has reaped.
     fn cpu(&self) -> (f64, f64) {
-        cpu_of(self.child.id())
+        let pid = self.child.id();
+        let (own, reaped) = cpu_of(pid);
+        let servers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+            .flat_map(|children| {
+                children
+                    .split_whitespace()
+                    .filter_map(|child| child.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .map(|server| {
+                let (own, reaped) = cpu_of(server);
+                own + reaped
+            });
+        (own, reaped + servers.sum::<f64>())
     }
 
     /// Claim txns sent, by result (`won`, `lost`, `locked`, `failed`).

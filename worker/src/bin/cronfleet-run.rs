@@ -1,17 +1,23 @@
-//! `cronfleet-run`: the supervisor `cronfleet-worker` starts for each run; see the
-//! `supervisor` module of the worker library.
+//! `cronfleet-run`: the run server `cronfleet-worker` starts once, which forks a supervisor
+//! for each run; see the `run_server` and `supervisor` modules of the worker library.
 
-use cronfleet_worker::supervisor;
+use cronfleet_worker::run_server;
 
 fn main() {
-    match supervisor::invocation() {
-        Some(invocation) => supervisor::run(&invocation),
-        None => {
-            eprintln!(
-                "cronfleet-run: started by cronfleet-worker for each run, with the worker's pid, \
-                 a uid, a gid and the command; not meant to be run by hand"
-            );
-            std::process::exit(2);
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [serve, worker] if serve == "serve" => match worker.parse() {
+            Ok(worker) => run_server::serve(worker),
+            Err(_) => usage(),
+        },
+        _ => usage(),
     }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "cronfleet-run: started by cronfleet-worker as `cronfleet-run serve <worker-pid>`, \
+         with a socket to the worker as stdin; not meant to be run by hand"
+    );
+    std::process::exit(2);
 }
