@@ -30,11 +30,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::socket::{
     recv, sendmsg, shutdown, socketpair, AddressFamily, ControlMessage, MsgFlags, Shutdown,
     SockFlag, SockType,
 };
-use nix::fcntl::OFlag;
 use nix::unistd::{pipe2, Pid};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
@@ -268,6 +268,7 @@ impl Launcher {
         command
             .arg("serve")
             .arg(std::process::id().to_string())
+            .arg(crate::priority::runs_nice().to_string())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .env_clear();
@@ -301,7 +302,11 @@ impl Drop for Shared {
 
 impl Server {
     /// Sends a start request with the run's pipes; the answer comes on the result.
-    fn start(&self, request: &Request, fds: [OwnedFd; 3]) -> std::io::Result<oneshot::Receiver<Start>> {
+    fn start(
+        &self,
+        request: &Request,
+        fds: [OwnedFd; 3],
+    ) -> std::io::Result<oneshot::Receiver<Start>> {
         let _order = lock(&self.sending);
         let (answer, started) = oneshot::channel();
         {

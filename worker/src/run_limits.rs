@@ -1,7 +1,8 @@
 //! Per-run resource limits, from the worker's configuration: open files, processes (of the
 //! run's user, so meaningful with `--run-as`), address space, and core dumps (off unless
-//! allowed). The supervisor sets them on the shell, after the switch to the run's user, so
-//! every process of the run inherits them.
+//! allowed). Every process of the run inherits them: the supervisor sets them on the shell
+//! after the switch to the run's user (`--run-as`), or, when the run keeps the worker's user,
+//! on itself just before it starts the shell.
 
 use std::fmt;
 

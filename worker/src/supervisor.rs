@@ -171,10 +171,17 @@ pub fn run(invocation: &Invocation) -> ! {
         .stdin(Stdio::null())
         .env_clear()
         .envs(env);
+    // The standard library clears the signal mask in the shell either way. As another user,
+    // the shell is forked and set up before exec; as the supervisor's own user, the limits go
+    // on the supervisor itself (the shell inherits them), and the shell starts with
+    // posix_spawn, which shares the supervisor's memory until the exec instead of copying it.
     if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
         shell.uid(uid).gid(gid);
+        limit_shell(&mut shell, invocation.limits);
+    } else if let Err(e) = invocation.limits.apply() {
+        eprintln!("cronfleet: could not set the run's limits: {e}");
+        std::process::exit(127);
     }
-    prepare_child(&mut shell, invocation.limits);
     let shell = match shell.spawn() {
         Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
         Err(e) => {
@@ -422,19 +429,14 @@ fn descendants() -> Vec<Pid> {
     found
 }
 
-/// In the shell, before exec: the signal mask (which survives exec) is cleared, so the shell
-/// sees SIGTERM and SIGINT as usual; and the run's resource limits are set.
+/// Sets the run's resource limits in the shell, between fork and exec, after the switch to
+/// the run's user.
 #[allow(unsafe_code)]
-fn prepare_child(command: &mut Command, limits: RunLimits) {
-    // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2) and
-    // setrlimit(2), which are async-signal-safe; it touches no memory shared with the parent.
+fn limit_shell(command: &mut Command, limits: RunLimits) {
+    // SAFETY: runs in the child between fork and exec and only calls setrlimit(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
     unsafe {
-        command.pre_exec(move || {
-            SigSet::empty()
-                .thread_set_mask()
-                .map_err(std::io::Error::from)?;
-            limits.apply()
-        });
+        command.pre_exec(move || limits.apply());
     }
 }
 

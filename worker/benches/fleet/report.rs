@@ -27,6 +27,7 @@ impl Report {
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
         let mut delays = Vec::new();
         let mut claim_to_start = Vec::new();
+        let mut run_times = Vec::new();
         let mut shares: BTreeMap<&str, usize> = BTreeMap::new();
         for record in &self.records {
             let tick = (record.job_name.as_str(), record.plan_time);
@@ -41,6 +42,7 @@ impl Report {
                 *starts.entry(tick).or_default() += 1;
                 delays.push((record.start_time - record.plan_time) as f64);
                 claim_to_start.push((record.start_time - record.schedule_time) as f64);
+                run_times.push((record.end_time - record.start_time) as f64);
             }
         }
         let ran = delays.len();
@@ -76,6 +78,9 @@ impl Report {
         }
         if let Some(spread) = Spread::of(claim_to_start) {
             println!("  claim to start (scheduleTime to startTime): {spread}");
+        }
+        if let Some(spread) = Spread::of(run_times) {
+            println!("  run time, a slot's share (startTime to endTime): {spread}");
         }
         let mut txns = self.txns.clone();
         let requests = txns.remove(REQUESTS).unwrap_or(0.0);
