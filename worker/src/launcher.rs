@@ -268,7 +268,6 @@ impl Launcher {
         command
             .arg("serve")
             .arg(std::process::id().to_string())
-            .arg(crate::priority::runs_nice().to_string())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .env_clear();

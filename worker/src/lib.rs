@@ -26,7 +26,6 @@ pub mod launcher;
 pub mod log_sink;
 pub mod metrics;
 pub mod output;
-pub mod priority;
 pub mod queue;
 pub mod rendezvous;
 pub mod run_limits;

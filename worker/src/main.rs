@@ -7,7 +7,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    cronfleet_worker::priority::boost();
     let config = Config::parse();
     cronfleet_common::telemetry::init(config.log_json);
     tokio::runtime::Runtime::new()?.block_on(serve(config))

@@ -11,9 +11,6 @@
 //! process group, with the run's three pipes as its stdin, stdout and stderr, exactly as if the
 //! worker had started it; the server reaps it and reports how it ended.
 //!
-//! Each supervisor gets the nice value the worker passes for runs (see [`crate::priority`]:
-//! the worker and this server run at a higher priority than the runs).
-//!
 //! It dies with the worker (SIGKILL as its parent-death signal), and every supervisor asks
 //! for SIGHUP when the server dies, which ends its run at once — so a run still dies with the
 //! worker.
@@ -36,10 +33,9 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, getppid, setpgid, 
 use crate::launcher::{Answer, Request, MAX_REQUEST_BYTES};
 use crate::supervisor::Invocation;
 
-/// Serves the worker with pid `worker` on stdin until it goes away; supervisors get nice
-/// value `runs_nice`.
+/// Serves the worker with pid `worker` on stdin until it goes away.
 #[allow(unsafe_code)]
-pub fn serve(worker: u32, runs_nice: i32) -> ! {
+pub fn serve(worker: u32) -> ! {
     let child_ended: SigSet = std::iter::once(Signal::SIGCHLD).collect();
     if child_ended.thread_block().is_err() {
         std::process::exit(127);
@@ -57,7 +53,6 @@ pub fn serve(worker: u32, runs_nice: i32) -> ! {
     // else in this process owns descriptor 0.
     let socket = unsafe { OwnedFd::from_raw_fd(0) };
     let mut server = Server {
-        runs_nice,
         socket,
         reaped,
         live: HashSet::new(),
@@ -69,8 +64,6 @@ pub fn serve(worker: u32, runs_nice: i32) -> ! {
 }
 
 struct Server {
-    /// The nice value runs get.
-    runs_nice: i32,
     socket: OwnedFd,
     reaped: SignalFd,
     /// Supervisors started and not yet reaped: the only pids a kill request may reach.
@@ -179,7 +172,6 @@ impl Server {
                 &invocation,
                 [stdin, stdout, stderr],
                 self.reaped.as_raw_fd(),
-                self.runs_nice,
             ),
             Ok(ForkResult::Parent { child }) => {
                 // Also set here, so the group exists before the worker hears of the pid.
@@ -209,16 +201,8 @@ impl Server {
 
 /// In the forked child: the run's pipes become stdin, stdout and stderr, the server's own
 /// descriptors and signal mask are left behind, and the supervisor takes over.
-fn become_supervisor(
-    invocation: &Invocation,
-    pipes: [OwnedFd; 3],
-    reaped: RawFd,
-    runs_nice: i32,
-) -> ! {
+fn become_supervisor(invocation: &Invocation, pipes: [OwnedFd; 3], reaped: RawFd) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if !crate::priority::set_nice(runs_nice) {
-        std::process::exit(127);
-    }
     let [stdin, stdout, stderr] = pipes;
     let moved = dup2_stdin(&stdin).and_then(|()| dup2_stdout(&stdout));
     if moved.and_then(|()| dup2_stderr(&stderr)).is_err() {

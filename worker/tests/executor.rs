@@ -10,7 +10,6 @@ use cronfleet_common::{JobSpec, RunStatus};
 use cronfleet_worker::clock::Clock;
 use cronfleet_worker::executor::{execute, Limits, Outcome, RunContext};
 use cronfleet_worker::launcher::Launcher;
-use cronfleet_worker::priority;
 use cronfleet_worker::runs::StopReason;
 use tokio::sync::watch;
 
@@ -312,19 +311,4 @@ fn a_run_outlives_the_runtime_thread_that_started_it() {
     let outcome = runtime.block_on(run("sleep 1; echo done", None));
     assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
     assert_eq!(outcome.output.text.trim(), "done");
-}
-
-/// The worker runs at a higher priority than its runs (as root, which the tests are), and
-/// every run gets the nice value the worker was started with.
-#[tokio::test]
-async fn runs_get_the_nice_value_the_worker_was_started_with() {
-    let started = priority::nice();
-    priority::boost();
-    assert_eq!(priority::nice(), started - priority::BOOST);
-    let outcome = run("cut -d' ' -f19 /proc/$$/stat", None).await;
-    assert_eq!(
-        outcome.output.text.trim(),
-        started.to_string(),
-        "{outcome:?}"
-    );
 }

@@ -6,9 +6,9 @@ use cronfleet_worker::run_server;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [serve, worker, nice] if serve == "serve" => match (worker.parse(), nice.parse()) {
-            (Ok(worker), Ok(nice)) => run_server::serve(worker, nice),
-            _ => usage(),
+        [serve, worker] if serve == "serve" => match worker.parse() {
+            Ok(worker) => run_server::serve(worker),
+            Err(_) => usage(),
         },
         _ => usage(),
     }
@@ -16,7 +16,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "cronfleet-run: started by cronfleet-worker as `cronfleet-run serve <worker-pid> <runs-nice>`, \
+        "cronfleet-run: started by cronfleet-worker as `cronfleet-run serve <worker-pid>`, \
          with a socket to the worker as stdin; not meant to be run by hand"
     );
     std::process::exit(2);
