@@ -31,18 +31,24 @@
 //! process per run is most of what a run costs, and forking a small single-threaded process
 //! costs a fraction of starting a program.
 
+mod lease_watch;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{BufReader, Read as _};
+use std::io::{BufReader, Read as _, Stdin};
+use std::os::fd::AsFd as _;
 use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, raise, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getppid, Pid};
 
+use self::lease_watch::LeaseWatch;
 use crate::run_limits::RunLimits;
 
 /// The supervisor binary's file name; it is installed next to `cronfleet-worker`.
@@ -133,8 +139,6 @@ pub fn run(invocation: &Invocation) -> ! {
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGCHLD,
-        Signal::SIGALRM,
-        Signal::SIGUSR1,
     ]
     .into_iter()
     .collect();
@@ -161,9 +165,9 @@ pub fn run(invocation: &Invocation) -> ! {
     if !matches!(stdin.read(&mut go), Ok(1)) {
         std::process::exit(0);
     }
-    if invocation.watch {
-        watch_lease(stdin, invocation.grace);
-    }
+    let lease = invocation
+        .watch
+        .then(|| LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN));
     let mut shell = Command::new("/bin/sh");
     shell
         .arg("-c")
@@ -189,44 +193,16 @@ pub fn run(invocation: &Invocation) -> ! {
             std::process::exit(127);
         }
     };
+    let Ok(incoming) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
+        std::process::exit(127);
+    };
     Supervisor {
         shell,
         status: None,
         grace: invocation.grace,
+        stop_by: None,
     }
-    .supervise(&signals)
-}
-
-/// Follows the worker's lease confirmations on stdin (one line per renewal: milliseconds the
-/// lease is good for) and raises SIGUSR1 when the last one leaves no more than the grace
-/// period and the margin. A reader thread takes the lines; a timer thread watches the clock.
-fn watch_lease(mut stdin: BufReader<std::io::Stdin>, grace: Duration) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let epoch = Instant::now();
-    // Milliseconds after `epoch` when the run must start ending; none until the first line.
-    let stop_at = Arc::new(AtomicU64::new(u64::MAX));
-    let lead = grace + LEASE_MARGIN;
-    let written = Arc::clone(&stop_at);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while matches!(std::io::BufRead::read_line(&mut stdin, &mut line), Ok(n) if n > 0) {
-            if let Ok(valid_ms) = line.trim().parse::<u64>() {
-                let until = epoch.elapsed() + Duration::from_millis(valid_ms);
-                let at = until.saturating_sub(lead).as_millis();
-                written.store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
-            }
-            line.clear();
-        }
-    });
-    std::thread::spawn(move || loop {
-        let at = stop_at.load(Ordering::Relaxed);
-        if at != u64::MAX && epoch.elapsed().as_millis() >= u128::from(at) {
-            let _ = kill(Pid::this(), Signal::SIGUSR1);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    });
+    .supervise(&incoming, lease)
 }
 
 /// Reads `NAME=value\0` entries up to an empty one.
@@ -252,71 +228,112 @@ fn read_environment(stdin: &mut impl std::io::BufRead) -> Option<Vec<(OsString, 
     }
 }
 
-/// The shell, how it ended once it has, and the grace between SIGTERM and SIGKILL.
+/// The shell, how it ended once it has, the grace between SIGTERM and SIGKILL, and when the
+/// grace of a stop under way is over.
 struct Supervisor {
     shell: Pid,
     status: Option<ExitStatus>,
     grace: Duration,
+    stop_by: Option<Instant>,
 }
 
 impl Supervisor {
-    fn supervise(mut self, signals: &SigSet) -> ! {
-        let mut stop_by: Option<Instant> = None;
+    /// Waits for signals, lease confirmations and deadlines, one thread, until the run is over.
+    fn supervise(mut self, incoming: &SignalFd, mut lease: Option<LeaseWatch<Stdin>>) -> ! {
         loop {
-            match signals.wait().ok() {
-                Some(Signal::SIGCHLD) => {
-                    self.reap();
-                    if let Some(status) = self.status {
-                        // After a stop request, what is left has what remains of its grace.
-                        self.end_descendants(
-                            stop_by.unwrap_or_else(|| Instant::now() + self.grace),
-                        );
-                        exit_like(status);
+            let lease_runs_out = lease
+                .as_ref()
+                .and_then(LeaseWatch::stop_at)
+                .filter(|_| self.stop_by.is_none());
+            let wake_at = [lease_runs_out, self.stop_by].into_iter().flatten().min();
+            let timeout = wake_at.map_or(PollTimeout::NONE, |at| {
+                let left = at.saturating_duration_since(Instant::now());
+                // Rounded up, so the wake comes at or after the deadline.
+                PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+            });
+            let (signalled, confirmed) = {
+                let mut fds = vec![PollFd::new(incoming.as_fd(), PollFlags::POLLIN)];
+                fds.extend(
+                    lease
+                        .as_ref()
+                        .and_then(LeaseWatch::readable)
+                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, timeout) {
+                    Ok(_) => (
+                        fds[0].any().unwrap_or(false),
+                        fds.get(1).and_then(PollFd::any).unwrap_or(false),
+                    ),
+                    Err(_) => (false, false),
+                }
+            };
+            if confirmed {
+                if let Some(lease) = lease.as_mut() {
+                    lease.read();
+                }
+            }
+            if signalled {
+                if let Ok(Some(info)) = incoming.read_signal() {
+                    if let Ok(signal) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+                    {
+                        self.on_signal(signal);
                     }
                 }
-                Some(Signal::SIGTERM | Signal::SIGINT) => {
-                    let group = getpgrp();
-                    for pid in descendants() {
-                        if nix::unistd::getpgid(Some(pid)).ok() != Some(group) {
-                            let _ = kill(pid, Signal::SIGTERM);
-                            let _ = kill(pid, Signal::SIGCONT);
-                        }
-                    }
-                    if stop_by.is_none() {
-                        stop_by = Some(Instant::now() + self.grace);
-                        // SIGALRM ends the grace (whole seconds, rounded up).
-                        let secs = self.grace.as_millis().div_ceil(1000).max(1);
-                        nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
-                    }
-                }
+            }
+            let now = Instant::now();
+            if lease_runs_out.is_some_and(|at| at <= now) && self.stop_by.is_none() {
                 // The worker's lease is about to run out unconfirmed: end the run while it holds.
-                Some(Signal::SIGUSR1) if stop_by.is_none() => {
-                    eprintln!(
-                        "cronfleet: the worker stopped confirming its etcd lease; ending the run \
-                         before the lease can run out"
-                    );
-                    for pid in descendants() {
+                eprintln!(
+                    "cronfleet: the worker stopped confirming its etcd lease; ending the run \
+                     before the lease can run out"
+                );
+                for pid in descendants() {
+                    let _ = kill(pid, Signal::SIGTERM);
+                    let _ = kill(pid, Signal::SIGCONT);
+                }
+                self.stop_by = Some(now + self.grace);
+            }
+            if self.stop_by.is_some_and(|at| at <= now) {
+                // The grace after a stop is over.
+                self.kill_descendants();
+                exit_like(
+                    self.status
+                        .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32)),
+                );
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::SIGCHLD => {
+                self.reap();
+                if let Some(status) = self.status {
+                    // After a stop, what is left has what remains of its grace.
+                    let deadline = self.stop_by.unwrap_or_else(|| Instant::now() + self.grace);
+                    self.end_descendants(deadline);
+                    exit_like(status);
+                }
+            }
+            // The worker stops the run by signalling the group, which reaches the shell and
+            // its group directly; the rest of the run hears it from here.
+            Signal::SIGTERM | Signal::SIGINT => {
+                let group = getpgrp();
+                for pid in descendants() {
+                    if nix::unistd::getpgid(Some(pid)).ok() != Some(group) {
                         let _ = kill(pid, Signal::SIGTERM);
                         let _ = kill(pid, Signal::SIGCONT);
                     }
-                    stop_by = Some(Instant::now() + self.grace);
-                    let secs = self.grace.as_millis().div_ceil(1000).max(1);
-                    nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
                 }
-                Some(Signal::SIGHUP) => {
-                    self.kill_descendants();
-                    std::process::exit(128 + Signal::SIGHUP as i32);
+                if self.stop_by.is_none() {
+                    self.stop_by = Some(Instant::now() + self.grace);
                 }
-                // The grace after a stop request is over.
-                Some(Signal::SIGALRM) if stop_by.is_some() => {
-                    self.kill_descendants();
-                    exit_like(
-                        self.status
-                            .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32)),
-                    );
-                }
-                _ => {}
             }
+            Signal::SIGHUP => {
+                self.kill_descendants();
+                std::process::exit(128 + Signal::SIGHUP as i32);
+            }
+            _ => {}
         }
     }
 
