@@ -275,13 +275,19 @@ impl Launcher {
         let follower = Arc::clone(&server);
         std::thread::Builder::new()
             .name("run-server".into())
-            .spawn(move || match command.spawn() {
-                Ok(process) => {
-                    let _ = ready.send(Ok(()));
-                    follower.follow(process);
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e));
+            .spawn(move || {
+                let spawned = command.spawn();
+                // The command holds the server's end of the socket; without this the server's
+                // death would never read as the end of it.
+                drop(command);
+                match spawned {
+                    Ok(process) => {
+                        let _ = ready.send(Ok(()));
+                        follower.follow(process);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
                 }
             })?;
         started.recv().map_err(|_| gone())??;

@@ -11,6 +11,12 @@
 //! process group, with the run's three pipes as its stdin, stdout and stderr, exactly as if the
 //! worker had started it; the server reaps it and reports how it ended.
 //!
+//! The server runs [`PRIORITY_BOOST`] nice values above the runs where its privileges allow
+//! (as root), and gives every supervisor back the worker's value: under a burst hundreds of
+//! runs are runnable at once, and a server that waited its fair turn behind them all forked
+//! each next run late. Only the server: a boosted worker slowed bursts down, its threads
+//! preempting runs that held their slots the longer.
+//!
 //! It dies with the worker (SIGKILL as its parent-death signal), and every supervisor asks
 //! for SIGHUP when the server dies, which ends its run at once — so a run still dies with the
 //! worker.
@@ -33,6 +39,9 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, getppid, setpgid, 
 use crate::launcher::{Answer, Request, MAX_REQUEST_BYTES};
 use crate::supervisor::Invocation;
 
+/// How many nice values the server runs above the runs, where it may.
+pub const PRIORITY_BOOST: i32 = 10;
+
 /// Serves the worker with pid `worker` on stdin until it goes away.
 #[allow(unsafe_code)]
 pub fn serve(worker: u32) -> ! {
@@ -52,7 +61,11 @@ pub fn serve(worker: u32) -> ! {
     // SAFETY: the worker starts the server with its end of the socket as stdin, and nothing
     // else in this process owns descriptor 0.
     let socket = unsafe { OwnedFd::from_raw_fd(0) };
+    let runs_nice = nice();
+    // Without the privilege to lower it, the server keeps the worker's nice value.
+    let _ = set_nice(runs_nice - PRIORITY_BOOST);
     let mut server = Server {
+        runs_nice,
         socket,
         reaped,
         live: HashSet::new(),
@@ -64,6 +77,8 @@ pub fn serve(worker: u32) -> ! {
 }
 
 struct Server {
+    /// The worker's nice value, which every run gets.
+    runs_nice: i32,
     socket: OwnedFd,
     reaped: SignalFd,
     /// Supervisors started and not yet reaped: the only pids a kill request may reach.
@@ -172,6 +187,7 @@ impl Server {
                 &invocation,
                 [stdin, stdout, stderr],
                 self.reaped.as_raw_fd(),
+                self.runs_nice,
             ),
             Ok(ForkResult::Parent { child }) => {
                 // Also set here, so the group exists before the worker hears of the pid.
@@ -201,8 +217,16 @@ impl Server {
 
 /// In the forked child: the run's pipes become stdin, stdout and stderr, the server's own
 /// descriptors and signal mask are left behind, and the supervisor takes over.
-fn become_supervisor(invocation: &Invocation, pipes: [OwnedFd; 3], reaped: RawFd) -> ! {
+fn become_supervisor(
+    invocation: &Invocation,
+    pipes: [OwnedFd; 3],
+    reaped: RawFd,
+    runs_nice: i32,
+) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if !set_nice(runs_nice) {
+        std::process::exit(127);
+    }
     let [stdin, stdout, stderr] = pipes;
     let moved = dup2_stdin(&stdin).and_then(|()| dup2_stdout(&stdout));
     if moved.and_then(|()| dup2_stderr(&stderr)).is_err() {
@@ -214,6 +238,20 @@ fn become_supervisor(invocation: &Invocation, pipes: [OwnedFd; 3], reaped: RawFd
         std::process::exit(127);
     }
     crate::supervisor::run(invocation)
+}
+
+/// This process's nice value.
+#[allow(unsafe_code)]
+fn nice() -> i32 {
+    // SAFETY: getpriority(2) on this process reads a number and touches no memory.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+/// Sets this process's nice value; false if not permitted.
+#[allow(unsafe_code)]
+fn set_nice(value: i32) -> bool {
+    // SAFETY: setpriority(2) on this process sets a number and touches no memory.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, value) == 0 }
 }
 
 #[cfg(test)]

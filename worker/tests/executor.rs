@@ -57,14 +57,16 @@ async fn run(command: &str, timeout_secs: Option<u64>) -> Outcome {
     .await
 }
 
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
+/// Processes whose command line contains `marker`: pid and command line.
+fn processes_with(marker: &str) -> Vec<(u32, String)> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| {
-            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(marker).then_some(cmdline)
+            cmdline.contains(marker).then_some((pid, cmdline))
         })
         .collect()
 }
@@ -140,7 +142,7 @@ async fn kill_reaches_background_grandchildren() {
     while !ready.exists()
         || processes_with("sleep 7772")
             .iter()
-            .filter(|c| c.trim() == "sleep 7772")
+            .filter(|(_, c)| c.trim() == "sleep 7772")
             .count()
             < 3
     {
@@ -311,4 +313,108 @@ fn a_run_outlives_the_runtime_thread_that_started_it() {
     let outcome = runtime.block_on(run("sleep 1; echo done", None));
     assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
     assert_eq!(outcome.output.text.trim(), "done");
+}
+
+/// The parent of process `pid`, from `/proc`.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_run_server_that_dies_takes_its_runs_along_and_the_next_run_starts_a_new_one() {
+    let limits = limits();
+    let marker = "server-death-marker";
+    let (_keep, stop) = watch::channel(None);
+    let running = tokio::spawn({
+        let limits = limits.clone();
+        let job = job(&format!("sleep 30; echo {marker}"), None);
+        async move {
+            execute(
+                &job,
+                &context("run-1"),
+                &limits,
+                Clock::with_offset_ms(0),
+                stop,
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let shell = loop {
+        if let Some((pid, _)) = processes_with(marker).first() {
+            break *pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // The shell's parent is its supervisor, whose parent is this launcher's run server.
+    let server = parent_of(parent_of(shell));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.status, RunStatus::Failed, "{outcome:?}");
+    assert!(outcome.err.contains("run server went away"), "{outcome:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_with(marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run outlived its server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_keep, stop) = watch::channel(None);
+    let again = execute(
+        &job("echo again", None),
+        &context("run-2"),
+        &limits,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+    assert_eq!(again.output.text.trim(), "again");
+}
+
+/// The run server forks at a higher priority than runs (as root, which the tests are); every
+/// run gets the nice value the worker has.
+#[tokio::test]
+async fn runs_get_the_workers_nice_value_and_the_run_server_a_higher_priority() {
+    let nice_of = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        rest.split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse::<i32>()
+            .unwrap()
+    };
+    let worker = nice_of("self");
+    let outcome = run(
+        "p=$(cut -d' ' -f4 /proc/$$/stat); s=$(cut -d' ' -f4 /proc/$p/stat); \
+         echo $(cut -d' ' -f19 /proc/$$/stat) $(cut -d' ' -f19 /proc/$s/stat)",
+        None,
+    )
+    .await;
+    let nices: Vec<i32> = outcome
+        .output
+        .text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        nices,
+        [
+            worker,
+            worker - cronfleet_worker::run_server::PRIORITY_BOOST
+        ],
+        "{outcome:?}"
+    );
 }
