@@ -18,6 +18,8 @@ use crate::store::{Store, StoreError, StoredEvent};
 
 /// Events per etcd txn; etcd allows 128 operations per txn.
 const BATCH: i64 = 100;
+/// How long a resign waits before it sends a refused revoke again.
+const REVOKE_RETRY: Duration = Duration::from_millis(250);
 /// Lifetime of a kill request in etcd, in seconds: long enough for every worker to see it.
 const KILL_TTL_SECS: i64 = 30;
 /// Lifetime of a run-now request in etcd: it is dropped if no worker takes it in this time.
@@ -136,11 +138,28 @@ impl Projector {
         }
     }
 
-    /// Gives up leadership (the next candidate takes over at once).
+    /// Gives up leadership (the next candidate takes over at once). The revoke is sent again
+    /// while etcd does not take it (a member died, an election is under way), until the
+    /// lease would have run out anyway: the election key it leaves behind holds every
+    /// campaign, this master's next one included, until it goes.
     pub async fn resign(&mut self, leadership: Leadership) {
         leadership.keeper.abort();
-        if let Err(e) = self.etcd.lease_revoke(leadership.lease).await {
-            tracing::warn!(error = %e, "could not revoke the election lease; it expires on its own");
+        let ttl = Duration::from_secs(u64::try_from(self.lease_ttl_secs).unwrap_or(0));
+        let give_up = tokio::time::Instant::now() + ttl;
+        loop {
+            match self.etcd.lease_revoke(leadership.lease).await {
+                Ok(_) => return,
+                // Already gone: it ran out, and took the key with it.
+                Err(e) if e.to_string().contains("lease not found") => return,
+                Err(e) if tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!(error = %e, "could not revoke the election lease; it expires on its own");
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "could not revoke the election lease yet; trying again");
+                    tokio::time::sleep(REVOKE_RETRY).await;
+                }
+            }
         }
     }
 
