@@ -150,9 +150,47 @@ impl Keys {
         Some((JobName::parse(job).ok()?, run.to_owned()))
     }
 
+    /// What a key under the prefix is, by its directory.
+    pub fn kind(&self, key: &[u8]) -> KeyKind {
+        let Some(rest) = key.strip_prefix(self.prefix.as_bytes()) else {
+            return KeyKind::Other;
+        };
+        match rest.split(|b| *b == b'/').next().unwrap_or_default() {
+            b"jobs" => KeyKind::Job,
+            b"killer" => KeyKind::Killer,
+            b"trigger" => KeyKind::Trigger,
+            b"lock" => KeyKind::Lock,
+            b"tick" => KeyKind::Tick,
+            b"runs" => KeyKind::Run,
+            b"workers" => KeyKind::Worker,
+            _ => KeyKind::Other,
+        }
+    }
+
     fn dir(&self, name: &str) -> String {
         format!("{}{name}/", self.prefix)
     }
+}
+
+/// The kinds of key under the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `jobs/<job>`
+    Job,
+    /// `killer/<job>`
+    Killer,
+    /// `trigger/<job>`
+    Trigger,
+    /// `lock/<job>`
+    Lock,
+    /// `tick/<job>`
+    Tick,
+    /// `runs/<job>/<run>`
+    Run,
+    /// `workers/<worker>`
+    Worker,
+    /// Anything else (the master's keys, or outside the prefix).
+    Other,
 }
 
 #[cfg(test)]
@@ -214,5 +252,24 @@ mod tests {
     fn bad_prefixes_are_refused() {
         assert_eq!(Keys::new("cron/").unwrap_err().field, "etcdPrefix");
         assert!(Keys::new("/a b/").is_err());
+    }
+
+    #[test]
+    fn every_key_reads_back_as_its_kind() {
+        let keys = Keys::new("/cron/").unwrap();
+        let name = JobName::parse("backup").unwrap();
+        for (key, kind) in [
+            (keys.job(&name), KeyKind::Job),
+            (keys.killer(&name), KeyKind::Killer),
+            (keys.trigger(&name), KeyKind::Trigger),
+            (keys.lock(&name), KeyKind::Lock),
+            (keys.tick(&name), KeyKind::Tick),
+            (keys.run(&name, "r1"), KeyKind::Run),
+            (keys.worker("w1"), KeyKind::Worker),
+            (keys.projector_election(), KeyKind::Other),
+            ("/other/jobs/backup".to_owned(), KeyKind::Other),
+        ] {
+            assert_eq!(keys.kind(key.as_bytes()), kind, "{key}");
+        }
     }
 }

@@ -6,6 +6,8 @@
 //!   and the daylight-saving rules.
 //! * [`keys`]: the etcd key layout; every key is built there.
 //! * [`record`]: the execution record workers write to MongoDB and the master reads back.
+//! * [`values`]: what the fleet writes under its etcd keys (run holders, tick guards, worker
+//!   registrations, run-now and kill requests).
 //! * [`telemetry`]: the tracing setup both binaries share; with the `etcd` feature, [`etcd`]
 //!   holds the etcd connection flags both take and [`endpoints`] the fail-over between etcd
 //!   members.
@@ -24,6 +26,7 @@ pub mod schedule;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod values;
 
 pub use job::{Concurrency, FieldError, JobName, JobSpec};
 pub use keys::Keys;

@@ -16,6 +16,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod projector;
+pub mod read;
 pub mod rebuild;
 pub mod store;
 
@@ -34,6 +35,7 @@ use crate::health::Health;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::projector::Projector;
+use crate::read::Reads;
 use crate::store::Store;
 
 /// The migrations in `migrations/`, embedded.
@@ -126,9 +128,12 @@ impl Services {
     pub fn app_state(&self) -> AppState {
         AppState {
             store: self.store.clone(),
-            etcd: self.etcd.clone(),
-            keys: self.keys.clone(),
-            log: self.log.clone(),
+            reads: Reads {
+                store: self.store.clone(),
+                log: self.log.clone(),
+                etcd: self.etcd.clone(),
+                keys: self.keys.clone(),
+            },
             metrics: Arc::new(Metrics::default()),
             throttle: Arc::default(),
             health: Arc::clone(&self.health),

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 
-use crate::http::AppState;
-
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
@@ -53,20 +51,6 @@ impl Metrics {
     pub fn events_appended(&self, count: usize) {
         self.events_appended
             .fetch_add(count as u64, Ordering::Relaxed);
-    }
-
-    /// Events appended but not yet in etcd, or `None` when either side cannot be read.
-    pub async fn projector_lag(&self, state: &AppState) -> Option<i64> {
-        let last = state.store.last_seq().await.ok()?;
-        let mut etcd = state.etcd.clone();
-        let response = etcd
-            .get(state.keys.projector_checkpoint(), None)
-            .await
-            .ok()?;
-        let checkpoint = response.kvs().first().map_or(Some(0), |kv| {
-            std::str::from_utf8(kv.value()).ok()?.parse::<i64>().ok()
-        })?;
-        Some(last - checkpoint)
     }
 
     /// The text exposition.

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use cronfleet_common::etcd::LeaseKeeper;
+use cronfleet_common::values::Request;
 use cronfleet_common::{JobName, Keys};
 use etcd_client::{Client, Compare, CompareOp, LeaderKey, PutOptions, Txn, TxnOp};
-use serde_json::json;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
@@ -274,20 +274,12 @@ impl Projector {
                 return Ok(Some((key.clone(), TxnOp::delete(key, None))));
             }
             Event::RunRequested { request_id } => {
-                let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
-                (
-                    self.keys.trigger(&name),
-                    value.into_bytes(),
-                    Some(TRIGGER_TTL_SECS),
-                )
+                let value = request_value(request_id, event.seq);
+                (self.keys.trigger(&name), value, Some(TRIGGER_TTL_SECS))
             }
             Event::KillRequested { request_id } => {
-                let value = json!({ "requestId": request_id, "seq": event.seq }).to_string();
-                (
-                    self.keys.killer(&name),
-                    value.into_bytes(),
-                    Some(KILL_TTL_SECS),
-                )
+                let value = request_value(request_id, event.seq);
+                (self.keys.killer(&name), value, Some(KILL_TTL_SECS))
             }
         };
         let options = match ttl {
@@ -322,4 +314,28 @@ async fn keep_alive(etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationT
         tokio::time::sleep(keeper.pause()).await;
     }
     lost.cancel();
+}
+
+/// The value of a `trigger/<job>` or `killer/<job>` key.
+fn request_value(request_id: &str, seq: i64) -> Vec<u8> {
+    let request = Request {
+        request_id: request_id.to_owned(),
+        seq,
+    };
+    serde_json::to_vec(&request).unwrap_or_default()
+}
+
+/// Events appended but not yet in etcd (the projector's checkpoint), or `None` when either
+/// side cannot be read.
+pub async fn lag(store: &Store, etcd: &Client, keys: &Keys) -> Option<i64> {
+    let last = store.last_seq().await.ok()?;
+    let response = etcd
+        .clone()
+        .get(keys.projector_checkpoint(), None)
+        .await
+        .ok()?;
+    let checkpoint = response.kvs().first().map_or(Some(0), |kv| {
+        std::str::from_utf8(kv.value()).ok()?.parse::<i64>().ok()
+    })?;
+    Some(last - checkpoint)
 }

@@ -460,7 +460,7 @@ async fn a_dead_database_or_etcd_answers_503_within_a_second() {
         let mut state = master.services.app_state();
         let options =
             etcd_client::ConnectOptions::new().with_timeout(std::time::Duration::from_secs(1));
-        state.etcd = etcd_client::Client::connect(["http://127.0.0.1:1"], Some(options))
+        state.reads.etcd = etcd_client::Client::connect(["http://127.0.0.1:1"], Some(options))
             .await
             .unwrap();
         cronfleet_master::http::router(state)

@@ -27,8 +27,8 @@ use cronfleet_common::{Concurrency, JobName, JobSpec, Keys};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use crate::batch::{Answer, Batcher};
-pub use crate::guard::{Guard, Holder};
 use crate::metrics::{Metrics, TxnResult};
+pub use cronfleet_common::values::{Guard, Holder};
 
 /// The result of trying to claim a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,30 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde::Serialize;
+pub use cronfleet_common::values::Hold;
 use tokio::sync::watch;
-
-/// One reason not to claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hold {
-    /// Records wait in memory: neither the spool's disk nor MongoDB took them.
-    RecordsBlocked,
-    /// This worker's clock is off the fleet's by more than the allowed skew (or not checked
-    /// yet): it claims no scheduled tick, only run-now requests.
-    ClockSkew,
-}
-
-impl Hold {
-    pub const ALL: [Hold; 2] = [Hold::RecordsBlocked, Hold::ClockSkew];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hold::RecordsBlocked => "records_blocked",
-            Hold::ClockSkew => "clock_skew",
-        }
-    }
-}
 
 /// The current holds, shared by whoever sets them and whoever obeys them.
 #[derive(Debug, Clone)]

@@ -20,7 +20,6 @@ pub mod claim;
 pub mod clock;
 pub mod config;
 pub mod executor;
-pub mod guard;
 pub mod holds;
 pub mod launcher;
 pub mod log_sink;

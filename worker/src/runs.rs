@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use cronfleet_common::values::RunSummary;
 use cronfleet_common::JobName;
-use serde::Serialize;
 use tokio::sync::watch;
 
 /// Why a run is being stopped before it ends on its own.
@@ -30,16 +30,6 @@ impl StopReason {
             StopReason::LeaseLost => "killed: the worker lost its etcd lease, so its lock was gone",
         }
     }
-}
-
-/// A run as other parts of the worker see it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunSummary {
-    pub run_id: String,
-    pub job_name: String,
-    pub planned_at: i64,
-    pub started_at: i64,
 }
 
 #[derive(Debug)]

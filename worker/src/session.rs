@@ -5,33 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use cronfleet_common::etcd::LeaseKeeper;
 use etcd_client::{Client, PutOptions};
-use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::holds::{Hold, Holds};
-use crate::runs::{RunSummary, Runs, StopReason};
-
-/// The value of `workers/<id>`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Registration {
-    pub id: String,
-    pub hostname: String,
-    pub pid: u32,
-    pub version: String,
-    pub started_at: DateTime<Utc>,
-    pub slots: usize,
-    pub running: Vec<RunSummary>,
-    pub heartbeat_at: DateTime<Utc>,
-    /// Why the worker claims nothing now; empty while it claims.
-    pub holds: Vec<Hold>,
-}
+use crate::holds::Holds;
+use crate::runs::{Runs, StopReason};
+pub use cronfleet_common::values::Registration;
 
 /// Keeps the lease and the registration.
 pub struct Session {

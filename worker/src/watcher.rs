@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use cronfleet_common::keys::KeyKind;
 use cronfleet_common::{JobName, JobSpec, Keys};
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use tokio::sync::mpsc;
@@ -82,17 +83,6 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
-enum Kind {
-    Job,
-    Killer,
-    Trigger,
-    Lock,
-    Tick,
-    Run,
-    Worker,
-    Other,
-}
-
 impl Watcher {
     pub fn new(client: Client, keys: Keys, clock: Clock) -> Self {
         Self {
@@ -134,23 +124,6 @@ impl Watcher {
         }
     }
 
-    fn kind(&self, key: &[u8]) -> Kind {
-        let Some(rest) = key.strip_prefix(self.keys.prefix().as_bytes()) else {
-            return Kind::Other;
-        };
-        let dir = rest.split(|b| *b == b'/').next().unwrap_or_default();
-        match dir {
-            b"jobs" => Kind::Job,
-            b"killer" => Kind::Killer,
-            b"trigger" => Kind::Trigger,
-            b"lock" => Kind::Lock,
-            b"tick" => Kind::Tick,
-            b"runs" => Kind::Run,
-            b"workers" => Kind::Worker,
-            _ => Kind::Other,
-        }
-    }
-
     /// Reads everything under the prefix at one revision, page by page; returns the revision.
     async fn snapshot(&mut self, changes: &mpsc::Sender<Change>) -> anyhow::Result<i64> {
         let prefix = self.keys.prefix().to_owned();
@@ -170,22 +143,22 @@ impl Watcher {
                 revision = response.header().map_or(0, |h| h.revision());
             }
             for kv in response.kvs() {
-                match self.kind(kv.key()) {
-                    Kind::Job => jobs.extend(parse_job(kv)),
-                    Kind::Tick => {
+                match self.keys.kind(kv.key()) {
+                    KeyKind::Job => jobs.extend(parse_job(kv)),
+                    KeyKind::Tick => {
                         if let Some(job) = self.job_of(kv) {
                             guards.insert(job, Guard::decode(kv.value(), kv.mod_revision()));
                         }
                     }
-                    Kind::Trigger => {
+                    KeyKind::Trigger => {
                         triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
                     }
-                    Kind::Worker => workers.extend(
+                    KeyKind::Worker => workers.extend(
                         self.registered_worker(kv)
                             .filter(|(_, claiming)| *claiming)
                             .map(|(id, _)| id),
                     ),
-                    Kind::Lock | Kind::Run => self.remember(kv),
+                    KeyKind::Lock | KeyKind::Run => self.remember(kv),
                     _ => {}
                 }
             }
@@ -280,22 +253,22 @@ impl Watcher {
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let put = event.event_type() == EventType::Put;
-            match (self.kind(kv.key()), put) {
-                (Kind::Job, true) => out.extend(parse_job(kv).map(Change::JobPut)),
-                (Kind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
-                (Kind::Killer, true) => out.extend(
+            match (self.keys.kind(kv.key()), put) {
+                (KeyKind::Job, true) => out.extend(parse_job(kv).map(Change::JobPut)),
+                (KeyKind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
+                (KeyKind::Killer, true) => out.extend(
                     self.job_of(kv)
                         .map(|job| Change::Kill(job, kv.mod_revision())),
                 ),
-                (Kind::Trigger, true) => out.extend(
+                (KeyKind::Trigger, true) => out.extend(
                     self.job_of(kv)
                         .map(|job| Change::Trigger(job, kv.mod_revision())),
                 ),
-                (Kind::Trigger, false) => out.extend(
+                (KeyKind::Trigger, false) => out.extend(
                     self.job_of(kv)
                         .map(|job| Change::TriggerConsumed(job, kv.mod_revision())),
                 ),
-                (Kind::Lock, true) => {
+                (KeyKind::Lock, true) => {
                     self.remember(kv);
                     if let (Some(job), Ok(holder)) = (
                         self.job_of(kv),
@@ -309,7 +282,7 @@ impl Watcher {
                         });
                     }
                 }
-                (Kind::Tick, true) => {
+                (KeyKind::Tick, true) => {
                     if let Some(job) = self.job_of(kv) {
                         out.push(Change::Guard(
                             job,
@@ -319,7 +292,7 @@ impl Watcher {
                 }
                 // A worker that holds its claims leaves the order, so nobody waits a hand-off
                 // for it; it comes back when it claims again.
-                (Kind::Worker, true) => {
+                (KeyKind::Worker, true) => {
                     if let Some((id, claiming)) = self.registered_worker(kv) {
                         if let Some(at) = heartbeat_ms(kv) {
                             clock(&id, at, &mut out);
@@ -331,19 +304,19 @@ impl Watcher {
                         });
                     }
                 }
-                (Kind::Worker, false) => {
+                (KeyKind::Worker, false) => {
                     if let Some(id) = self.worker_id_of(kv) {
                         dead_workers.insert((kv.mod_revision(), id.clone()));
                         out.push(Change::WorkerDown(id));
                     }
                 }
-                (Kind::Run, true) => {
+                (KeyKind::Run, true) => {
                     if let Ok(holder) = serde_json::from_slice::<Holder>(kv.value()) {
                         clock(&holder.worker_id, holder.claimed_at, &mut out);
                     }
                     self.remember(kv);
                 }
-                (Kind::Lock | Kind::Run, false) => {
+                (KeyKind::Lock | KeyKind::Run, false) => {
                     if let Some((holder, token)) = self.holders.remove(kv.key()) {
                         deleted_runs.push((kv.mod_revision(), holder, token));
                     }

@@ -7,12 +7,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
-use super::pages::{self, Nav};
+use super::error::HttpError;
+use super::layout::Nav;
+use super::session::{checked_csrf, same_origin, session_cookie};
 use super::AppState;
-use crate::accounts::{Principal, Session};
+use crate::accounts::Principal;
 use crate::identity::Role;
 
 /// Who may call a route.
@@ -92,21 +92,6 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/tokens/{id}/revoke", Access::At(Role::Admin)),
 ];
 
-/// The cookie that carries a page session.
-pub const SESSION_COOKIE: &str = "cronfleet_session";
-
-/// The session id in a request's cookies, if any.
-pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
-}
-
 /// Whether a path belongs to the admin pages (cookies, HTML errors, CSRF) rather than the API.
 fn is_page(path: &str) -> bool {
     !(path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
@@ -140,7 +125,7 @@ fn method_not_allowed(method: &Method, path: &str) -> Response {
         allowed.push("HEAD");
     }
     let allow = allowed.join(", ");
-    let mut response = ApiError::new(
+    let mut response = HttpError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{method} is not allowed here; allowed: {allow}"),
@@ -168,11 +153,12 @@ pub async fn authorize(
         return method_not_allowed(request.method(), path.as_deref().unwrap_or_default());
     };
     if page && request.method() == Method::POST && !same_origin(&request) {
-        return pages::error_page(
+        return HttpError::new(
             StatusCode::FORBIDDEN,
+            "cross_site",
             "This form came from another site.",
-            Nav::default(),
-        );
+        )
+        .page(&Nav::default());
     }
     let Access::At(required) = rule else {
         return next.run(request).await;
@@ -181,13 +167,7 @@ pub async fn authorize(
         match session_cookie(request.headers()) {
             Some(id) => match state.store.session(id).await {
                 Ok(found) => found,
-                Err(e) => {
-                    return pages::error_page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &ApiError::from(e).message,
-                        Nav::default(),
-                    )
-                }
+                Err(e) => return HttpError::from(e).page(&Nav::default()),
             },
             None => None,
         }
@@ -198,7 +178,7 @@ pub async fn authorize(
         (Some(session), _) => Some(session.principal.clone()),
         (None, Some(token)) if !page => match state.store.authenticate_token(token).await {
             Ok(found) => found,
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return HttpError::from(e).into_response(),
         },
         _ => None,
     };
@@ -206,7 +186,7 @@ pub async fn authorize(
         if page {
             return Redirect::to("/login").into_response();
         }
-        let mut response = ApiError::new(
+        let mut response = HttpError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "sign in or send Authorization: Bearer <token>",
@@ -222,11 +202,10 @@ pub async fn authorize(
             "This needs the {required} role; {} is {}.",
             principal.user, principal.role
         );
+        let error = HttpError::new(StatusCode::FORBIDDEN, "forbidden", message);
         return match &session {
-            Some(session) => {
-                pages::error_page(StatusCode::FORBIDDEN, &message, Nav::for_session(session))
-            }
-            None => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response(),
+            Some(session) => error.page(&Nav::for_session(session)),
+            None => error.into_response(),
         };
     }
     if let Some(session) = session {
@@ -240,53 +219,6 @@ pub async fn authorize(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
-}
-
-/// A form post must carry the session's CSRF token in its `csrf` field.
-async fn checked_csrf(request: Request, session: &Session) -> Result<Request, Response> {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            pages::error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form is too large.",
-                Nav::for_session(session),
-            )
-        })?;
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    let presented = fields
-        .iter()
-        .find(|(name, _)| name == "csrf")
-        .map(|(_, value)| value.as_bytes());
-    let valid = presented.is_some_and(|token| bool::from(token.ct_eq(session.csrf.as_bytes())));
-    if !valid {
-        return Err(pages::error_page(
-            StatusCode::FORBIDDEN,
-            "The form expired or did not come from this site; reload the page and try again.",
-            Nav::for_session(session),
-        ));
-    }
-    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
-}
-
-/// A browser's `Origin` (or, without one, `Referer`) must name this host.
-fn same_origin(request: &Request) -> bool {
-    let headers = request.headers();
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return true;
-    };
-    let origin = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok());
-    match origin {
-        None => true,
-        Some(origin) => origin
-            .split_once("://")
-            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
-            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
-    }
 }
 
 fn bearer(request: &Request) -> Option<&str> {

@@ -1,6 +1,10 @@
-//! The HTTP error: one type for every handler, rendered as `{"error": {code, message, field}}`.
-//! Internal errors are logged once here and the client gets a generic message.
+//! The HTTP error: one type for every handler of the API and the pages, with two renderings.
+//! The API's is `{"error": {code, message, field}}`; the pages' is the same message on a page
+//! in the layout, with the same status and headers ([`HttpError::page`], and
+//! [`as_page`] for a handler's error answer, applied by the pages' router). Dependency and
+//! internal failures are logged once here and the client gets a generic message.
 
+use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,12 +12,15 @@ use cronfleet_common::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::layout::{self, Nav};
+use crate::accounts::AccountError;
 use crate::domain::DomainError;
 use crate::health::Dependency;
+use crate::read::ReadError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
-pub struct ApiError {
+pub struct HttpError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -43,7 +50,7 @@ pub struct ErrorDetail {
     pub current_version: Option<u64>,
 }
 
-impl ApiError {
+impl HttpError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -122,10 +129,39 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+/// The message an error answer carries, kept on the response for its HTML rendering.
+#[derive(Debug, Clone)]
+struct Shown(String);
+
+impl HttpError {
+    /// The HTML rendering: this error as a page in the layout.
+    pub fn page(self, nav: &Nav) -> Response {
+        as_page(self.into_response(), nav)
+    }
+}
+
+/// An error answer rendered as a page in the layout, keeping its status and headers; any
+/// other response as it is.
+pub fn as_page(response: Response, nav: &Nav) -> Response {
+    let Some(Shown(message)) = response.extensions().get::<Shown>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let html = layout::error_html(parts.status, &message, nav);
+    Response::from_parts(parts, Body::from(html))
+}
+
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = self.body();
+        let shown = Shown(self.message);
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(shown);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -138,7 +174,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<DomainError> for ApiError {
+impl From<DomainError> for HttpError {
     fn from(error: DomainError) -> Self {
         let message = error.to_string();
         match error {
@@ -164,7 +200,7 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for HttpError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Domain(domain) => domain.into(),
@@ -190,14 +226,44 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     )
 }
 
-impl From<etcd_client::Error> for ApiError {
+impl From<etcd_client::Error> for HttpError {
     fn from(error: etcd_client::Error) -> Self {
         Self::unavailable("etcd", error)
     }
 }
 
-impl From<mongodb::error::Error> for ApiError {
+impl From<mongodb::error::Error> for HttpError {
     fn from(error: mongodb::error::Error) -> Self {
         Self::unavailable("MongoDB", error)
+    }
+}
+
+impl From<AccountError> for HttpError {
+    fn from(error: AccountError) -> Self {
+        let message = error.to_string();
+        match error {
+            AccountError::Invalid(field) => Self::invalid(field),
+            AccountError::UserExists(_) => {
+                Self::field(StatusCode::CONFLICT, "already_exists", "name", message)
+            }
+            AccountError::NoSuchUser(_) => Self::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "user",
+                message,
+            ),
+            AccountError::NoSuchToken(_) => Self::not_found(message),
+            AccountError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<ReadError> for HttpError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Mongo(e) => e.into(),
+            ReadError::Etcd(e) => e.into(),
+            ReadError::Store(e) => e.into(),
+        }
     }
 }

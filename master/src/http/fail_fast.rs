@@ -7,8 +7,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
-use super::pages::{self, Nav};
+use super::error::HttpError;
+use super::layout::Nav;
 use super::AppState;
 use crate::health::{Dependency, Health};
 
@@ -45,16 +45,12 @@ fn needs(method: &Method, path: &str) -> Vec<Dependency> {
 
 fn unavailable(dependency: Dependency, page: bool) -> Response {
     let message = format!("{} is unavailable; retry shortly", dependency.name());
-    let mut response = if page {
-        pages::error_page(StatusCode::SERVICE_UNAVAILABLE, &message, Nav::default())
+    let error = HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    if page {
+        error.page(&Nav::default())
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).into_response()
-    };
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
-    response
+        error.into_response()
+    }
 }
 
 /// The readiness checks the health watcher keeps.

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::error::ApiError;
+use super::error::HttpError;
 
 pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
     if let Some(query) = request.uri().query() {
@@ -20,7 +20,7 @@ pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
             .find(|(key, value)| key.contains('\0') || value.contains('\0'));
         if let Some((key, _)) = nul {
             let name = key.replace('\0', "\\0");
-            return ApiError::field(
+            return HttpError::field(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",
                 name.clone(),
@@ -39,7 +39,7 @@ pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, super::MAX_BODY_BYTES).await else {
-        return ApiError::new(
+        return HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("the body is over {} bytes", super::MAX_BODY_BYTES),
@@ -54,7 +54,7 @@ pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         if !json {
-            return ApiError::new(
+            return HttpError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as Content-Type: application/json",
@@ -73,7 +73,7 @@ pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
                 .split_once(": ")
                 .filter(|_| message.starts_with('$'))
             {
-                return ApiError::field(
+                return HttpError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_field",
                     field.trim_start_matches("$.").to_owned(),

@@ -1,4 +1,4 @@
-//! Users and API tokens over REST (admins only; see [`super::auth::ACCESS`]).
+//! Users and API tokens over REST (admins only; see [`crate::http::auth::ACCESS`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ErrorBody};
-use super::{ApiBody, AppState, RequestContext};
-use crate::accounts::{AccountError, TokenView, UserView};
+use crate::accounts::{TokenView, UserView};
+use crate::http::error::{ErrorBody, HttpError};
+use crate::http::{ApiBody, AppState, RequestContext};
 use crate::identity::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,37 +24,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
 }
 
-impl From<AccountError> for ApiError {
-    fn from(error: AccountError) -> Self {
-        let message = error.to_string();
-        match error {
-            AccountError::Invalid(field) => ApiError::invalid(field),
-            AccountError::UserExists(_) => {
-                ApiError::field(StatusCode::CONFLICT, "already_exists", "name", message)
-            }
-            AccountError::NoSuchUser(_) => ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "user",
-                message,
-            ),
-            AccountError::NoSuchToken(_) => ApiError::not_found(message),
-            AccountError::Store(store) => store.into(),
-        }
-    }
-}
-
-fn object(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, ApiError> {
+fn object(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, HttpError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(object)) => {
-            reject_unknown_fields(&object, known).map_err(ApiError::invalid)?;
+            reject_unknown_fields(&object, known).map_err(HttpError::invalid)?;
             Ok(object)
         }
-        Ok(_) => Err(ApiError::invalid(FieldError::new(
+        Ok(_) => Err(HttpError::invalid(FieldError::new(
             "body",
             "must be a JSON object",
         ))),
-        Err(e) => Err(ApiError::invalid(FieldError::new(
+        Err(e) => Err(HttpError::invalid(FieldError::new(
             "body",
             format!("is not valid JSON: {e}"),
         ))),
@@ -68,7 +48,7 @@ pub struct UserList {
 }
 
 #[utoipa::path(get, path = "/users", tag = "access", responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
+async fn list_users(State(state): State<AppState>) -> Result<Json<UserList>, HttpError> {
     Ok(Json(UserList {
         items: state.store.users().await?,
     }))
@@ -81,12 +61,12 @@ async fn create_user(
     State(state): State<AppState>,
     context: RequestContext,
     ApiBody(body): ApiBody,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let mut object = object(&body, &["name", "role", "password"])?;
-    let name: String = required(&mut object, "name").map_err(ApiError::invalid)?;
-    let role: String = required(&mut object, "role").map_err(ApiError::invalid)?;
-    let role = Role::parse(&role).map_err(ApiError::invalid)?;
-    let password: String = required(&mut object, "password").map_err(ApiError::invalid)?;
+    let name: String = required(&mut object, "name").map_err(HttpError::invalid)?;
+    let role: String = required(&mut object, "role").map_err(HttpError::invalid)?;
+    let role = Role::parse(&role).map_err(HttpError::invalid)?;
+    let password: String = required(&mut object, "password").map_err(HttpError::invalid)?;
     let user = state
         .store
         .create_user(&name, role, &password, &context.meta(b""))
@@ -101,7 +81,7 @@ pub struct TokenList {
 }
 
 #[utoipa::path(get, path = "/tokens", tag = "access", responses((status = 200, body = TokenList), (status = 403, body = ErrorBody)))]
-async fn list_tokens(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+async fn list_tokens(State(state): State<AppState>) -> Result<Json<TokenList>, HttpError> {
     Ok(Json(TokenList {
         items: state.store.tokens().await?,
     }))
@@ -114,11 +94,12 @@ async fn create_token(
     State(state): State<AppState>,
     context: RequestContext,
     ApiBody(body): ApiBody,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let mut object = object(&body, &["user", "name", "expiresInDays"])?;
-    let user: String = required(&mut object, "user").map_err(ApiError::invalid)?;
-    let name: String = required(&mut object, "name").map_err(ApiError::invalid)?;
-    let expires: Option<u32> = optional(&mut object, "expiresInDays").map_err(ApiError::invalid)?;
+    let user: String = required(&mut object, "user").map_err(HttpError::invalid)?;
+    let name: String = required(&mut object, "name").map_err(HttpError::invalid)?;
+    let expires: Option<u32> =
+        optional(&mut object, "expiresInDays").map_err(HttpError::invalid)?;
     let (token, view) = state
         .store
         .create_token(&user, &name, expires, &context.meta(b""))
@@ -134,7 +115,7 @@ async fn revoke_token(
     State(state): State<AppState>,
     context: RequestContext,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, HttpError> {
     state.store.revoke_token(&id, &context.meta(b"")).await?;
     Ok(StatusCode::NO_CONTENT)
 }

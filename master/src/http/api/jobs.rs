@@ -1,0 +1,319 @@
+//! Jobs: list, read, create, replace, delete, and the commands on one (pause, resume, run,
+//! kill).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use cronfleet_common::JobSpec;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::write::{expected_version, set_etag, write};
+use super::{job_name, limit, page_cursor};
+use crate::domain::Command;
+use crate::http::error::{ErrorBody, HttpError};
+use crate::http::{ApiBody, ApiQuery, AppState, RequestContext};
+use crate::store::{JobFilter, JobRow, RequestMeta};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(get_job, update_job, delete_job))
+        .routes(routes!(pause_job))
+        .routes(routes!(resume_job))
+        .routes(routes!(run_job))
+        .routes(routes!(kill_job))
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub name: String,
+    pub command: String,
+    pub cron_expr: String,
+    pub timezone: String,
+    pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must start, else it is `missed`;
+    /// none: the smaller of 60 s and the time to the next tick.
+    pub starting_deadline_secs: Option<u64>,
+    /// `forbid`, `allow` or `replace`.
+    pub concurrency: String,
+    pub paused: bool,
+    pub description: String,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The job's version: send it back in `If-Match` or `version` to update.
+    pub version: i64,
+    pub created_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_by: Option<String>,
+    /// The next fire times, in UTC.
+    pub next_runs: Vec<DateTime<Utc>>,
+}
+
+impl JobView {
+    pub fn new(spec: &JobSpec, version: i64) -> Self {
+        Self {
+            name: spec.name.to_string(),
+            command: spec.command.clone(),
+            cron_expr: spec.cron_expr.clone(),
+            timezone: spec.timezone.name().to_owned(),
+            timeout_secs: spec.timeout_secs,
+            starting_deadline_secs: spec.starting_deadline_secs,
+            concurrency: spec.concurrency.as_str().to_owned(),
+            paused: spec.paused,
+            description: spec.description.clone(),
+            env: spec.env.clone(),
+            version,
+            created_at: None,
+            created_by: None,
+            updated_at: None,
+            updated_by: None,
+            next_runs: spec.schedule().upcoming(Utc::now(), 5),
+        }
+    }
+
+    fn from_row(row: &JobRow) -> Self {
+        Self {
+            created_at: Some(row.created_at),
+            created_by: Some(row.created_by.clone()),
+            updated_at: Some(row.updated_at),
+            updated_by: Some(row.updated_by.clone()),
+            ..Self::new(&row.spec, row.version)
+        }
+    }
+}
+
+/// The body of a create or update: a job spec. Unknown fields are refused.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct JobInput {
+    /// 1-128 of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Run as `/bin/sh -c <command>`; at most 64 KiB.
+    pub command: String,
+    /// 5, 6 or 7 fields, `@hourly` and friends, or `@every <duration>`.
+    pub cron_expr: String,
+    /// IANA time zone; default `UTC`.
+    pub timezone: Option<String>,
+    /// Seconds before a run is killed; none by default.
+    pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must start (1-86400); by default the
+    /// smaller of 60 s and the time to the next tick.
+    pub starting_deadline_secs: Option<u64>,
+    /// `forbid` (default), `allow` or `replace`.
+    pub concurrency: Option<String>,
+    /// Create the job paused.
+    pub paused: Option<bool>,
+    pub description: Option<String>,
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// On update: the version you last saw (or send `If-Match`).
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobListQuery {
+    /// Only jobs whose name contains this.
+    name: Option<String>,
+    /// `active` or `paused`.
+    status: Option<String>,
+    cursor: Option<String>,
+    /// Page size, 1-500 (default 50).
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobListQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<JobListQuery>,
+) -> Result<Json<JobPage>, HttpError> {
+    let paused = match query.status.as_deref() {
+        None | Some("") => None,
+        Some("active") => Some(false),
+        Some("paused") => Some(true),
+        Some(other) => {
+            return Err(HttpError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "status",
+                format!("status: {other:?} is not one of active, paused"),
+            ))
+        }
+    };
+    let limit = limit(query.limit)?;
+    let rows = state
+        .store
+        .jobs(&JobFilter {
+            name: query.name,
+            paused,
+            after_name: query.cursor,
+            limit: limit + 1,
+        })
+        .await?;
+    let mut items: Vec<JobView> = rows.iter().map(JobView::from_row).collect();
+    let next_cursor = page_cursor(&mut items, limit, |job| job.name.clone());
+    Ok(Json(JobPage { items, next_cursor }))
+}
+
+/// Keeps `limit` items; returns the cursor of the next page when there was one more.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = JobInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer")),
+    responses((status = 201, body = JobView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_job(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiBody(body): ApiBody,
+) -> Result<Response, HttpError> {
+    let mut spec = JobSpec::from_user_json(&body).map_err(HttpError::invalid)?;
+    spec.version = 0;
+    let name = spec.name.clone();
+    let meta = context.meta(&body);
+    let location = format!("/api/v1/jobs/{name}");
+    write(
+        &state,
+        &name,
+        Command::CreateJob(spec),
+        None,
+        &meta,
+        StatusCode::CREATED,
+        Some(location),
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/jobs/{name}", tag = "jobs", params(("name" = String, Path)),
+    responses((status = 200, body = JobView, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    let name = job_name(&name)?;
+    let row = state
+        .store
+        .job(&name)
+        .await?
+        .ok_or_else(|| HttpError::not_found(format!("job {name} does not exist")))?;
+    let mut response = Json(JobView::from_row(&row)).into_response();
+    set_etag(&mut response, row.version);
+    Ok(response)
+}
+
+#[utoipa::path(put, path = "/jobs/{name}", tag = "jobs", request_body = JobInput,
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "The ETag you last saw"),
+           ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    context: RequestContext,
+    headers: HeaderMap,
+    ApiBody(body): ApiBody,
+) -> Result<Response, HttpError> {
+    let name = job_name(&name)?;
+    let spec = JobSpec::from_user_json(&body).map_err(HttpError::invalid)?;
+    let expected = expected_version(&headers, spec.version)?;
+    let meta = context.meta(&body);
+    write(
+        &state,
+        &name,
+        Command::UpdateJob(spec),
+        expected,
+        &meta,
+        StatusCode::OK,
+        None,
+    )
+    .await
+}
+
+#[utoipa::path(delete, path = "/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    context: RequestContext,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let name = job_name(&name)?;
+    let expected = expected_version(&headers, 0)?;
+    let meta = context.meta(b"");
+    write(
+        &state,
+        &name,
+        Command::DeleteJob,
+        expected,
+        &meta,
+        StatusCode::NO_CONTENT,
+        None,
+    )
+    .await
+}
+
+macro_rules! action {
+    ($fn:ident, $path:literal, $status:expr, $command:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "jobs",
+            params(("name" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+            responses((status = 200, body = JobView), (status = 202, body = Value), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        async fn $fn(
+            State(state): State<AppState>,
+            Path(name): Path<String>,
+            context: RequestContext,
+            headers: HeaderMap,
+        ) -> Result<Response, HttpError> {
+            let name = job_name(&name)?;
+            let expected = expected_version(&headers, 0)?;
+            let meta = context.meta(b"");
+            let command: fn(&RequestMeta) -> Command = $command;
+            write(&state, &name, command(&meta), expected, &meta, $status, None).await
+        }
+    };
+}
+
+action!(
+    pause_job,
+    "/jobs/{name}/pause",
+    StatusCode::OK,
+    |_| Command::PauseJob,
+    "Pause a job: no tick fires until it is resumed."
+);
+action!(
+    resume_job,
+    "/jobs/{name}/resume",
+    StatusCode::OK,
+    |_| Command::ResumeJob,
+    "Resume a paused job."
+);
+action!(
+    run_job,
+    "/jobs/{name}/run",
+    StatusCode::ACCEPTED,
+    |meta| Command::RunJobNow {
+        request_id: meta.request_id.clone()
+    },
+    "Run a job now, once, on one worker."
+);
+action!(
+    kill_job,
+    "/jobs/{name}/kill",
+    StatusCode::ACCEPTED,
+    |meta| Command::KillJob {
+        request_id: meta.request_id.clone()
+    },
+    "Kill every run of a job in progress."
+);

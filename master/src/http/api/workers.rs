@@ -1,0 +1,31 @@
+//! The live workers' registrations.
+
+use axum::extract::State;
+use axum::Json;
+use cronfleet_common::values::Registration;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::error::{ErrorBody, HttpError};
+use crate::http::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_workers))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerList {
+    /// Each worker's registration: id, hostname, pid, version, startedAt, slots, running,
+    /// heartbeatAt, and holds (why it claims nothing now; empty while it claims).
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Registration>,
+}
+
+#[utoipa::path(get, path = "/workers", tag = "workers", responses((status = 200, body = WorkerList), (status = 503, body = ErrorBody)))]
+async fn list_workers(State(state): State<AppState>) -> Result<Json<WorkerList>, HttpError> {
+    Ok(Json(WorkerList {
+        items: state.reads.workers().await?,
+    }))
+}

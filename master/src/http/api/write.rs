@@ -1,0 +1,97 @@
+//! A job command through the store, answered (and replayed for a retried Idempotency-Key)
+//! with the job as it became, its ETag, and the status the route promises.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cronfleet_common::JobName;
+use serde_json::{json, Value};
+
+use super::jobs::JobView;
+use crate::domain::{Command, Event, JobState};
+use crate::http::error::HttpError;
+use crate::http::AppState;
+use crate::store::{RequestMeta, StoredEvent, Written};
+
+/// Runs a command through the store and turns the result into the response, which is also
+/// what a retry with the same Idempotency-Key gets.
+pub async fn write(
+    state: &AppState,
+    name: &JobName,
+    command: Command,
+    expected: Option<u64>,
+    meta: &RequestMeta,
+    status: StatusCode,
+    location: Option<String>,
+) -> Result<Response, HttpError> {
+    let answer = |events: &[StoredEvent], job: &JobState| -> (u16, Value) {
+        let body = match (&job.spec, events.last().map(|e| &e.event)) {
+            (_, Some(Event::RunRequested { request_id } | Event::KillRequested { request_id })) => {
+                json!({ "requestId": request_id, "version": job.version })
+            }
+            (Some(spec), _) => {
+                serde_json::to_value(JobView::new(spec, i64::try_from(job.version).unwrap_or(0)))
+                    .unwrap_or(Value::Null)
+            }
+            (None, _) => Value::Null,
+        };
+        (status.as_u16(), body)
+    };
+    let written = state
+        .store
+        .execute(name, command, expected, meta, answer)
+        .await?;
+    state.metrics.events_appended(match &written {
+        Written::Appended { events, .. } => events.len(),
+        Written::Replayed { .. } => 0,
+    });
+    let (status, body, version) = match written {
+        Written::Appended { events, state: job } => {
+            let (status, body) = answer(&events, &job);
+            (status, body, i64::try_from(job.version).unwrap_or(0))
+        }
+        Written::Replayed { status, response } => {
+            let version = response.get("version").and_then(Value::as_i64).unwrap_or(0);
+            (status, response, version)
+        }
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        (status, Json(body)).into_response()
+    };
+    if version > 0 && status != StatusCode::NO_CONTENT {
+        set_etag(&mut response, version);
+    }
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub fn set_etag(response: &mut Response, version: i64) {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+}
+
+/// The version the caller expects: `If-Match` (an ETag) wins over a non-zero body `version`.
+pub fn expected_version(headers: &HeaderMap, body_version: u64) -> Result<Option<u64>, HttpError> {
+    match headers.get(header::IF_MATCH) {
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default().trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            text.parse().map(Some).map_err(|_| {
+                HttpError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    "If-Match",
+                    "If-Match: expected an ETag such as \"3\"",
+                )
+            })
+        }
+        None if body_version > 0 => Ok(Some(body_version)),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,301 @@
+//! The job form: new, edit, preview and save, through the same validation as the API. A
+//! refused form comes back as typed, with each error beside its field.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use chrono::Utc;
+use cronfleet_common::JobSpec;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{meta, no_such_job, parse_name};
+use crate::accounts::Session;
+use crate::domain::{Command, DomainError};
+use crate::http::error::HttpError;
+use crate::http::layout::{render, Nav};
+use crate::http::views;
+use crate::http::AppState;
+use crate::store::StoreError;
+
+/// The job form's fields as typed, so a refused form comes back as it was.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct JobForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default, rename = "cronExpr")]
+    cron_expr: String,
+    #[serde(default)]
+    timezone: String,
+    #[serde(default, rename = "timeoutSecs")]
+    timeout_secs: String,
+    #[serde(default, rename = "startingDeadlineSecs")]
+    starting_deadline_secs: String,
+    #[serde(default)]
+    concurrency: String,
+    #[serde(default)]
+    description: String,
+    /// `NAME=value` lines.
+    #[serde(default)]
+    env: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    intent: String,
+}
+
+impl JobForm {
+    fn from_spec(spec: &JobSpec, version: i64) -> Self {
+        Self {
+            name: spec.name.to_string(),
+            command: spec.command.clone(),
+            cron_expr: spec.cron_expr.clone(),
+            timezone: spec.timezone.name().to_owned(),
+            timeout_secs: spec.timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
+            starting_deadline_secs: spec
+                .starting_deadline_secs
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            concurrency: spec.concurrency.as_str().to_owned(),
+            description: spec.description.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(name, value)| format!("{name}={value}\n"))
+                .collect(),
+            version: version.to_string(),
+            intent: String::new(),
+        }
+    }
+
+    /// The spec, through the same validation as the API.
+    fn spec(&self, paused: bool) -> Result<JobSpec, (String, String)> {
+        let mut body = Map::new();
+        body.insert("name".into(), json!(self.name.trim()));
+        body.insert("command".into(), json!(self.command.replace("\r\n", "\n")));
+        body.insert("cronExpr".into(), json!(self.cron_expr.trim()));
+        if !self.timezone.trim().is_empty() {
+            body.insert("timezone".into(), json!(self.timezone.trim()));
+        }
+        for (field, text) in [
+            ("timeoutSecs", &self.timeout_secs),
+            ("startingDeadlineSecs", &self.starting_deadline_secs),
+        ] {
+            if !text.trim().is_empty() {
+                let secs = text.trim().parse::<u64>().map_err(|_| {
+                    (
+                        field.to_owned(),
+                        format!("{field}: must be a whole number of seconds"),
+                    )
+                })?;
+                body.insert(field.into(), json!(secs));
+            }
+        }
+        if !self.concurrency.is_empty() {
+            body.insert("concurrency".into(), json!(self.concurrency));
+        }
+        body.insert("description".into(), json!(self.description));
+        let mut env = Map::new();
+        for line in self.env.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match line.split_once('=') {
+                Some((name, value)) => env.insert(name.trim().to_owned(), json!(value)),
+                None => return Err(("env".into(), format!("env: {line:?} is not NAME=value"))),
+            };
+        }
+        body.insert("env".into(), Value::Object(env));
+        body.insert("paused".into(), json!(paused));
+        JobSpec::from_user_json(Value::Object(body).to_string().as_bytes())
+            .map_err(|e| (e.field.clone(), e.to_string()))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "job_form.html")]
+struct JobFormPage {
+    nav: Nav,
+    form: JobForm,
+    editing: bool,
+    errors: HashMap<String, String>,
+    /// An error about any environment variable (`env` or `env.NAME`).
+    env_error: Option<String>,
+    preview: Vec<String>,
+    conflict: Option<String>,
+}
+
+impl JobFormPage {
+    fn new(
+        nav: Nav,
+        form: JobForm,
+        editing: bool,
+        errors: HashMap<String, String>,
+        preview: Vec<String>,
+        conflict: Option<String>,
+    ) -> Self {
+        let env_error = errors
+            .iter()
+            .find(|(field, _)| field.starts_with("env"))
+            .map(|(_, e)| e.clone());
+        Self {
+            nav,
+            form,
+            editing,
+            errors,
+            env_error,
+            preview,
+            conflict,
+        }
+    }
+}
+
+pub(super) async fn new(Extension(session): Extension<Session>) -> Result<Response, HttpError> {
+    let form = JobForm {
+        timezone: "UTC".into(),
+        concurrency: "forbid".into(),
+        version: "0".into(),
+        ..JobForm::default()
+    };
+    render(&JobFormPage::new(
+        Nav::for_session(&session),
+        form,
+        false,
+        HashMap::new(),
+        Vec::new(),
+        None,
+    ))
+}
+
+pub(super) async fn edit(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    let name = parse_name(&name)?;
+    let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
+    let form = JobForm::from_spec(&row.spec, row.version);
+    render(&JobFormPage::new(
+        Nav::for_session(&session),
+        form,
+        true,
+        HashMap::new(),
+        Vec::new(),
+        None,
+    ))
+}
+
+pub(super) async fn create(
+    state: State<AppState>,
+    session: Extension<Session>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    save_job(state, session, None, body).await
+}
+
+pub(super) async fn update(
+    state: State<AppState>,
+    session: Extension<Session>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    save_job(state, session, Some(name), body).await
+}
+
+async fn save_job(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    editing: Option<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    let nav = Nav::for_session(&session);
+    let mut form = serde_urlencoded::from_bytes::<JobForm>(&body).map_err(|_| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_form",
+            "The form could not be read.",
+        )
+    })?;
+    if let Some(name) = &editing {
+        form.name.clone_from(name);
+    }
+    let page = |form: JobForm,
+                errors: HashMap<String, String>,
+                preview: Vec<String>,
+                conflict: Option<String>,
+                status: StatusCode| {
+        let page = JobFormPage::new(
+            nav.clone(),
+            form,
+            editing.is_some(),
+            errors,
+            preview,
+            conflict,
+        );
+        let mut response = render(&page)?;
+        *response.status_mut() = status;
+        Ok(response)
+    };
+    let spec = match form.spec(false) {
+        Ok(spec) => spec,
+        Err((field, message)) => {
+            return page(
+                form,
+                HashMap::from([(field, message)]),
+                Vec::new(),
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    };
+    if form.intent == "preview" {
+        let preview = spec
+            .schedule()
+            .upcoming(Utc::now(), 5)
+            .into_iter()
+            .map(|t| views::when_in(t, spec.timezone))
+            .collect();
+        return page(form, HashMap::new(), preview, None, StatusCode::OK);
+    }
+    let name = spec.name.clone();
+    let (command, expected, done) = match &editing {
+        None => (Command::CreateJob(spec), None, "created"),
+        Some(_) => (
+            Command::UpdateJob(spec),
+            form.version.parse::<u64>().ok().filter(|v| *v > 0),
+            "updated",
+        ),
+    };
+    match state
+        .store
+        .execute(&name, command, expected, &meta(&session), |_, _| {
+            (200, Value::Null)
+        })
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/jobs/{name}?done={done}")).into_response()),
+        Err(StoreError::Domain(DomainError::VersionConflict { current, .. })) => {
+            let message = format!(
+                "Someone changed this job while you were editing it (it is now at version {current}). Reload it to see their change; your edits are below."
+            );
+            page(
+                form,
+                HashMap::new(),
+                Vec::new(),
+                Some(message),
+                StatusCode::CONFLICT,
+            )
+        }
+        Err(StoreError::Domain(DomainError::AlreadyExists(_))) => {
+            let errors = HashMap::from([(
+                "name".to_owned(),
+                "name: a job with this name already exists".to_owned(),
+            )]);
+            page(form, errors, Vec::new(), None, StatusCode::CONFLICT)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,296 @@
+//! The dashboard (every job, filtered and paged), one job's page, and its buttons.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use chrono::Utc;
+use cronfleet_common::MissReason;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::audit::ChangeView;
+use super::{change_view, meta, no_such_job, parse_name, DoneQuery, PAGE_SIZE};
+use crate::accounts::Session;
+use crate::domain::Command;
+use crate::http::error::HttpError;
+use crate::http::layout::{render, Nav};
+use crate::http::views;
+use crate::http::AppState;
+use crate::identity::Role;
+use crate::store::{EventFilter, JobFilter};
+
+struct LastRun {
+    status: String,
+    when: String,
+    duration: String,
+}
+
+struct JobRowView {
+    name: String,
+    cron_expr: String,
+    schedule_words: String,
+    timezone: String,
+    next_run: String,
+    paused: bool,
+    running: usize,
+    last: Option<LastRun>,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    nav: Nav,
+    jobs: Vec<JobRowView>,
+    filter_name: String,
+    filter_status: String,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct DashboardQuery {
+    name: Option<String>,
+    status: Option<String>,
+    after: Option<String>,
+    done: Option<String>,
+}
+
+pub(super) async fn dashboard(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(query): Query<DashboardQuery>,
+) -> Result<Response, HttpError> {
+    let nav = Nav::new(&session, query.done.as_deref());
+    let name = query.name.unwrap_or_default();
+    let status = query.status.unwrap_or_default();
+    let paused = match status.as_str() {
+        "paused" => Some(true),
+        "active" => Some(false),
+        _ => None,
+    };
+    let filter = JobFilter {
+        name: Some(name.clone()).filter(|n| !n.is_empty()),
+        paused,
+        after_name: query.after,
+        limit: PAGE_SIZE + 1,
+    };
+    let mut rows = state.store.jobs(&filter).await?;
+    let more = rows.len() > PAGE_SIZE as usize;
+    rows.truncate(PAGE_SIZE as usize);
+    let names: Vec<String> = rows.iter().map(|r| r.spec.name.to_string()).collect();
+    let (last, running) =
+        tokio::try_join!(state.reads.last_runs(&names), state.reads.running_counts())?;
+    let now = Utc::now();
+    let jobs = rows
+        .iter()
+        .map(|row| {
+            let spec = &row.spec;
+            let name = spec.name.to_string();
+            JobRowView {
+                cron_expr: spec.cron_expr.clone(),
+                schedule_words: views::schedule_words(&spec.cron_expr),
+                timezone: spec.timezone.name().to_owned(),
+                next_run: if spec.paused {
+                    "paused".to_owned()
+                } else {
+                    spec.schedule()
+                        .next_after(now)
+                        .map_or_else(|| "never".to_owned(), |t| views::when_in(t, spec.timezone))
+                },
+                paused: spec.paused,
+                running: running.get(&name).copied().unwrap_or(0),
+                last: last.get(&name).map(|r| LastRun {
+                    status: r.status.as_str().to_owned(),
+                    when: views::when_ms(r.start_time),
+                    duration: views::duration_ms(r.end_time - r.start_time),
+                }),
+                name,
+            }
+        })
+        .collect();
+    let next_page = more.then(|| {
+        let after = names.last().cloned().unwrap_or_default();
+        format!(
+            "/?{}",
+            serde_urlencoded::to_string([
+                ("name", name.as_str()),
+                ("status", status.as_str()),
+                ("after", after.as_str())
+            ])
+            .unwrap_or_default()
+        )
+    });
+    render(&JobsPage {
+        nav,
+        jobs,
+        filter_name: name,
+        filter_status: status,
+        next_page,
+    })
+}
+
+struct JobView {
+    name: String,
+    command: String,
+    cron_expr: String,
+    schedule_words: String,
+    timezone: String,
+    paused: bool,
+    timeout: String,
+    starting_deadline: String,
+    concurrency: String,
+    description: String,
+    version: i64,
+    updated_at: String,
+    updated_by: String,
+    next_runs: Vec<String>,
+}
+
+struct RunView {
+    run_id: String,
+    status: String,
+    /// Why a missed tick did not start.
+    reason: Option<&'static str>,
+    planned: String,
+    started: String,
+    duration: String,
+    exit: String,
+    worker: String,
+    excerpt: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    nav: Nav,
+    job: JobView,
+    executions: Vec<RunView>,
+    history: Vec<ChangeView>,
+}
+
+pub(super) async fn detail(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    Query(query): Query<DoneQuery>,
+) -> Result<Response, HttpError> {
+    let nav = Nav::new(&session, query.done.as_deref());
+    let name = parse_name(&name)?;
+    let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
+    let spec = &row.spec;
+    let job = JobView {
+        name: name.to_string(),
+        command: spec.command.clone(),
+        cron_expr: spec.cron_expr.clone(),
+        schedule_words: views::schedule_words(&spec.cron_expr),
+        timezone: spec.timezone.name().to_owned(),
+        paused: spec.paused,
+        timeout: views::timeout(spec),
+        starting_deadline: views::starting_deadline(spec),
+        concurrency: spec.concurrency.as_str().to_owned(),
+        description: spec.description.clone(),
+        version: row.version,
+        updated_at: views::when(row.updated_at),
+        updated_by: row.updated_by.clone(),
+        next_runs: spec
+            .schedule()
+            .upcoming(Utc::now(), 5)
+            .into_iter()
+            .map(|t| views::when_in(t, spec.timezone))
+            .collect(),
+    };
+    let records = state.reads.executions(&name, None, 20).await?;
+    let executions = records
+        .iter()
+        .map(|r| RunView {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_owned(),
+            reason: r.reason.map(MissReason::as_str),
+            planned: views::when_ms(r.plan_time),
+            started: views::when_ms(r.start_time),
+            duration: views::duration_ms(r.end_time - r.start_time),
+            exit: views::exit(r),
+            worker: r.worker_id.clone(),
+            excerpt: views::excerpt(&r.output),
+        })
+        .collect();
+    let filter = EventFilter {
+        job: Some(name.to_string()),
+        limit: 20,
+        ..EventFilter::default()
+    };
+    let history = state
+        .reads
+        .events(&filter)
+        .await?
+        .into_iter()
+        .map(change_view)
+        .collect();
+    render(&JobPage {
+        nav,
+        job,
+        executions,
+        history,
+    })
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    confirm: Option<String>,
+}
+
+pub(super) async fn action(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path((name, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    let name = parse_name(&name)?;
+    let needed = if action == "delete" {
+        Role::Admin
+    } else {
+        Role::Operator
+    };
+    if session.principal.role < needed {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("This needs the {needed} role."),
+        ));
+    }
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let command = match action.as_str() {
+        "pause" => Command::PauseJob,
+        "resume" => Command::ResumeJob,
+        "run" => Command::RunJobNow { request_id },
+        "kill" => Command::KillJob { request_id },
+        "delete" => {
+            let confirmed = serde_urlencoded::from_bytes::<ConfirmForm>(&body)
+                .ok()
+                .and_then(|f| f.confirm);
+            if confirmed.as_deref() != Some(name.as_str()) {
+                return Err(HttpError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    "confirm",
+                    "To delete the job, type its name exactly.",
+                ));
+            }
+            Command::DeleteJob
+        }
+        _ => return Err(HttpError::not_found("There is no such page.")),
+    };
+    state
+        .store
+        .execute(&name, command, None, &meta(&session), |_, _| {
+            (200, Value::Null)
+        })
+        .await?;
+    let to = if action == "delete" {
+        "/?done=deleted".to_owned()
+    } else {
+        format!("/jobs/{name}?done={action}")
+    };
+    Ok(Redirect::to(&to).into_response())
+}

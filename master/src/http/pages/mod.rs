@@ -1,0 +1,107 @@
+//! The admin pages: server-rendered askama HTML, no JavaScript, one module per resource. Every
+//! form posts and redirects (post-redirect-get); every form carries the session's CSRF token,
+//! checked by [`super::auth::authorize`]. Everything shown is escaped by askama.
+//!
+//! Handlers return `Result<Response, HttpError>` like the API's; [`html_errors`] renders an
+//! error answer as a page in the layout for the signed-in user.
+
+mod audit;
+mod executions;
+mod job_form;
+mod jobs;
+mod sign_in;
+mod tokens;
+mod workers;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use cronfleet_common::JobName;
+use serde::Deserialize;
+
+use super::error::{as_page, HttpError};
+use super::layout::Nav;
+use super::AppState;
+use crate::accounts::Session;
+use crate::store::RequestMeta;
+
+pub use audit::change_view;
+
+/// Rows per page: each row of the dashboard costs one indexed MongoDB lookup for its last run.
+const PAGE_SIZE: i64 = 25;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(jobs::dashboard))
+        .route("/login", get(sign_in::form).post(sign_in::login))
+        .route("/logout", post(sign_in::logout))
+        .route("/jobs/new", get(job_form::new).post(job_form::create))
+        .route("/jobs/{name}", get(jobs::detail))
+        .route(
+            "/jobs/{name}/edit",
+            get(job_form::edit).post(job_form::update),
+        )
+        .route("/jobs/{name}/{action}", post(jobs::action))
+        .route("/executions/{run_id}", get(executions::page))
+        .route("/workers", get(workers::page))
+        .route("/audit", get(audit::page))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/static/style.css", get(stylesheet))
+        .layer(middleware::from_fn(html_errors))
+}
+
+/// Renders a handler's error answer as a page in the layout of whoever is signed in.
+async fn html_errors(request: Request, next: Next) -> Response {
+    let nav = request
+        .extensions()
+        .get::<Session>()
+        .map(Nav::for_session)
+        .unwrap_or_default();
+    as_page(next.run(request).await, &nav)
+}
+
+/// The store's view of a page's request: who, and a request id of its own.
+fn meta(session: &Session) -> RequestMeta {
+    RequestMeta {
+        actor: session.principal.actor(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        idempotency: None,
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("../../../static/style.css"),
+    )
+        .into_response()
+}
+
+/// `?done=`: what the redirect that led here did, for the flash message.
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+fn no_such_job() -> HttpError {
+    HttpError::not_found("There is no such job.")
+}
+
+fn parse_name(raw: &str) -> Result<JobName, HttpError> {
+    JobName::parse(raw).map_err(|_| no_such_job())
+}
+
+/// Unknown pages.
+pub async fn not_found(session: Option<Extension<Session>>) -> Response {
+    let nav = session
+        .map(|Extension(s)| Nav::for_session(&s))
+        .unwrap_or_default();
+    HttpError::new(StatusCode::NOT_FOUND, "not_found", "There is no such page.").page(&nav)
+}

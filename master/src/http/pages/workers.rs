@@ -1,0 +1,69 @@
+//! The live workers.
+
+use std::collections::BTreeSet;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Extension;
+use chrono::SecondsFormat;
+
+use crate::accounts::Session;
+use crate::http::error::HttpError;
+use crate::http::layout::{render, Nav};
+use crate::http::AppState;
+
+struct WorkerView {
+    id: String,
+    host: String,
+    version: String,
+    started: String,
+    slots: String,
+    running: Vec<String>,
+    heartbeat: String,
+    /// Why the worker claims nothing now; empty while it claims.
+    holds: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "workers.html")]
+struct WorkersPage {
+    nav: Nav,
+    workers: Vec<WorkerView>,
+}
+
+pub(super) async fn page(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, HttpError> {
+    let workers = state
+        .reads
+        .workers()
+        .await?
+        .into_iter()
+        .map(|w| WorkerView {
+            host: w.hostname,
+            version: w.version,
+            started: w.started_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            slots: w.slots.to_string(),
+            running: w
+                .running
+                .into_iter()
+                .map(|run| run.job_name)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            heartbeat: w.heartbeat_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            holds: w
+                .holds
+                .iter()
+                .map(|hold| hold.as_str().replace('_', " "))
+                .collect(),
+            id: w.id,
+        })
+        .collect();
+    render(&WorkersPage {
+        nav: Nav::for_session(&session),
+        workers,
+    })
+}
