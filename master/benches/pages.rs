@@ -60,9 +60,7 @@ async fn main() {
         let job = JobName::parse(&name).unwrap();
         services
             .store
-            .execute(&job, Command::CreateJob(spec), None, &meta, |_, _| {
-                (201, serde_json::Value::Null)
-            })
+            .execute(&job, Command::CreateJob(spec), None, &meta)
             .await
             .unwrap();
     }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::identity::{self, NewToken, Role};
-use crate::store::{RequestMeta, Store, StoreError, APPEND_LOCK};
+use crate::store::{append, begin, NewEvent, RequestMeta, Store, StoreError};
 
 /// The event types of the `user` and `token` streams.
 pub const KINDS: &[&str] = &["UserCreated", "TokenCreated", "TokenRevoked"];
@@ -88,8 +88,7 @@ impl Store {
     ) -> Result<UserView, AccountError> {
         identity::check_user_name(name)?;
         let hash = identity::hash_password(password)?;
-        let mut tx = self.pool.begin().await?;
-        lock(&mut tx).await?;
+        let mut tx = begin(&self.pool).await?;
         let inserted = sqlx::query(
             "INSERT INTO users (name, password_hash, role, created_by) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING RETURNING created_at",
@@ -103,10 +102,9 @@ impl Store {
         let Some(row) = inserted else {
             return Err(AccountError::UserExists(name.to_owned()));
         };
-        append(
+        record(
             &mut tx,
-            "user",
-            name,
+            ("user", name),
             "UserCreated",
             json!({ "after": { "name": name, "role": role } }),
             meta,
@@ -199,8 +197,7 @@ impl Store {
         }
         let token = identity::new_token().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let expires_at = expires_in_days.map(|days| Utc::now() + Duration::days(i64::from(days)));
-        let mut tx = self.pool.begin().await?;
-        lock(&mut tx).await?;
+        let mut tx = begin(&self.pool).await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)")
                 .bind(user)
@@ -222,7 +219,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let payload = json!({ "after": { "id": token.id, "user": user, "name": name, "expiresAt": expires_at } });
-        append(&mut tx, "token", &token.id, "TokenCreated", payload, meta).await?;
+        record(&mut tx, ("token", &token.id), "TokenCreated", payload, meta).await?;
         tx.commit().await?;
         let view = TokenView {
             id: token.id.clone(),
@@ -239,8 +236,7 @@ impl Store {
 
     /// Revokes a token; it stops working at once.
     pub async fn revoke_token(&self, id: &str, meta: &RequestMeta) -> Result<(), AccountError> {
-        let mut tx = self.pool.begin().await?;
-        lock(&mut tx).await?;
+        let mut tx = begin(&self.pool).await?;
         let revoked = sqlx::query(
             "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
         )
@@ -250,7 +246,7 @@ impl Store {
         if revoked.rows_affected() == 0 {
             return Err(AccountError::NoSuchToken(id.to_owned()));
         }
-        append(&mut tx, "token", id, "TokenRevoked", json!({}), meta).await?;
+        record(&mut tx, ("token", id), "TokenRevoked", json!({}), meta).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -316,38 +312,22 @@ impl Store {
     }
 }
 
-async fn lock(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-}
-
-/// Appends one event of a non-job stream; the caller holds the append lock.
-async fn append(
+/// Appends one event of the `user` or `token` stream.
+async fn record(
     tx: &mut Transaction<'_, Postgres>,
-    stream: &str,
-    subject: &str,
+    (stream, subject): (&str, &str),
     kind: &str,
     payload: Value,
     meta: &RequestMeta,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO events (seq, stream, job_name, version, type, payload, actor, request_id)
-         SELECT (SELECT coalesce(max(seq), 0) + 1 FROM events), $1, $2,
-                (SELECT coalesce(max(version), 0) + 1 FROM events WHERE stream = $1 AND job_name = $2),
-                $3, $4, $5, $6",
-    )
-    .bind(stream)
-    .bind(subject)
-    .bind(kind)
-    .bind(payload)
-    .bind(&meta.actor)
-    .bind(&meta.request_id)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
+    let event = NewEvent {
+        stream,
+        subject,
+        version: None,
+        kind,
+        payload: &payload,
+    };
+    append(tx, event, meta).await.map(drop)
 }
 
 /// How long a page session lasts.

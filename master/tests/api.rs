@@ -236,14 +236,34 @@ async fn idempotency_keys_replay_the_first_answer() {
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.body, first.body);
+    // The job changes; a late retry still gets the answer of its own request (version 1).
+    let run = |key: &'static str| {
+        with_header(
+            &master,
+            Method::POST,
+            "/api/v1/jobs/once/run",
+            "idempotency-key",
+            key,
+            String::new(),
+        )
+    };
+    let ran = run("r-1").await;
+    assert_eq!(ran.status, StatusCode::ACCEPTED);
+    let late = send("k-1", body.clone()).await;
+    assert_eq!(late.body, first.body);
+    assert_eq!(late.body["version"], 1);
+    let ran_again = run("r-1").await;
+    assert_eq!(ran_again.status, StatusCode::ACCEPTED);
+    assert_eq!(ran_again.body, ran.body);
+    assert_eq!(ran_again.body["version"], 2);
     let other = send("k-1", job("once", "false").to_string()).await;
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other.body["error"]["code"], "idempotency_key_reused");
     let events = master.get("/api/v1/events?job=once").await;
     assert_eq!(
         events.body["items"].as_array().unwrap().len(),
-        1,
-        "the retry appended nothing"
+        2,
+        "the retries appended nothing"
     );
 }
 

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use cronfleet_common::{ExecutionRecord, JobName, JobSpec, MissReason, RunStatus, Trigger};
 use cronfleet_master::domain::Command;
 use cronfleet_master::store::RequestMeta;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::Master;
 
 const HOSTILE: &str = "<script>alert(1)</script>\\\"'><img src=x onerror=alert(2)>";
@@ -194,9 +194,7 @@ async fn hostile_job(master: &Master) -> String {
     master
         .services
         .store
-        .execute(&name, Command::CreateJob(spec), None, &meta, |_, _| {
-            (200, Value::Null)
-        })
+        .execute(&name, Command::CreateJob(spec), None, &meta)
         .await
         .unwrap();
     let record = ExecutionRecord {

@@ -48,15 +48,9 @@ async fn mixed_commands(master: &Master, writer: usize, count: usize) -> usize {
         let written = master
             .services
             .store
-            .execute(
-                &job,
-                command,
-                None,
-                &meta(&format!("writer-{writer}")),
-                |_, _| (200, Value::Null),
-            )
+            .execute(&job, command, None, &meta(&format!("writer-{writer}")))
             .await;
-        if let Ok(Written::Appended { events, .. }) = written {
+        if let Ok(Written { events, .. }) = written {
             appended += events.len();
         }
     }
@@ -167,13 +161,7 @@ async fn a_crash_on_either_side_of_the_etcd_txn_applies_each_event_once() {
     let a = JobName::parse("a").unwrap();
     let store = &master.services.store;
     store
-        .execute(
-            &a,
-            Command::CreateJob(spec("a", "one")),
-            None,
-            &meta("x"),
-            |_, _| (200, Value::Null),
-        )
+        .execute(&a, Command::CreateJob(spec("a", "one")), None, &meta("x"))
         .await
         .unwrap();
     store
@@ -184,7 +172,6 @@ async fn a_crash_on_either_side_of_the_etcd_txn_applies_each_event_once() {
             },
             None,
             &meta("x"),
-            |_, _| (200, Value::Null),
         )
         .await
         .unwrap();
@@ -200,13 +187,7 @@ async fn a_crash_on_either_side_of_the_etcd_txn_applies_each_event_once() {
 
     // Applied, then dies after its txn and before doing anything else: nothing is applied twice.
     store
-        .execute(
-            &a,
-            Command::UpdateJob(spec("a", "two")),
-            None,
-            &meta("x"),
-            |_, _| (200, Value::Null),
-        )
+        .execute(&a, Command::UpdateJob(spec("a", "two")), None, &meta("x"))
         .await
         .unwrap();
     let mut crashed = master.projector("crashed-after");
@@ -262,13 +243,7 @@ async fn one_projector_leads_and_another_takes_over_when_it_dies() {
     assert_eq!(leader().await.as_deref(), Some("first"));
     let b = JobName::parse("b").unwrap();
     store
-        .execute(
-            &b,
-            Command::CreateJob(spec("b", "one")),
-            None,
-            &meta("x"),
-            |_, _| (200, Value::Null),
-        )
+        .execute(&b, Command::CreateJob(spec("b", "one")), None, &meta("x"))
         .await
         .unwrap();
     wait_for_jobs(&master, 1).await;
@@ -279,13 +254,7 @@ async fn one_projector_leads_and_another_takes_over_when_it_dies() {
     let died = std::time::Instant::now();
     let c = JobName::parse("c").unwrap();
     store
-        .execute(
-            &c,
-            Command::CreateJob(spec("c", "two")),
-            None,
-            &meta("x"),
-            |_, _| (200, Value::Null),
-        )
+        .execute(&c, Command::CreateJob(spec("c", "two")), None, &meta("x"))
         .await
         .unwrap();
     wait_for_jobs(&master, 2).await;

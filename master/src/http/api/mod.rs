@@ -1,17 +1,20 @@
 //! The REST API under `/api/v1`: one module per resource, and what their lists share (page
 //! size, cursors, the job name in the path, RFC 3339 parameters).
 
-pub mod accounts;
 pub mod audit;
 pub mod executions;
 pub mod jobs;
+pub mod tokens;
+pub mod users;
 pub mod workers;
 mod write;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use cronfleet_common::JobName;
+use cronfleet_common::job::reject_unknown_fields;
+use cronfleet_common::{FieldError, JobName};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -28,7 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(executions::router())
         .merge(audit::router())
         .merge(workers::router())
-        .merge(accounts::router())
+        .merge(users::router())
+        .merge(tokens::router())
 }
 
 /// A page of a list: a cursor and a size.
@@ -93,4 +97,22 @@ fn time_param(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<
             })
     })
     .transpose()
+}
+
+/// A JSON object body with no fields but `known`.
+fn json_object(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, HttpError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => {
+            reject_unknown_fields(&object, known).map_err(HttpError::invalid)?;
+            Ok(object)
+        }
+        Ok(_) => Err(HttpError::invalid(FieldError::new(
+            "body",
+            "must be a JSON object",
+        ))),
+        Err(e) => Err(HttpError::invalid(FieldError::new(
+            "body",
+            format!("is not valid JSON: {e}"),
+        ))),
+    }
 }

@@ -8,13 +8,13 @@ use cronfleet_common::JobName;
 use serde_json::{json, Value};
 
 use super::jobs::JobView;
-use crate::domain::{Command, Event, JobState};
+use crate::domain::{Command, Event};
 use crate::http::error::HttpError;
 use crate::http::AppState;
-use crate::store::{RequestMeta, StoredEvent, Written};
+use crate::store::RequestMeta;
 
-/// Runs a command through the store and turns the result into the response, which is also
-/// what a retry with the same Idempotency-Key gets.
+/// Runs a command through the store and answers with what it appended and the job after it;
+/// a retry with the same Idempotency-Key gets the same answer from the same events.
 pub async fn write(
     state: &AppState,
     name: &JobName,
@@ -24,38 +24,19 @@ pub async fn write(
     status: StatusCode,
     location: Option<String>,
 ) -> Result<Response, HttpError> {
-    let answer = |events: &[StoredEvent], job: &JobState| -> (u16, Value) {
-        let body = match (&job.spec, events.last().map(|e| &e.event)) {
-            (_, Some(Event::RunRequested { request_id } | Event::KillRequested { request_id })) => {
-                json!({ "requestId": request_id, "version": job.version })
-            }
-            (Some(spec), _) => {
-                serde_json::to_value(JobView::new(spec, i64::try_from(job.version).unwrap_or(0)))
-                    .unwrap_or(Value::Null)
-            }
-            (None, _) => Value::Null,
-        };
-        (status.as_u16(), body)
-    };
-    let written = state
-        .store
-        .execute(name, command, expected, meta, answer)
-        .await?;
-    state.metrics.events_appended(match &written {
-        Written::Appended { events, .. } => events.len(),
-        Written::Replayed { .. } => 0,
-    });
-    let (status, body, version) = match written {
-        Written::Appended { events, state: job } => {
-            let (status, body) = answer(&events, &job);
-            (status, body, i64::try_from(job.version).unwrap_or(0))
+    let written = state.store.execute(name, command, expected, meta).await?;
+    if !written.replayed {
+        state.metrics.events_appended(written.events.len());
+    }
+    let job = &written.state;
+    let version = i64::try_from(job.version).unwrap_or(0);
+    let body = match (&job.spec, written.events.last().map(|e| &e.event)) {
+        (_, Some(Event::RunRequested { request_id } | Event::KillRequested { request_id })) => {
+            json!({ "requestId": request_id, "version": job.version })
         }
-        Written::Replayed { status, response } => {
-            let version = response.get("version").and_then(Value::as_i64).unwrap_or(0);
-            (status, response, version)
-        }
+        (Some(spec), _) => serde_json::to_value(JobView::new(spec, version)).unwrap_or(Value::Null),
+        (None, _) => Value::Null,
     };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = if status == StatusCode::NO_CONTENT {
         status.into_response()
     } else {

@@ -271,9 +271,7 @@ async fn save_job(
     };
     match state
         .store
-        .execute(&name, command, expected, &meta(&session), |_, _| {
-            (200, Value::Null)
-        })
+        .execute(&name, command, expected, &meta(&session))
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/jobs/{name}?done={done}")).into_response()),

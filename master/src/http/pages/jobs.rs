@@ -8,7 +8,6 @@ use axum::Extension;
 use chrono::Utc;
 use cronfleet_common::MissReason;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::audit::ChangeView;
 use super::{change_view, meta, no_such_job, parse_name, DoneQuery, PAGE_SIZE};
@@ -283,9 +282,7 @@ pub(super) async fn action(
     };
     state
         .store
-        .execute(&name, command, None, &meta(&session), |_, _| {
-            (200, Value::Null)
-        })
+        .execute(&name, command, None, &meta(&session))
         .await?;
     let to = if action == "delete" {
         "/?done=deleted".to_owned()
