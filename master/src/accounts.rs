@@ -79,6 +79,7 @@ const LAST_USE_RESOLUTION_SECS: i64 = 60;
 
 impl Store {
     /// Creates a user (an admin when bootstrapping from the command line).
+    #[tracing::instrument(skip_all, fields(actor = %meta.actor))]
     pub async fn create_user(
         &self,
         name: &str,
@@ -174,6 +175,7 @@ impl Store {
     }
 
     /// Makes a token for `user`; the returned plaintext is the only copy.
+    #[tracing::instrument(skip_all, fields(actor = %meta.actor))]
     pub async fn create_token(
         &self,
         user: &str,
@@ -235,6 +237,7 @@ impl Store {
     }
 
     /// Revokes a token; it stops working at once.
+    #[tracing::instrument(skip_all, fields(actor = %meta.actor))]
     pub async fn revoke_token(&self, id: &str, meta: &RequestMeta) -> Result<(), AccountError> {
         let mut tx = begin(&self.pool).await?;
         let revoked = sqlx::query(

@@ -103,6 +103,7 @@ impl Projector {
     }
 
     /// Waits until this master leads the election.
+    #[tracing::instrument(skip_all, fields(candidate = %self.candidate))]
     pub async fn campaign(&mut self) -> Result<Leadership, ProjectorError> {
         let lease = self.etcd.lease_grant(self.lease_ttl_secs, None).await?.id();
         let lost = CancellationToken::new();
@@ -188,6 +189,7 @@ impl Projector {
     }
 
     /// Applies the next batch of events after the checkpoint; returns how many.
+    #[tracing::instrument(skip_all)]
     pub async fn apply_batch(&mut self, leader: &LeaderKey) -> Result<usize, ProjectorError> {
         let (checkpoint, checkpoint_revision) = self.checkpoint().await?;
         let events = self.store.events_after(checkpoint, BATCH).await?;
@@ -254,6 +256,7 @@ impl Projector {
 
     /// The etcd write one event makes. Kill and run-now requests go on a short lease, granted
     /// once per batch.
+    #[tracing::instrument(skip_all, fields(job.name = %event.job_name, seq = event.seq))]
     async fn operation(
         &mut self,
         event: &StoredEvent,

@@ -504,3 +504,53 @@ async fn a_dead_database_or_etcd_answers_503_within_a_second() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_request_id_its_events_record() {
+    let master = Master::new().await;
+    let given = with_header(
+        &master,
+        Method::POST,
+        "/api/v1/jobs",
+        "x-request-id",
+        "deploy-42",
+        job("traced", "true").to_string(),
+    )
+    .await;
+    assert_eq!(given.status, StatusCode::CREATED);
+    assert_eq!(given.headers["x-request-id"], "deploy-42");
+    let made = master
+        .send(
+            Method::POST,
+            "/api/v1/jobs/traced/run",
+            Some("bob"),
+            &[],
+            None,
+        )
+        .await;
+    let id = made.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(!id.is_empty() && id != "deploy-42");
+    let insane = with_header(
+        &master,
+        Method::POST,
+        "/api/v1/jobs/traced/pause",
+        "x-request-id",
+        &"x".repeat(200),
+        String::new(),
+    )
+    .await;
+    let replaced = insane.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        replaced.len(),
+        36,
+        "an id over 128 characters is replaced by a new one"
+    );
+    let events = master.get("/api/v1/events?job=traced").await;
+    let recorded: Vec<&str> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, [replaced.as_str(), id.as_str(), "deploy-42"]);
+}

@@ -73,6 +73,7 @@ impl Claimer {
     /// Claims the scheduled tick `planned` of `job`, starting from the guard this worker saw.
     /// With `skip_when_locked` false, a held lock returns [`Claimed::Locked`] instead of
     /// recording the tick as skipped (used to claim ahead of time without skipping too early).
+    #[tracing::instrument(skip_all, fields(job.name = %job.name))]
     pub async fn claim_tick(
         &mut self,
         job: &JobSpec,
@@ -164,6 +165,7 @@ impl Claimer {
     /// Gives up the scheduled tick `planned` of `job` as missed: moves the guard to it, so that
     /// exactly one worker records it. Returns the guard before the move, or `None` when the
     /// fleet had already settled the tick.
+    #[tracing::instrument(skip_all, fields(job.name = %job.name))]
     pub async fn miss_tick(
         &mut self,
         job: &JobSpec,
@@ -230,6 +232,7 @@ impl Claimer {
     }
 
     /// Claims a run-now request: whoever deletes `trigger/<job>` at `trigger_revision` runs it.
+    #[tracing::instrument(skip_all, fields(job.name = %job.name))]
     pub async fn claim_trigger(
         &mut self,
         job: &JobSpec,
@@ -309,6 +312,7 @@ impl Claimer {
 
     /// Releases a run that ended: deletes its `runs/<job>/<run>` key, if it has one, and the
     /// lock if it is still the one this run took at `revision`. One write.
+    #[tracing::instrument(skip_all, fields(job.name = %job.name))]
     pub async fn release(
         &mut self,
         job: &JobSpec,
@@ -337,6 +341,7 @@ impl Claimer {
     /// Undoes a claim whose answer never came (etcd could not answer for as long as it was
     /// sent again): deletes the keys it may have created, where they still hold its run, so a
     /// lock cannot stay behind on this worker's lease.
+    #[tracing::instrument(skip_all, fields(job.name = %job.name))]
     pub async fn withdraw(
         &mut self,
         job: &JobSpec,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::HttpError;
+use super::telemetry::RequestId;
 use super::{auth, MAX_BODY_BYTES};
 use crate::store::{Idempotency, RequestMeta};
 
@@ -48,9 +49,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
                 "Idempotency-Key: at most 255 characters",
             ));
         }
-        let request_id = header("x-request-id")
-            .filter(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone());
         let caller = match &principal.token {
             Some((id, _)) => format!("{}/token:{id}", principal.user),
             None => format!("{}/session", principal.user),

@@ -4,8 +4,9 @@
 //!
 //! Both worlds share one error ([`error::HttpError`]: JSON for the API, a page in the
 //! [`layout`] for the admin pages), one read side ([`crate::read`]), and one stack of layers:
-//! request tracing and a timeout, the access table ([`auth`], fail-closed), input checks
-//! ([`input`]) and fail-fast while a dependency is down ([`fail_fast`]).
+//! the access table ([`auth`], fail-closed), input checks
+//! ([`input`]) and fail-fast while a dependency is down ([`fail_fast`]); every request has a
+//! request id, a tracing span, a timeout and its metrics ([`telemetry`]).
 
 pub mod api;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod layout;
 pub mod pages;
 pub mod probes;
 pub mod session;
+pub mod telemetry;
 pub mod throttle;
 pub mod views;
 
@@ -24,11 +26,9 @@ pub use extract::{ApiBody, ApiQuery, RequestContext};
 pub use throttle::LoginThrottle;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
@@ -118,22 +118,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             fail_fast::fail_fast,
         ))
+        .layer(telemetry::timeout())
         .layer(middleware::from_fn(auth::headers))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::observe,
+        ))
+        .layer(telemetry::trace())
+        .layer(middleware::from_fn(telemetry::request_id))
         .with_state(state)
-}
-
-/// Counts requests by route and status and times them.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .request(&method, &route, response.status(), started.elapsed());
-    response
 }

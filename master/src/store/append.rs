@@ -37,6 +37,7 @@ pub struct NewEvent<'a> {
 }
 
 /// Appends `event` with the next sequence number; returns it and the time recorded.
+#[tracing::instrument(skip_all, fields(stream = event.stream, subject = event.subject, kind = event.kind))]
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     event: NewEvent<'_>,

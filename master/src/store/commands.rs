@@ -15,6 +15,7 @@ impl Store {
     /// model, the request's idempotency key and a notification for the projector, in one
     /// transaction. A retry of an idempotent request appends nothing and gets the first one's
     /// events back.
+    #[tracing::instrument(skip_all, fields(job.name = %name, request.id = %meta.request_id))]
     pub async fn execute(
         &self,
         name: &JobName,
@@ -89,6 +90,7 @@ impl Store {
 
     /// Rebuilds the read model from the whole log, in one transaction; returns the live jobs and
     /// the last sequence replayed.
+    #[tracing::instrument(skip_all)]
     pub async fn rebuild(&self) -> Result<(Vec<JobSpec>, i64), StoreError> {
         let mut tx = begin(&self.pool).await?;
         sqlx::query("DELETE FROM jobs").execute(&mut *tx).await?;

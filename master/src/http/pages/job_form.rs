@@ -18,6 +18,7 @@ use crate::accounts::Session;
 use crate::domain::{Command, DomainError};
 use crate::http::error::HttpError;
 use crate::http::layout::{render, Nav};
+use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 use crate::store::StoreError;
@@ -191,23 +192,26 @@ pub(super) async fn edit(
 pub(super) async fn create(
     state: State<AppState>,
     session: Extension<Session>,
+    id: Extension<RequestId>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    save_job(state, session, None, body).await
+    save_job(state, session, id, None, body).await
 }
 
 pub(super) async fn update(
     state: State<AppState>,
     session: Extension<Session>,
+    id: Extension<RequestId>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    save_job(state, session, Some(name), body).await
+    save_job(state, session, id, Some(name), body).await
 }
 
 async fn save_job(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(id): Extension<RequestId>,
     editing: Option<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
@@ -271,7 +275,7 @@ async fn save_job(
     };
     match state
         .store
-        .execute(&name, command, expected, &meta(&session))
+        .execute(&name, command, expected, &meta(&session, &id))
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/jobs/{name}?done={done}")).into_response()),

@@ -15,6 +15,7 @@ use crate::accounts::Session;
 use crate::domain::Command;
 use crate::http::error::HttpError;
 use crate::http::layout::{render, Nav};
+use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 use crate::identity::Role;
@@ -242,6 +243,7 @@ struct ConfirmForm {
 pub(super) async fn action(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(id): Extension<RequestId>,
     Path((name, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
@@ -282,7 +284,7 @@ pub(super) async fn action(
     };
     state
         .store
-        .execute(&name, command, None, &meta(&session))
+        .execute(&name, command, None, &meta(&session, &id))
         .await?;
     let to = if action == "delete" {
         "/?done=deleted".to_owned()

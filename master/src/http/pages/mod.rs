@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::error::{as_page, HttpError};
 use super::layout::Nav;
+use super::telemetry::RequestId;
 use super::AppState;
 use crate::accounts::Session;
 use crate::store::RequestMeta;
@@ -64,11 +65,11 @@ async fn html_errors(request: Request, next: Next) -> Response {
     as_page(next.run(request).await, &nav)
 }
 
-/// The store's view of a page's request: who, and a request id of its own.
-fn meta(session: &Session) -> RequestMeta {
+/// The store's view of a page's request: who, and its request id.
+fn meta(session: &Session, id: &RequestId) -> RequestMeta {
     RequestMeta {
         actor: session.principal.actor(),
-        request_id: uuid::Uuid::now_v7().to_string(),
+        request_id: id.0.clone(),
         idempotency: None,
     }
 }

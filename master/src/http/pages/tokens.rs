@@ -11,6 +11,7 @@ use super::{meta, DoneQuery};
 use crate::accounts::Session;
 use crate::http::error::HttpError;
 use crate::http::layout::{render, Nav};
+use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 
@@ -88,6 +89,7 @@ struct TokenForm {
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(id): Extension<RequestId>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
     let nav = Nav::for_session(&session);
@@ -117,7 +119,12 @@ pub(super) async fn create(
     };
     match state
         .store
-        .create_token(form.user.trim(), form.name.trim(), days, &meta(&session))
+        .create_token(
+            form.user.trim(),
+            form.name.trim(),
+            days,
+            &meta(&session, &id),
+        )
         .await
     {
         // Shown in the answer to this POST only: a token must never sit in a URL or a redirect.
@@ -136,8 +143,12 @@ pub(super) async fn create(
 pub(super) async fn revoke(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(request): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Response, HttpError> {
-    state.store.revoke_token(&id, &meta(&session)).await?;
+    state
+        .store
+        .revoke_token(&id, &meta(&session, &request))
+        .await?;
     Ok(Redirect::to("/tokens?done=revoked").into_response())
 }
