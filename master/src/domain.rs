@@ -126,49 +126,14 @@ pub fn decide(
     // A spec written by an event carries that event's version.
     let next = state.version + 1;
     let event = match command {
-        Command::CreateJob(mut spec) => {
-            check_name(name, &spec)?;
-            if state.spec.is_some() {
-                return Err(DomainError::AlreadyExists(name.clone()));
-            }
-            spec.version = next;
-            Event::JobCreated { after: spec }
-        }
-        Command::UpdateJob(mut spec) => {
-            check_name(name, &spec)?;
-            let before = live()?;
-            spec.paused = before.paused;
-            spec.version = before.version;
-            if spec == before {
-                return Ok(Vec::new());
-            }
-            spec.version = next;
-            Event::JobUpdated {
-                before,
-                after: spec,
-            }
-        }
+        Command::CreateJob(spec) => create(name, state, spec, next)?,
+        Command::UpdateJob(spec) => match update(name, live()?, spec, next)? {
+            Some(event) => event,
+            None => return Ok(Vec::new()),
+        },
         Command::DeleteJob => Event::JobDeleted { before: live()? },
-        Command::PauseJob => {
-            let before = live()?;
-            if before.paused {
-                return Err(DomainError::AlreadyPaused(name.clone()));
-            }
-            let mut after = before.clone();
-            after.paused = true;
-            after.version = next;
-            Event::JobPaused { before, after }
-        }
-        Command::ResumeJob => {
-            let before = live()?;
-            if !before.paused {
-                return Err(DomainError::NotPaused(name.clone()));
-            }
-            let mut after = before.clone();
-            after.paused = false;
-            after.version = next;
-            Event::JobResumed { before, after }
-        }
+        Command::PauseJob => set_paused(name, live()?, true, next)?,
+        Command::ResumeJob => set_paused(name, live()?, false, next)?,
         Command::RunJobNow { request_id } => {
             live()?;
             Event::RunRequested { request_id }
@@ -179,6 +144,63 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+fn create(
+    name: &JobName,
+    state: &JobState,
+    mut spec: JobSpec,
+    next: u64,
+) -> Result<Event, DomainError> {
+    check_name(name, &spec)?;
+    if state.spec.is_some() {
+        return Err(DomainError::AlreadyExists(name.clone()));
+    }
+    spec.version = next;
+    Ok(Event::JobCreated { after: spec })
+}
+
+/// The update, or `None` when it changes nothing (pausing is its own command).
+fn update(
+    name: &JobName,
+    before: JobSpec,
+    mut spec: JobSpec,
+    next: u64,
+) -> Result<Option<Event>, DomainError> {
+    check_name(name, &spec)?;
+    spec.paused = before.paused;
+    spec.version = before.version;
+    if spec == before {
+        return Ok(None);
+    }
+    spec.version = next;
+    Ok(Some(Event::JobUpdated {
+        before,
+        after: spec,
+    }))
+}
+
+fn set_paused(
+    name: &JobName,
+    before: JobSpec,
+    paused: bool,
+    next: u64,
+) -> Result<Event, DomainError> {
+    if before.paused == paused {
+        return Err(if paused {
+            DomainError::AlreadyPaused(name.clone())
+        } else {
+            DomainError::NotPaused(name.clone())
+        });
+    }
+    let mut after = before.clone();
+    after.paused = paused;
+    after.version = next;
+    Ok(if paused {
+        Event::JobPaused { before, after }
+    } else {
+        Event::JobResumed { before, after }
+    })
 }
 
 fn check_name(target: &JobName, spec: &JobSpec) -> Result<(), DomainError> {

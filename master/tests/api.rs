@@ -256,6 +256,23 @@ async fn idempotency_keys_replay_the_first_answer() {
     assert_eq!(ran_again.status, StatusCode::ACCEPTED);
     assert_eq!(ran_again.body, ran.body);
     assert_eq!(ran_again.body["version"], 2);
+    // An update that changes nothing appends nothing; its retry still gets the job.
+    let same = |key: &'static str| {
+        with_header(
+            &master,
+            Method::PUT,
+            "/api/v1/jobs/once",
+            "idempotency-key",
+            key,
+            body.clone(),
+        )
+    };
+    let unchanged = same("u-1").await;
+    assert_eq!(unchanged.status, StatusCode::OK);
+    assert_eq!(unchanged.body["version"], 2);
+    let unchanged_again = same("u-1").await;
+    assert_eq!(unchanged_again.status, StatusCode::OK);
+    assert_eq!(unchanged_again.body, unchanged.body);
     let other = send("k-1", job("once", "false").to_string()).await;
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other.body["error"]["code"], "idempotency_key_reused");

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::{
     append, begin, event_row, NewEvent, RequestMeta, Store, StoreError, StoredEvent, Written,
 };
-use crate::domain::{apply, decide, Command, JobState};
+use crate::domain::{apply, decide, Command, Event, JobState};
 
 impl Store {
     /// Decides `command` against the job's current state and appends the events, with the read
@@ -25,16 +25,17 @@ impl Store {
     ) -> Result<Written, StoreError> {
         let mut tx = begin(&self.pool).await?;
         if let Some(idempotency) = &meta.idempotency {
-            let found: Option<String> =
-                sqlx::query_scalar("SELECT request_hash FROM idempotency WHERE key = $1")
+            let found =
+                sqlx::query("SELECT request_hash, job_version FROM idempotency WHERE key = $1")
                     .bind(&idempotency.key)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if let Some(hash) = found {
-                if hash != idempotency.request_hash {
+            if let Some(row) = found {
+                if row.try_get::<String, _>("request_hash")? != idempotency.request_hash {
                     return Err(StoreError::IdempotencyMismatch);
                 }
-                return replay(&mut tx, name, &idempotency.key).await;
+                let version: Option<i64> = row.try_get("job_version")?;
+                return replay(&mut tx, name, &idempotency.key, version).await;
             }
         }
         let mut state = load_state(&mut tx, name).await?;
@@ -43,36 +44,19 @@ impl Store {
         for event in events {
             let before = state.clone();
             state = apply(state, &event);
-            let payload =
-                serde_json::to_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let version = i64::try_from(state.version).unwrap_or(i64::MAX);
-            let new = NewEvent {
-                stream: "job",
-                subject: name.as_str(),
-                version: Some(version),
-                kind: event.kind(),
-                payload: &payload,
-            };
-            let (seq, recorded_at) = append(&mut tx, new, meta).await?;
-            let row = StoredEvent {
-                seq,
-                job_name: name.to_string(),
-                version,
-                kind: event.kind().to_owned(),
-                event,
-                actor: meta.actor.clone(),
-                request_id: meta.request_id.clone(),
-                recorded_at,
-            };
+            let row = append_job_event(&mut tx, name, &state, event, meta).await?;
             update_read_model(&mut tx, name, &before, &state, &row).await?;
             stored.push(row);
         }
         if let Some(idempotency) = &meta.idempotency {
-            sqlx::query("INSERT INTO idempotency (key, request_hash) VALUES ($1, $2)")
-                .bind(&idempotency.key)
-                .bind(&idempotency.request_hash)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO idempotency (key, request_hash, job_version) VALUES ($1, $2, $3)",
+            )
+            .bind(&idempotency.key)
+            .bind(&idempotency.request_hash)
+            .bind(i64::try_from(state.version).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some(last) = stored.last() {
             sqlx::query("SELECT pg_notify('cron_events', $1)")
@@ -88,8 +72,6 @@ impl Store {
         })
     }
 
-    /// Rebuilds the read model from the whole log, in one transaction; returns the live jobs and
-    /// the last sequence replayed.
     #[tracing::instrument(skip_all)]
     pub async fn rebuild(&self) -> Result<(Vec<JobSpec>, i64), StoreError> {
         let mut tx = begin(&self.pool).await?;
@@ -124,11 +106,44 @@ impl Store {
     }
 }
 
-/// What the first request with `key` appended, and the job's state right after it.
+/// Appends `event` of job `name`, whose state after it is `state`.
+async fn append_job_event(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &JobName,
+    state: &JobState,
+    event: Event,
+    meta: &RequestMeta,
+) -> Result<StoredEvent, StoreError> {
+    let payload = serde_json::to_value(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let version = i64::try_from(state.version).unwrap_or(i64::MAX);
+    let new = NewEvent {
+        stream: "job",
+        subject: name.as_str(),
+        version: Some(version),
+        kind: event.kind(),
+        payload: &payload,
+    };
+    let (seq, recorded_at) = append(tx, new, meta).await?;
+    Ok(StoredEvent {
+        seq,
+        job_name: name.to_string(),
+        version,
+        kind: event.kind().to_owned(),
+        event,
+        actor: meta.actor.clone(),
+        request_id: meta.request_id.clone(),
+        recorded_at,
+    })
+}
+
+/// What the first request with `key` appended, and the job's state right after it: at
+/// `version`, as recorded with the key (a request that changed nothing appended no event).
+/// Keys recorded before versions were kept read the state after their last event.
 async fn replay(
     tx: &mut Transaction<'_, Postgres>,
     name: &JobName,
     key: &str,
+    version: Option<i64>,
 ) -> Result<Written, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events
@@ -138,13 +153,14 @@ async fn replay(
     .fetch_all(&mut **tx)
     .await?;
     let events = rows.iter().map(event_row).collect::<Result<Vec<_>, _>>()?;
-    let last = events.last().map_or(0, |event| event.seq);
+    let version = version.or_else(|| events.last().map(|event| event.version));
     let history = sqlx::query(
         "SELECT seq, job_name, version, type, payload, actor, request_id, recorded_at FROM events
-         WHERE stream = 'job' AND job_name = $1 AND seq <= $2 ORDER BY seq",
+         WHERE stream = 'job' AND job_name = $1 AND ($2::bigint IS NULL OR version <= $2)
+         ORDER BY seq",
     )
     .bind(name.as_str())
-    .bind(last)
+    .bind(version)
     .fetch_all(&mut **tx)
     .await?;
     let mut state = JobState::default();
