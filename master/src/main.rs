@@ -15,18 +15,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Action::Serve) {
         Action::Serve => {
             let app = App::build(&cli.config).await?;
-            let shutdown = CancellationToken::new();
-            let trigger = shutdown.clone();
-            let mut terminate = signal(SignalKind::terminate())?;
-            let mut interrupt = signal(SignalKind::interrupt())?;
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = interrupt.recv() => {}
-                }
-                trigger.cancel();
-            });
-            app.run(shutdown).await
+            app.run(shutdown_on_signal()?).await
         }
         Action::Migrate => {
             Services::connect(&cli.config).await?;
@@ -35,14 +24,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Action::User(UserAction::Create { name, role }) => {
             let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.reason))?;
-            let password = match std::env::var("CRON_PASSWORD") {
-                Ok(password) => password,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line)?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
+            let password = password()?;
             let services = Services::connect(&cli.config).await?;
             let user = services
                 .store
@@ -97,4 +79,30 @@ fn command_line() -> RequestMeta {
         request_id: uuid::Uuid::now_v7().to_string(),
         idempotency: None,
     }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        trigger.cancel();
+    });
+    Ok(shutdown)
+}
+
+/// A new user's password: `CRON_PASSWORD`, else the first line of standard input.
+fn password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("CRON_PASSWORD") {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

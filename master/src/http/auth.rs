@@ -4,7 +4,7 @@
 //! `Allow` (fail closed; HEAD follows GET), and a test walks the table with each role. Credentials are an `Authorization: Bearer` API token.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -12,7 +12,7 @@ use super::error::HttpError;
 use super::layout::Nav;
 use super::session::{checked_csrf, same_origin, session_cookie};
 use super::AppState;
-use crate::accounts::Principal;
+use crate::accounts::{Principal, Session};
 use crate::identity::Role;
 
 /// Who may call a route.
@@ -163,39 +163,12 @@ pub async fn authorize(
     let Access::At(required) = rule else {
         return next.run(request).await;
     };
-    let session = if page {
-        match session_cookie(request.headers()) {
-            Some(id) => match state.store.session(id).await {
-                Ok(found) => found,
-                Err(e) => return HttpError::from(e).page(&Nav::default()),
-            },
-            None => None,
-        }
-    } else {
-        None
-    };
-    let principal = match (&session, bearer(&request)) {
-        (Some(session), _) => Some(session.principal.clone()),
-        (None, Some(token)) if !page => match state.store.authenticate_token(token).await {
-            Ok(found) => found,
-            Err(e) => return HttpError::from(e).into_response(),
-        },
-        _ => None,
+    let (session, principal) = match caller(&state, request.headers(), page).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let Some(principal) = principal else {
-        if page {
-            return Redirect::to("/login").into_response();
-        }
-        let mut response = HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in or send Authorization: Bearer <token>",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return unauthenticated(page);
     };
     if principal.role < required {
         let message = format!(
@@ -221,12 +194,51 @@ pub async fn authorize(
     next.run(request).await
 }
 
-fn bearer(request: &Request) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+/// No credentials: a page goes to the sign-in form, the API answers 401.
+fn unauthenticated(page: bool) -> Response {
+    if page {
+        return Redirect::to("/login").into_response();
+    }
+    let mut response = HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "sign in or send Authorization: Bearer <token>",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Who sends the request: a page session (from its cookie) or, for the API, a bearer token.
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    page: bool,
+) -> Result<(Option<Session>, Option<Principal>), Response> {
+    let session = match session_cookie(headers).filter(|_| page) {
+        Some(id) => state
+            .store
+            .session(id)
+            .await
+            .map_err(|e| HttpError::from(e).page(&Nav::default()))?,
+        None => None,
+    };
+    let principal = match (&session, bearer(headers)) {
+        (Some(session), _) => Some(session.principal.clone()),
+        (None, Some(token)) if !page => state
+            .store
+            .authenticate_token(token)
+            .await
+            .map_err(|e| HttpError::from(e).into_response())?,
+        _ => None,
+    };
+    Ok((session, principal))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -240,7 +252,7 @@ pub async fn headers(request: Request, next: Next) -> Response {
     if !asset {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let set = |headers: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+    let set = |headers: &mut HeaderMap, name: HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
     set(

@@ -16,17 +16,8 @@ use super::error::HttpError;
 
 pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
     if let Some(query) = request.uri().query() {
-        let nul = form_urlencoded_pairs(query)
-            .find(|(key, value)| key.contains('\0') || value.contains('\0'));
-        if let Some((key, _)) = nul {
-            let name = key.replace('\0', "\\0");
-            return HttpError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                name.clone(),
-                format!("query parameter {name:?} contains a NUL byte"),
-            )
-            .into_response();
+        if let Err(error) = check_query(query) {
+            return error.into_response();
         }
     }
     let api_write = request.uri().path().starts_with("/api/")
@@ -47,48 +38,71 @@ pub async fn refuse_bad_input(request: Request, next: Next) -> Response {
         .into_response();
     };
     if !bytes.is_empty() {
-        let json = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return HttpError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as Content-Type: application/json",
-            )
-            .into_response();
-        }
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        if let Err(e) = (Checked {
-            path: String::new(),
-        })
-        .deserialize(&mut deserializer)
-        {
-            let message = e.to_string();
-            // Only our own findings name a field; a syntax error is the handler's to report.
-            if let Some((field, reason)) = message
-                .split_once(": ")
-                .filter(|_| message.starts_with('$'))
-            {
-                return HttpError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    field.trim_start_matches("$.").to_owned(),
-                    reason
-                        .split(" at line ")
-                        .next()
-                        .unwrap_or(reason)
-                        .to_owned(),
-                )
-                .into_response();
-            }
+        if let Err(error) = check_body(&parts.headers, &bytes) {
+            return error.into_response();
         }
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
+}
+
+/// No NUL byte in a query parameter's name or value.
+fn check_query(query: &str) -> Result<(), HttpError> {
+    let nul = form_urlencoded_pairs(query)
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'));
+    match nul {
+        Some((key, _)) => {
+            let name = key.replace('\0', "\\0");
+            Err(HttpError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                name.clone(),
+                format!("query parameter {name:?} contains a NUL byte"),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A body is JSON, and none of its strings or keys is hostile ([`Checked`]).
+fn check_body(headers: &axum::http::HeaderMap, bytes: &[u8]) -> Result<(), HttpError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let Err(e) = (Checked {
+        path: String::new(),
+    })
+    .deserialize(&mut deserializer) else {
+        return Ok(());
+    };
+    let message = e.to_string();
+    // Only our own findings name a field; a syntax error is the handler's to report.
+    match message
+        .split_once(": ")
+        .filter(|_| message.starts_with('$'))
+    {
+        Some((field, reason)) => Err(HttpError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            field.trim_start_matches("$.").to_owned(),
+            reason
+                .split(" at line ")
+                .next()
+                .unwrap_or(reason)
+                .to_owned(),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {

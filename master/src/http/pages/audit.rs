@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Extension;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::PAGE_SIZE;
@@ -67,20 +67,22 @@ struct AuditPage {
     next_page: Option<String>,
 }
 
+/// An optional time typed in the filter form.
+fn time(text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time such as 2026-11-25T00:00:00Z"))
+}
+
 pub(super) async fn page(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, HttpError> {
     let nav = Nav::for_session(&session);
-    let time = |text: &str| -> Result<Option<chrono::DateTime<Utc>>, String> {
-        if text.is_empty() {
-            return Ok(None);
-        }
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| format!("{text:?} is not an RFC 3339 time such as 2026-11-25T00:00:00Z"))
-    };
     let (since, until) = match (time(&filter.since), time(&filter.until)) {
         (Ok(since), Ok(until)) => (since, until),
         (Err(e), _) | (_, Err(e)) => {

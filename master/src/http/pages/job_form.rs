@@ -226,43 +226,19 @@ async fn save_job(
     if let Some(name) = &editing {
         form.name.clone_from(name);
     }
-    let page = |form: JobForm,
-                errors: HashMap<String, String>,
-                preview: Vec<String>,
-                conflict: Option<String>,
-                status: StatusCode| {
-        let page = JobFormPage::new(
-            nav.clone(),
-            form,
-            editing.is_some(),
-            errors,
-            preview,
-            conflict,
-        );
-        let mut response = render(&page)?;
-        *response.status_mut() = status;
-        Ok(response)
+    let again = Again {
+        nav: &nav,
+        editing: editing.is_some(),
     };
     let spec = match form.spec(false) {
         Ok(spec) => spec,
         Err((field, message)) => {
-            return page(
-                form,
-                HashMap::from([(field, message)]),
-                Vec::new(),
-                None,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
+            let errors = HashMap::from([(field, message)]);
+            return again.show(form, errors, None, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
     if form.intent == "preview" {
-        let preview = spec
-            .schedule()
-            .upcoming(Utc::now(), 5)
-            .into_iter()
-            .map(|t| views::when_in(t, spec.timezone))
-            .collect();
-        return page(form, HashMap::new(), preview, None, StatusCode::OK);
+        return again.preview(form, &spec);
     }
     let name = spec.name.clone();
     let (command, expected, done) = match &editing {
@@ -279,25 +255,73 @@ async fn save_job(
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/jobs/{name}?done={done}")).into_response()),
-        Err(StoreError::Domain(DomainError::VersionConflict { current, .. })) => {
-            let message = format!(
-                "Someone changed this job while you were editing it (it is now at version {current}). Reload it to see their change; your edits are below."
-            );
-            page(
-                form,
-                HashMap::new(),
-                Vec::new(),
-                Some(message),
-                StatusCode::CONFLICT,
-            )
+        Err(e) => again.refused(form, e),
+    }
+}
+
+/// The form again, as typed.
+struct Again<'a> {
+    nav: &'a Nav,
+    editing: bool,
+}
+
+impl Again<'_> {
+    fn show(
+        &self,
+        form: JobForm,
+        errors: HashMap<String, String>,
+        conflict: Option<String>,
+        status: StatusCode,
+    ) -> Result<Response, HttpError> {
+        let page = JobFormPage::new(
+            self.nav.clone(),
+            form,
+            self.editing,
+            errors,
+            Vec::new(),
+            conflict,
+        );
+        let mut response = render(&page)?;
+        *response.status_mut() = status;
+        Ok(response)
+    }
+
+    /// With the next five fire times of the schedule as typed.
+    fn preview(&self, form: JobForm, spec: &JobSpec) -> Result<Response, HttpError> {
+        let preview = spec
+            .schedule()
+            .upcoming(Utc::now(), 5)
+            .into_iter()
+            .map(|t| views::when_in(t, spec.timezone))
+            .collect();
+        let page = JobFormPage::new(
+            self.nav.clone(),
+            form,
+            self.editing,
+            HashMap::new(),
+            preview,
+            None,
+        );
+        render(&page)
+    }
+
+    /// With why the store refused it, when the user can act on that.
+    fn refused(&self, form: JobForm, error: StoreError) -> Result<Response, HttpError> {
+        match error {
+            StoreError::Domain(DomainError::VersionConflict { current, .. }) => {
+                let message = format!(
+                    "Someone changed this job while you were editing it (it is now at version {current}). Reload it to see their change; your edits are below."
+                );
+                self.show(form, HashMap::new(), Some(message), StatusCode::CONFLICT)
+            }
+            StoreError::Domain(DomainError::AlreadyExists(_)) => {
+                let errors = HashMap::from([(
+                    "name".to_owned(),
+                    "name: a job with this name already exists".to_owned(),
+                )]);
+                self.show(form, errors, None, StatusCode::CONFLICT)
+            }
+            other => Err(other.into()),
         }
-        Err(StoreError::Domain(DomainError::AlreadyExists(_))) => {
-            let errors = HashMap::from([(
-                "name".to_owned(),
-                "name: a job with this name already exists".to_owned(),
-            )]);
-            page(form, errors, Vec::new(), None, StatusCode::CONFLICT)
-        }
-        Err(e) => Err(e.into()),
     }
 }

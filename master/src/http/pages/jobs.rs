@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use chrono::Utc;
-use cronfleet_common::MissReason;
+use chrono::{DateTime, Utc};
+use cronfleet_common::{ExecutionRecord, JobSpec, MissReason};
 use serde::Deserialize;
 
 use super::audit::ChangeView;
@@ -19,7 +19,7 @@ use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 use crate::identity::Role;
-use crate::store::{EventFilter, JobFilter};
+use crate::store::{EventFilter, JobFilter, JobRow};
 
 struct LastRun {
     status: String,
@@ -36,6 +36,36 @@ struct JobRowView {
     paused: bool,
     running: usize,
     last: Option<LastRun>,
+}
+
+impl JobRowView {
+    fn new(
+        spec: &JobSpec,
+        running: usize,
+        last: Option<&ExecutionRecord>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            name: spec.name.to_string(),
+            cron_expr: spec.cron_expr.clone(),
+            schedule_words: views::schedule_words(&spec.cron_expr),
+            timezone: spec.timezone.name().to_owned(),
+            next_run: if spec.paused {
+                "paused".to_owned()
+            } else {
+                spec.schedule()
+                    .next_after(now)
+                    .map_or_else(|| "never".to_owned(), |t| views::when_in(t, spec.timezone))
+            },
+            paused: spec.paused,
+            running,
+            last: last.map(|r| LastRun {
+                status: r.status.as_str().to_owned(),
+                when: views::when_ms(r.start_time),
+                duration: views::duration_ms(r.end_time - r.start_time),
+            }),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -85,28 +115,9 @@ pub(super) async fn dashboard(
     let jobs = rows
         .iter()
         .map(|row| {
-            let spec = &row.spec;
-            let name = spec.name.to_string();
-            JobRowView {
-                cron_expr: spec.cron_expr.clone(),
-                schedule_words: views::schedule_words(&spec.cron_expr),
-                timezone: spec.timezone.name().to_owned(),
-                next_run: if spec.paused {
-                    "paused".to_owned()
-                } else {
-                    spec.schedule()
-                        .next_after(now)
-                        .map_or_else(|| "never".to_owned(), |t| views::when_in(t, spec.timezone))
-                },
-                paused: spec.paused,
-                running: running.get(&name).copied().unwrap_or(0),
-                last: last.get(&name).map(|r| LastRun {
-                    status: r.status.as_str().to_owned(),
-                    when: views::when_ms(r.start_time),
-                    duration: views::duration_ms(r.end_time - r.start_time),
-                }),
-                name,
-            }
+            let name = row.spec.name.as_str();
+            let running = running.get(name).copied().unwrap_or(0);
+            JobRowView::new(&row.spec, running, last.get(name), now)
         })
         .collect();
     let next_page = more.then(|| {
@@ -160,6 +171,49 @@ struct RunView {
     excerpt: String,
 }
 
+impl JobView {
+    fn new(row: &JobRow) -> Self {
+        let spec = &row.spec;
+        Self {
+            name: spec.name.to_string(),
+            command: spec.command.clone(),
+            cron_expr: spec.cron_expr.clone(),
+            schedule_words: views::schedule_words(&spec.cron_expr),
+            timezone: spec.timezone.name().to_owned(),
+            paused: spec.paused,
+            timeout: views::timeout(spec),
+            starting_deadline: views::starting_deadline(spec),
+            concurrency: spec.concurrency.as_str().to_owned(),
+            description: spec.description.clone(),
+            version: row.version,
+            updated_at: views::when(row.updated_at),
+            updated_by: row.updated_by.clone(),
+            next_runs: spec
+                .schedule()
+                .upcoming(Utc::now(), 5)
+                .into_iter()
+                .map(|t| views::when_in(t, spec.timezone))
+                .collect(),
+        }
+    }
+}
+
+impl RunView {
+    fn new(r: &ExecutionRecord) -> Self {
+        Self {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_owned(),
+            reason: r.reason.map(MissReason::as_str),
+            planned: views::when_ms(r.plan_time),
+            started: views::when_ms(r.start_time),
+            duration: views::duration_ms(r.end_time - r.start_time),
+            exit: views::exit(r),
+            worker: r.worker_id.clone(),
+            excerpt: views::excerpt(&r.output),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobPage {
@@ -178,43 +232,9 @@ pub(super) async fn detail(
     let nav = Nav::new(&session, query.done.as_deref());
     let name = parse_name(&name)?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
-    let spec = &row.spec;
-    let job = JobView {
-        name: name.to_string(),
-        command: spec.command.clone(),
-        cron_expr: spec.cron_expr.clone(),
-        schedule_words: views::schedule_words(&spec.cron_expr),
-        timezone: spec.timezone.name().to_owned(),
-        paused: spec.paused,
-        timeout: views::timeout(spec),
-        starting_deadline: views::starting_deadline(spec),
-        concurrency: spec.concurrency.as_str().to_owned(),
-        description: spec.description.clone(),
-        version: row.version,
-        updated_at: views::when(row.updated_at),
-        updated_by: row.updated_by.clone(),
-        next_runs: spec
-            .schedule()
-            .upcoming(Utc::now(), 5)
-            .into_iter()
-            .map(|t| views::when_in(t, spec.timezone))
-            .collect(),
-    };
+    let job = JobView::new(&row);
     let records = state.reads.executions(&name, None, 20).await?;
-    let executions = records
-        .iter()
-        .map(|r| RunView {
-            run_id: r.run_id.clone(),
-            status: r.status.as_str().to_owned(),
-            reason: r.reason.map(MissReason::as_str),
-            planned: views::when_ms(r.plan_time),
-            started: views::when_ms(r.start_time),
-            duration: views::duration_ms(r.end_time - r.start_time),
-            exit: views::exit(r),
-            worker: r.worker_id.clone(),
-            excerpt: views::excerpt(&r.output),
-        })
-        .collect();
+    let executions = records.iter().map(RunView::new).collect();
     let filter = EventFilter {
         job: Some(name.to_string()),
         limit: 20,
