@@ -19,6 +19,14 @@ use crate::keys::Keys;
 mod etcd_cluster;
 pub use etcd_cluster::EtcdCluster;
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
 /// The migrations every test database starts from.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -49,6 +57,25 @@ fn required_var(name: &str) -> String {
 }
 
 impl TestEnv {
+    /// The command line of a master on this slice of the services (program name first).
+    pub fn master_args(&self) -> Vec<String> {
+        [
+            "cronfleet-master",
+            "--database-url",
+            &self.database_url,
+            "--etcd-endpoints",
+            &self.etcd_endpoints.join(","),
+            "--etcd-prefix",
+            self.keys.prefix(),
+            "--mongo-url",
+            &self.mongo_url,
+            "--mongo-db",
+            &self.mongo_db,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// Creates the test's database (migrated) and names its etcd prefix and Mongo database.
     pub async fn new() -> Self {
         let etcd_endpoints: Vec<String> = required_var("CRON_ETCD_ENDPOINTS")

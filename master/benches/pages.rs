@@ -28,20 +28,7 @@ const REQUESTS: usize = 200;
 #[tokio::main]
 async fn main() {
     let env = TestEnv::new().await;
-    let cli = Cli::try_parse_from([
-        "cronfleet-master",
-        "--database-url",
-        &env.database_url,
-        "--etcd-endpoints",
-        &env.etcd_endpoints.join(","),
-        "--etcd-prefix",
-        env.keys.prefix(),
-        "--mongo-url",
-        &env.mongo_url,
-        "--mongo-db",
-        &env.mongo_db,
-    ])
-    .unwrap();
+    let cli = Cli::try_parse_from(env.master_args()).unwrap();
     let services = Services::connect(&cli.config).await.unwrap();
     let meta = RequestMeta {
         actor: "bench".into(),

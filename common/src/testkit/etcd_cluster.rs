@@ -5,12 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
+use super::free_port;
 
 /// Polls `condition` every 50 ms until it holds; panics naming `what` after `within`.
 async fn wait_until<F, Fut>(within: Duration, what: &str, mut condition: F)

@@ -2,17 +2,15 @@
 //! claiming and says so, and when MongoDB is back every tick has its record and the worker
 //! claims again by itself.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{
+    free_port, metric_sum, scrape, starts_per_tick, wait_until, Fleet, PrivateMongo,
+};
 use cronfleet_common::{MissReason, RunStatus};
 use serde_json::json;
-use support::{free_port, metric_sum, scrape, starts_per_tick, wait_until, Fleet, PrivateMongo};
 
 /// A 64 KiB tmpfs, unmounted when dropped.
 struct TinyDisk(std::path::PathBuf);

@@ -1,16 +1,12 @@
 //! The worker fleet against real etcd and the MongoDB-wire server: worker processes, jobs
 //! written to etcd as the projector writes them, records read back from Mongo.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::{processes_mentioning, processes_running, starts_per_tick, wait_until, Fleet};
 use cronfleet_common::{ExecutionRecord, JobName, RunStatus, Trigger};
 use serde_json::json;
-use support::{processes_mentioning, processes_running, starts_per_tick, wait_until, Fleet};
 
 fn job_key(fleet: &Fleet, name: &str) -> String {
     fleet.env.keys.job(&JobName::parse(name).unwrap())

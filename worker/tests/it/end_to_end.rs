@@ -1,17 +1,13 @@
 //! The whole system: a master serving HTTP and projecting into etcd, a worker process, jobs
 //! created, run now and killed through the REST API, executions read back through it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::Fleet;
 use clap::Parser as _;
 use cronfleet_master::config::Cli;
 use cronfleet_master::App;
 use serde_json::{json, Value};
-use support::Fleet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -77,22 +73,9 @@ async fn wait_for_execution(address: std::net::SocketAddr, job: &str, status: &s
 async fn create_run_kill_through_the_api() {
     let fleet = Fleet::new().await;
     let env = &fleet.env;
-    let cli = Cli::try_parse_from([
-        "cronfleet-master",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        &env.database_url,
-        "--etcd-endpoints",
-        &env.etcd_endpoints.join(","),
-        "--etcd-prefix",
-        env.keys.prefix(),
-        "--mongo-url",
-        &env.mongo_url,
-        "--mongo-db",
-        &env.mongo_db,
-    ])
-    .unwrap();
+    let mut args = env.master_args();
+    args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    let cli = Cli::try_parse_from(args).unwrap();
     let app = App::build(&cli.config).await.unwrap();
     let services = cronfleet_master::Services::connect(&cli.config)
         .await

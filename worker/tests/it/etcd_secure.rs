@@ -1,25 +1,14 @@
 //! A worker against an etcd that requires TLS with client certificates and has authentication
 //! on: the etcd flags of `EtcdArgs` carry the worker through, and it refuses to run without them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use cronfleet_common::testkit::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::Fleet;
 use cronfleet_common::{JobName, Keys, RunStatus};
 use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
-use support::Fleet;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let status = Command::new("openssl")

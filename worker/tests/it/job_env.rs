@@ -2,17 +2,13 @@
 //! with variables that steer the dynamic loader: a shared object named in `LD_PRELOAD` through
 //! etcd (the API refuses it) is loaded by no process of the run, least of all a root one.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::Fleet;
 use cronfleet_common::{JobName, RunStatus};
 use serde_json::json;
-use support::Fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ld_preload_from_a_job_reaches_no_process_and_other_variables_reach_the_shell() {

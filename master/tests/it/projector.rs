@@ -1,19 +1,15 @@
 //! The projector against real PostgreSQL and etcd: sequence order under concurrent writers,
 //! crashes on either side of the etcd txn, one leader among many, and rebuild.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::Master;
 use cronfleet_common::{JobName, JobSpec};
 use cronfleet_master::domain::Command;
 use cronfleet_master::store::{RequestMeta, Written};
 use etcd_client::{EventType, GetOptions, WatchOptions};
 use serde_json::Value;
-use support::Master;
 use tokio_util::sync::CancellationToken;
 
 fn spec(name: &str, command: &str) -> JobSpec {
@@ -215,10 +211,6 @@ async fn one_projector_leads_and_another_takes_over_when_it_dies() {
     let store = &master.services.store;
     let shutdown_first = CancellationToken::new();
     let first = tokio::spawn(master.projector("first").run(shutdown_first.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let shutdown_second = CancellationToken::new();
-    let second = tokio::spawn(master.projector("second").run(shutdown_second.clone()));
-
     let mut etcd = master.env.etcd().await;
     let leader = || {
         let mut etcd = etcd.clone();
@@ -240,6 +232,14 @@ async fn one_projector_leads_and_another_takes_over_when_it_dies() {
                 .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
         }
     };
+    // The second candidate starts once the first leads.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leader().await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "nobody leads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shutdown_second = CancellationToken::new();
+    let second = tokio::spawn(master.projector("second").run(shutdown_second.clone()));
     assert_eq!(leader().await.as_deref(), Some("first"));
     let b = JobName::parse("b").unwrap();
     store

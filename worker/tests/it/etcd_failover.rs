@@ -2,17 +2,13 @@
 //! live members, no tick starts twice, every second has its record, and a `forbid` job's lock
 //! is not left behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{starts_per_tick, Fleet};
 use chrono::Utc;
 use cronfleet_common::testkit::EtcdCluster;
 use cronfleet_common::{Keys, RunStatus};
-use support::{starts_per_tick, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_etcd_leader_pauses_runs_for_less_than_3_seconds() {

@@ -1,13 +1,9 @@
 //! The REST API through the router, against real PostgreSQL, etcd and MongoDB.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::{actor, job, Master};
 use axum::http::{Method, StatusCode};
 use cronfleet_common::{ExecutionRecord, RunStatus, Trigger};
 use serde_json::{json, Value};
-use support::{actor, job, Master};
 
 async fn with_header(
     master: &Master,
@@ -16,7 +12,7 @@ async fn with_header(
     name: &str,
     value: &str,
     body: String,
-) -> support::Reply {
+) -> crate::support::Reply {
     master
         .send(method, path, Some("bob"), &[(name, value)], Some(body))
         .await
@@ -365,7 +361,7 @@ async fn jobs_list_filters_and_pages() {
         master.post("/api/v1/jobs", job(name, "true")).await;
     }
     master.post("/api/v1/jobs/a-2/pause", Value::Null).await;
-    let names = |reply: &support::Reply| -> Vec<String> {
+    let names = |reply: &crate::support::Reply| -> Vec<String> {
         reply.body["items"]
             .as_array()
             .unwrap()
@@ -425,7 +421,7 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
         .collect();
     log.insert_many(&records).await.unwrap();
     let first = master.get("/api/v1/jobs/reported/executions?limit=3").await;
-    let ids = |reply: &support::Reply| -> Vec<String> {
+    let ids = |reply: &crate::support::Reply| -> Vec<String> {
         reply.body["items"]
             .as_array()
             .unwrap()

@@ -1,7 +1,5 @@
 //! The executor with real processes, under the `cronfleet-run` supervisor.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::PathBuf;
 use std::time::Duration;
 

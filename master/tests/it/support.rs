@@ -1,7 +1,5 @@
 //! A master's router and projector against the test's own slice of the services.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 
 use axum::body::Body;
@@ -81,21 +79,7 @@ impl Master {
     }
 
     pub fn config(env: &TestEnv) -> cronfleet_master::config::Config {
-        Cli::try_parse_from([
-            "cronfleet-master",
-            "--database-url",
-            &env.database_url,
-            "--etcd-endpoints",
-            &env.etcd_endpoints.join(","),
-            "--etcd-prefix",
-            env.keys.prefix(),
-            "--mongo-url",
-            &env.mongo_url,
-            "--mongo-db",
-            &env.mongo_db,
-        ])
-        .unwrap()
-        .config
+        Cli::try_parse_from(env.master_args()).unwrap().config
     }
 
     pub fn projector(&self, candidate: &str) -> Projector {

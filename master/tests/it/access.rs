@@ -1,14 +1,10 @@
 //! Every route, with no credentials and with each role: the status says who may call it. A
 //! route the table does not know fails here, and so does one missing from openapi.json.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::Master;
 use axum::http::{Method, StatusCode};
 use cronfleet_master::http::auth::{Access, ACCESS};
 use cronfleet_master::identity::Role;
-use support::Master;
 
 fn concrete(path: &str) -> String {
     path.replace("{name}", "some-job")

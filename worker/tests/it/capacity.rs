@@ -2,18 +2,14 @@
 //! worker has slots, and slots held past a tick's deadline. Every planned tick must end with
 //! exactly one record.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::support::{free_port, metric_sum, scrape, wait_until, Fleet};
 use cronfleet_common::{ExecutionRecord, JobName, MissReason, RunStatus};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use serde_json::json;
-use support::{free_port, metric_sum, scrape, wait_until, Fleet};
 
 const JOBS: usize = 24;
 

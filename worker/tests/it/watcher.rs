@@ -1,8 +1,6 @@
 //! The watcher against real etcd: snapshot, then changes, and compaction as an error that makes
 //! the run loop take a new snapshot.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use cronfleet_common::testkit::TestEnv;

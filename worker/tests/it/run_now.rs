@@ -2,15 +2,11 @@
 //! later: a trigger present in etcd is never dropped because a worker saw it before its
 //! session existed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{wait_until, Fleet};
 use cronfleet_common::{JobName, RunStatus, Trigger};
 use serde_json::json;
-use support::{wait_until, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_now_written_before_any_worker_starts_runs_once() {

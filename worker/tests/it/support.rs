@@ -1,7 +1,6 @@
 //! Worker processes against the real services, for the fleet tests.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
+pub use cronfleet_common::testkit::free_port;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -369,14 +368,6 @@ impl Drop for PrivateMongo {
 }
 
 /// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The Prometheus text a worker serves on `127.0.0.1:<port>/metrics`.
 pub async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

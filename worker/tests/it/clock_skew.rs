@@ -2,16 +2,12 @@
 //! and claims no scheduled tick, so every tick still runs once, within a second of its planned
 //! time, on the two correct workers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{free_port, metric_sum, scrape, starts_per_tick, wait_until, Fleet};
 use cronfleet_common::RunStatus;
 use serde_json::json;
-use support::{free_port, metric_sum, scrape, starts_per_tick, wait_until, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_clock_is_30_seconds_fast_holds_its_claims() {

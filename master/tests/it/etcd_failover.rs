@@ -1,15 +1,11 @@
 //! A master on a 3-member etcd cluster whose leader is killed: the projector keeps projecting
 //! and the API keeps reading etcd, through the live members.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{job, Master};
 use cronfleet_common::testkit::{EtcdCluster, TestEnv};
 use etcd_client::GetOptions;
-use support::{job, Master};
 use tokio_util::sync::CancellationToken;
 
 /// Whether `jobs/<name>` exists, asked of the members that still run.

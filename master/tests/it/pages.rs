@@ -1,20 +1,16 @@
 //! The admin pages through the router: sign-in, sessions, CSRF, every page's key content, and
 //! escaping of hostile job fields and output.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::Master;
 use axum::http::{Method, StatusCode};
 use cronfleet_common::{ExecutionRecord, JobName, JobSpec, MissReason, RunStatus, Trigger};
 use cronfleet_master::domain::Command;
 use cronfleet_master::store::RequestMeta;
 use serde_json::json;
-use support::Master;
 
 const HOSTILE: &str = "<script>alert(1)</script>\\\"'><img src=x onerror=alert(2)>";
 
-fn text(reply: &support::Reply) -> &str {
+fn text(reply: &crate::support::Reply) -> &str {
     reply.body.as_str().unwrap()
 }
 
@@ -549,4 +545,38 @@ async fn the_workers_page_says_which_workers_hold_their_claims_and_why() {
         "{}",
         row("skewed")
     );
+}
+
+#[tokio::test]
+async fn a_page_whose_service_is_down_answers_503_in_the_layout_without_its_error_text() {
+    let mut master = Master::new().await;
+    hostile_job(&master).await;
+    let (cookie, _) = master.session("alice").await;
+    let mut state = master.services.app_state();
+    state.reads.log = mongodb::Client::with_uri_str(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+    )
+    .await
+    .unwrap()
+    .database("gone")
+    .collection("cron.log");
+    master.router = cronfleet_master::http::router(state);
+    for path in ["/jobs/hostile", "/", "/executions/run-hostile"] {
+        let reply = master.page(Method::GET, path, Some(&cookie), None).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(reply.headers["retry-after"], "1", "{path}");
+        assert!(reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let html = reply.body.as_str().unwrap();
+        assert!(
+            html.contains("MongoDB is unavailable; retry shortly"),
+            "{path}: {html}"
+        );
+        assert!(html.contains("Sign out"), "{path}: rendered in the layout");
+        for leak in ["127.0.0.1:1", "Kind", "ServerSelection", "refused"] {
+            assert!(!html.contains(leak), "{path}: {leak} leaked: {html}");
+        }
+    }
 }

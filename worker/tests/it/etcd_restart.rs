@@ -1,15 +1,11 @@
 //! A worker across a restart of its etcd: it keeps or renews its session, registers again and
 //! keeps scheduling.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::Fleet;
 use cronfleet_common::testkit::EtcdCluster;
 use cronfleet_common::{JobName, Keys, RunStatus};
-use support::Fleet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_and_scheduling_survive_an_etcd_restart() {

@@ -1,8 +1,6 @@
 //! The etcd batcher against real etcd: txns sent together share requests, yet each one
 //! succeeds or fails on its own and its writes carry the revision it was answered with.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::HashSet;
 use std::sync::Arc;
 

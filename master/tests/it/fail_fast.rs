@@ -3,17 +3,13 @@
 //! instead of after the pool's timeout, readiness says so, and recovery is noticed within a
 //! second.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::Master;
 use axum::http::StatusCode;
 use cronfleet_common::testkit::TestEnv;
-use support::Master;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 

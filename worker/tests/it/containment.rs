@@ -2,15 +2,11 @@
 //! a double fork, `nohup … &`) or ignore SIGTERM are ended when the shell exits, on timeout,
 //! on a kill request and when the worker dies; each run gets one record and its lock goes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{processes_running, wait_until, Fleet};
 use cronfleet_common::{JobName, RunStatus};
 use serde_json::json;
-use support::{processes_running, wait_until, Fleet};
 
 /// Ways a command leaves a process behind; `{}` is the marker (a sleep's length).
 const ESCAPES: [(&str, &str); 4] = [

@@ -2,17 +2,18 @@
 //! nothing: NUL bytes, duplicate JSON keys, other content types, schedules that never fire,
 //! job variables that steer the loader, and sign-ins with impossible names.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{job, Master};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::{job, Master};
 
-async fn post_raw(master: &Master, path: &str, content_type: &str, body: &str) -> support::Reply {
+async fn post_raw(
+    master: &Master,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> crate::support::Reply {
     master
         .send(
             Method::POST,
@@ -27,7 +28,7 @@ async fn post_raw(master: &Master, path: &str, content_type: &str, body: &str) -
 #[tokio::test]
 async fn bad_api_input_is_refused_by_name_and_changes_nothing() {
     let master = Master::new().await;
-    let cases: Vec<(support::Reply, StatusCode, &str)> = vec![
+    let cases: Vec<(crate::support::Reply, StatusCode, &str)> = vec![
         (
             master.get("/api/v1/events?job=a%00b").await,
             StatusCode::BAD_REQUEST,

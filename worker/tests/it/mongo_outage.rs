@@ -1,14 +1,10 @@
 //! The log pipeline across a 30 s Mongo outage and a worker restart in the middle of it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{starts_per_tick, Fleet, PrivateMongo};
 use cronfleet_common::RunStatus;
 use serde_json::json;
-use support::{starts_per_tick, Fleet, PrivateMongo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_once_after_an_outage_and_a_restart() {

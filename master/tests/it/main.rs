@@ -1,0 +1,14 @@
+//! The master's integration tests, one binary: each module tests one part against the real
+//! etcd, PostgreSQL and MongoDB-wire servers that `compose/test` starts ([`support`] builds a
+//! master on a private slice of them).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod api;
+mod etcd_failover;
+mod fail_fast;
+mod input;
+mod pages;
+mod projector;
+mod services;
+mod support;
