@@ -13,13 +13,11 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::etcd::EtcdArgs;
-
 /// How often every member is asked for its status.
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a member may take to answer before it counts as down.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Keeps a client's endpoints to the etcd members that work.
 pub struct EndpointGuard {
@@ -48,13 +46,16 @@ impl std::fmt::Debug for EndpointGuard {
 }
 
 impl EndpointGuard {
-    /// Guards `client`, which was connected with `args`. With a single endpoint there is
-    /// nothing to fail over to, and the task ends at once.
-    pub fn spawn(args: &EtcdArgs, client: Client) -> Result<JoinHandle<()>, String> {
-        let tls = args.etcd_ca_file.is_some();
-        let options = args.options(Some(PROBE_TIMEOUT))?;
-        let members = args
-            .etcd_endpoints
+    /// Guards `client`, which was connected to `endpoints` (over TLS when `tls`); probes go
+    /// out with `options`, whose timeout should be [`PROBE_TIMEOUT`]. With a single endpoint
+    /// there is nothing to fail over to, and the task ends at once.
+    pub fn spawn(
+        endpoints: &[String],
+        tls: bool,
+        options: ConnectOptions,
+        client: Client,
+    ) -> JoinHandle<()> {
+        let members = endpoints
             .iter()
             .map(|endpoint| Member {
                 uri: with_scheme(endpoint, tls),
@@ -67,7 +68,7 @@ impl EndpointGuard {
             options,
             members,
         };
-        Ok(tokio::spawn(guard.run()))
+        tokio::spawn(guard.run())
     }
 
     async fn run(mut self) {

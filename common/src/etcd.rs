@@ -9,7 +9,7 @@ use clap::Args;
 use etcd_client::{Certificate, ConnectOptions, Identity, LeaseKeepAliveStream, TlsOptions};
 use tokio::time::Instant;
 
-use crate::endpoints::EndpointGuard;
+use crate::endpoints::{EndpointGuard, PROBE_TIMEOUT};
 use crate::keys::DEFAULT_PREFIX;
 
 #[derive(Clone, Args)]
@@ -122,7 +122,12 @@ impl EtcdArgs {
                     self.etcd_endpoints.join(",")
                 )
             })?;
-        EndpointGuard::spawn(self, client.clone())?;
+        EndpointGuard::spawn(
+            &self.etcd_endpoints,
+            self.etcd_ca_file.is_some(),
+            self.options(Some(PROBE_TIMEOUT))?,
+            client.clone(),
+        );
         Ok(client)
     }
 }

@@ -267,3 +267,9 @@ impl From<ReadError> for HttpError {
         }
     }
 }
+
+impl From<askama::Error> for HttpError {
+    fn from(error: askama::Error) -> Self {
+        Self::internal(format!("could not render the page: {error}"))
+    }
+}

@@ -5,7 +5,6 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::error::HttpError;
 use crate::accounts::Session;
 use crate::identity::Role;
 
@@ -55,12 +54,10 @@ fn flash(code: &str) -> Option<String> {
     Some(text.to_owned())
 }
 
-/// A page; a template that cannot render is an internal error (logged, never shown).
-pub fn render(template: &impl Template) -> Result<Response, HttpError> {
-    template
-        .render()
-        .map(|html| Html(html).into_response())
-        .map_err(|e| HttpError::internal(format!("could not render the page: {e}")))
+/// A page. A template that cannot render is an internal error of the HTTP layer (logged,
+/// never shown).
+pub fn render(template: &impl Template) -> Result<Response, askama::Error> {
+    template.render().map(|html| Html(html).into_response())
 }
 
 #[derive(Template)]

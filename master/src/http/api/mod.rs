@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod executions;
+mod job_view;
 pub mod jobs;
 pub mod tokens;
 pub mod users;

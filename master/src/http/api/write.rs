@@ -7,7 +7,7 @@ use axum::Json;
 use cronfleet_common::JobName;
 use serde_json::{json, Value};
 
-use super::jobs::JobView;
+use super::job_view::JobView;
 use crate::domain::{Command, Event};
 use crate::http::error::HttpError;
 use crate::http::AppState;

@@ -7,11 +7,12 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::show;
 use super::PAGE_SIZE;
 use crate::accounts::Session;
 use crate::http::api::audit::AuditEvent;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::views;
 use crate::http::AppState;
 use crate::store::{AuditRow, EventFilter};
@@ -86,7 +87,7 @@ pub(super) async fn page(
     let (since, until) = match (time(&filter.since), time(&filter.until)) {
         (Ok(since), Ok(until)) => (since, until),
         (Err(e), _) | (_, Err(e)) => {
-            return render(&AuditPage {
+            return show(&AuditPage {
                 nav,
                 filter,
                 events: Vec::new(),
@@ -124,7 +125,7 @@ pub(super) async fn page(
             serde_urlencoded::to_string(pairs).unwrap_or_default()
         )
     });
-    render(&AuditPage {
+    show(&AuditPage {
         nav,
         filter,
         events,

@@ -5,9 +5,10 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
 
+use super::show;
 use crate::accounts::Session;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::views;
 use crate::http::AppState;
 
@@ -68,5 +69,5 @@ pub(super) async fn page(
         output_bytes: r.output_bytes,
         truncated: r.truncated,
     };
-    render(&ExecutionPage { nav, run })
+    show(&ExecutionPage { nav, run })
 }

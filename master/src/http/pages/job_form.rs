@@ -13,11 +13,12 @@ use cronfleet_common::JobSpec;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::show;
 use super::{meta, no_such_job, parse_name};
 use crate::accounts::Session;
 use crate::domain::{Command, DomainError};
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
@@ -161,7 +162,7 @@ pub(super) async fn new(Extension(session): Extension<Session>) -> Result<Respon
         version: "0".into(),
         ..JobForm::default()
     };
-    render(&JobFormPage::new(
+    show(&JobFormPage::new(
         Nav::for_session(&session),
         form,
         false,
@@ -179,7 +180,7 @@ pub(super) async fn edit(
     let name = parse_name(&name)?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
     let form = JobForm::from_spec(&row.spec, row.version);
-    render(&JobFormPage::new(
+    show(&JobFormPage::new(
         Nav::for_session(&session),
         form,
         true,
@@ -281,7 +282,7 @@ impl Again<'_> {
             Vec::new(),
             conflict,
         );
-        let mut response = render(&page)?;
+        let mut response = show(&page)?;
         *response.status_mut() = status;
         Ok(response)
     }
@@ -302,7 +303,7 @@ impl Again<'_> {
             preview,
             None,
         );
-        render(&page)
+        show(&page)
     }
 
     /// With why the store refused it, when the user can act on that.

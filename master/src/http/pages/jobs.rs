@@ -10,11 +10,12 @@ use cronfleet_common::{ExecutionRecord, JobSpec, MissReason};
 use serde::Deserialize;
 
 use super::audit::ChangeView;
+use super::show;
 use super::{change_view, meta, no_such_job, parse_name, DoneQuery, PAGE_SIZE};
 use crate::accounts::Session;
 use crate::domain::Command;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
@@ -132,7 +133,7 @@ pub(super) async fn dashboard(
             .unwrap_or_default()
         )
     });
-    render(&JobsPage {
+    show(&JobsPage {
         nav,
         jobs,
         filter_name: name,
@@ -247,7 +248,7 @@ pub(super) async fn detail(
         .into_iter()
         .map(change_view)
         .collect();
-    render(&JobPage {
+    show(&JobPage {
         nav,
         job,
         executions,

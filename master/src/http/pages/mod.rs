@@ -13,6 +13,7 @@ mod sign_in;
 mod tokens;
 mod workers;
 
+use askama::Template;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -23,7 +24,7 @@ use cronfleet_common::JobName;
 use serde::Deserialize;
 
 use super::error::{as_page, HttpError};
-use super::layout::Nav;
+use super::layout::{render, Nav};
 use super::telemetry::RequestId;
 use super::AppState;
 use crate::accounts::Session;
@@ -63,6 +64,11 @@ async fn html_errors(request: Request, next: Next) -> Response {
         .map(Nav::for_session)
         .unwrap_or_default();
     as_page(next.run(request).await, &nav)
+}
+
+/// A page, or the internal error of a template that cannot render.
+fn show(template: &impl Template) -> Result<Response, HttpError> {
+    Ok(render(template)?)
 }
 
 /// The store's view of a page's request: who, and its request id.

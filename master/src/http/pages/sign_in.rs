@@ -6,8 +6,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::show;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::session::{expired_cookie, open_cookie, session_cookie};
 use crate::http::AppState;
 use crate::identity::{check_user_name, verify_decoy};
@@ -21,7 +22,7 @@ struct LoginPage {
 }
 
 pub(super) async fn form() -> Result<Response, HttpError> {
-    render(&LoginPage {
+    show(&LoginPage {
         nav: Nav::default(),
         name: String::new(),
         error: None,
@@ -41,7 +42,7 @@ fn refused(name: String, message: &str, status: StatusCode) -> Result<Response, 
         name,
         error: Some(message.to_owned()),
     };
-    let mut response = render(&page)?;
+    let mut response = show(&page)?;
     *response.status_mut() = status;
     Ok(response)
 }

@@ -7,10 +7,11 @@ use axum::Extension;
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::show;
 use super::{meta, DoneQuery};
 use crate::accounts::Session;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
@@ -56,7 +57,7 @@ async fn tokens_page(
             name: t.name,
         })
         .collect();
-    render(&TokensPage {
+    show(&TokensPage {
         nav,
         tokens,
         created,

@@ -8,9 +8,10 @@ use axum::response::Response;
 use axum::Extension;
 use chrono::SecondsFormat;
 
+use super::show;
 use crate::accounts::Session;
 use crate::http::error::HttpError;
-use crate::http::layout::{render, Nav};
+use crate::http::layout::Nav;
 use crate::http::AppState;
 
 struct WorkerView {
@@ -62,7 +63,7 @@ pub(super) async fn page(
             id: w.id,
         })
         .collect();
-    render(&WorkersPage {
+    show(&WorkersPage {
         nav: Nav::for_session(&session),
         workers,
     })

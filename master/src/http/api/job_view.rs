@@ -1,0 +1,68 @@
+//! A job as the API shows it, in answers to reads and to writes.
+
+use chrono::{DateTime, Utc};
+use cronfleet_common::JobSpec;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::JobRow;
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub name: String,
+    pub command: String,
+    pub cron_expr: String,
+    pub timezone: String,
+    pub timeout_secs: Option<u64>,
+    /// Seconds after its planned time by which a tick must start, else it is `missed`;
+    /// none: the smaller of 60 s and the time to the next tick.
+    pub starting_deadline_secs: Option<u64>,
+    /// `forbid`, `allow` or `replace`.
+    pub concurrency: String,
+    pub paused: bool,
+    pub description: String,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The job's version: send it back in `If-Match` or `version` to update.
+    pub version: i64,
+    pub created_at: Option<DateTime<Utc>>,
+    pub created_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_by: Option<String>,
+    /// The next fire times, in UTC.
+    pub next_runs: Vec<DateTime<Utc>>,
+}
+
+impl JobView {
+    pub fn new(spec: &JobSpec, version: i64) -> Self {
+        Self {
+            name: spec.name.to_string(),
+            command: spec.command.clone(),
+            cron_expr: spec.cron_expr.clone(),
+            timezone: spec.timezone.name().to_owned(),
+            timeout_secs: spec.timeout_secs,
+            starting_deadline_secs: spec.starting_deadline_secs,
+            concurrency: spec.concurrency.as_str().to_owned(),
+            paused: spec.paused,
+            description: spec.description.clone(),
+            env: spec.env.clone(),
+            version,
+            created_at: None,
+            created_by: None,
+            updated_at: None,
+            updated_by: None,
+            next_runs: spec.schedule().upcoming(Utc::now(), 5),
+        }
+    }
+
+    pub fn from_row(row: &JobRow) -> Self {
+        Self {
+            created_at: Some(row.created_at),
+            created_by: Some(row.created_by.clone()),
+            updated_at: Some(row.updated_at),
+            updated_by: Some(row.updated_by.clone()),
+            ..Self::new(&row.spec, row.version)
+        }
+    }
+}
