@@ -117,29 +117,73 @@ impl Uploader {
     }
 }
 
-/// Creates the unique `runId` index and the `(jobName, startTime desc)` index.
+/// The unique index on `runId`, over the documents that have one: go-crontab's records, which
+/// share `cron.log` in a mixed fleet, have none, and must keep going in.
+const RUN_ID_INDEX: &str = "runId_unique_where_set";
+
+/// The index of that name that covered every document, which go-crontab's records break.
+const OLD_RUN_ID_INDEX: &str = "runId_unique";
+
+/// Creates the unique `runId` index (only over records that have a `runId`) and the
+/// `(jobName, startTime desc)` index, and retires the older `runId` index that covered every
+/// document. The new index is built before the old one is dropped, so a retried upload never
+/// meets a moment without one; a server that refuses two indexes on one key pattern gets the
+/// old one dropped first.
 pub async fn ensure_indexes(log: &Collection<ExecutionRecord>) -> mongodb::error::Result<()> {
-    log.create_indexes([
-        IndexModel::builder()
-            .keys(doc! { "runId": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name("runId_unique".to_owned())
-                    .build(),
-            )
-            .build(),
-        IndexModel::builder()
-            .keys(doc! { "jobName": 1, "startTime": -1 })
-            .options(
-                IndexOptions::builder()
-                    .name("jobName_startTime".to_owned())
-                    .build(),
-            )
-            .build(),
-    ])
-    .await
-    .map(drop)
+    let run_id = IndexModel::builder()
+        .keys(doc! { "runId": 1 })
+        .options(
+            IndexOptions::builder()
+                .unique(true)
+                .partial_filter_expression(doc! { "runId": { "$type": "string" } })
+                .name(RUN_ID_INDEX.to_owned())
+                .build(),
+        )
+        .build();
+    let by_job = IndexModel::builder()
+        .keys(doc! { "jobName": 1, "startTime": -1 })
+        .options(
+            IndexOptions::builder()
+                .name("jobName_startTime".to_owned())
+                .build(),
+        )
+        .build();
+    let old = match log.list_index_names().await {
+        Ok(names) => names.iter().any(|name| name == OLD_RUN_ID_INDEX),
+        // No collection yet (NamespaceNotFound): nothing to retire.
+        Err(e) if command_code(&e) == Some(26) => false,
+        Err(e) => return Err(e),
+    };
+    match log.create_indexes([run_id.clone(), by_job.clone()]).await {
+        Ok(_) => {}
+        Err(e) if old && is_index_conflict(&e) => {
+            log.drop_index(OLD_RUN_ID_INDEX).await?;
+            log.create_indexes([run_id, by_job]).await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+    if old {
+        log.drop_index(OLD_RUN_ID_INDEX).await?;
+        tracing::info!(
+            "replaced the runId index with one over records that have a runId, so go-crontab's \
+             records fit beside cronfleet's"
+        );
+    }
+    Ok(())
+}
+
+/// MongoDB's answer to a second index on the same key pattern (IndexOptionsConflict,
+/// IndexKeySpecsConflict).
+fn is_index_conflict(error: &mongodb::error::Error) -> bool {
+    matches!(command_code(error), Some(85 | 86))
+}
+
+fn command_code(error: &mongodb::error::Error) -> Option<i32> {
+    match *error.kind {
+        ErrorKind::Command(ref command) => Some(command.code),
+        _ => None,
+    }
 }
 
 /// `insert_many`, unordered; records already present (duplicate `runId`) count as inserted.
