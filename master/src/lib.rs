@@ -53,7 +53,7 @@ pub struct Services {
     /// For the projector, whose election call blocks until it wins.
     pub etcd_blocking: etcd_client::Client,
     pub keys: Keys,
-    pub log: mongodb::Collection<cronfleet_common::ExecutionRecord>,
+    pub log: mongodb::Collection<mongodb::bson::RawDocumentBuf>,
     /// Mark session cookies `Secure`.
     pub secure_cookies: bool,
     /// Whether PostgreSQL and etcd answer, kept by a watcher task.

@@ -8,6 +8,7 @@ mod api;
 mod etcd_failover;
 mod fail_fast;
 mod input;
+mod legacy;
 mod pages;
 mod projector;
 mod services;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 const HOSTILE: &str = "<script>alert(1)</script>\\\"'><img src=x onerror=alert(2)>";
 
-fn text(reply: &crate::support::Reply) -> &str {
+pub fn text(reply: &crate::support::Reply) -> &str {
     reply.body.as_str().unwrap()
 }
 
@@ -274,7 +274,7 @@ async fn every_page_renders_its_content_with_hostile_fields_escaped() {
     }
     for (path, needle) in [
         ("/jobs/new", "Create job"),
-        ("/workers", "No worker is registered"),
+        ("/workers", "No cronfleet worker is registered"),
         ("/tokens", "Create token"),
     ] {
         let reply = master.page(Method::GET, path, Some(&cookie), None).await;

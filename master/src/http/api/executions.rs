@@ -2,16 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use cronfleet_common::ExecutionRecord;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{bad_cursor, job_name, limit, page_cursor, PageQuery};
+use super::{bad_cursor, job_name, limit, PageQuery};
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{ApiQuery, AppState};
-use crate::read::RunCursor;
+use crate::read::{Run, RunCursor};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(job_executions))
@@ -21,7 +20,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionPage {
     #[schema(value_type = Vec<Object>)]
-    pub items: Vec<ExecutionRecord>,
+    /// Records of go-crontab workers carry `"legacy": true`, a run id made from their
+    /// `_id`, and a status derived from their `err`.
+    pub items: Vec<Run>,
     pub next_cursor: Option<String>,
 }
 
@@ -39,10 +40,12 @@ async fn job_executions(
         .as_deref()
         .map(|text| RunCursor::parse(text).ok_or_else(bad_cursor))
         .transpose()?;
-    let mut items = state
+    let page = state
         .reads
-        .executions(&name, cursor.as_ref(), limit + 1)
+        .executions(&name, cursor.as_ref(), usize::try_from(limit).unwrap_or(1))
         .await?;
-    let next_cursor = page_cursor(&mut items, limit, |r| RunCursor::after(r).to_text());
-    Ok(Json(ExecutionPage { items, next_cursor }))
+    Ok(Json(ExecutionPage {
+        items: page.runs,
+        next_cursor: page.next.as_ref().map(RunCursor::to_text),
+    }))
 }

@@ -45,11 +45,12 @@ pub(super) async fn page(
     Path(run_id): Path<String>,
 ) -> Result<Response, HttpError> {
     let nav = Nav::for_session(&session);
-    let r = state
+    let run = state
         .reads
         .execution(&run_id)
         .await?
         .ok_or_else(|| HttpError::not_found("There is no such run."))?;
+    let r = run.record;
     let run = ExecutionView {
         status: r.status.as_str().to_owned(),
         planned: views::when_ms(r.plan_time),
@@ -62,7 +63,11 @@ pub(super) async fn page(
         run_id: r.run_id,
         job: r.job_name,
         err: r.err,
-        worker: r.worker_id,
+        worker: if run.legacy {
+            "a go-crontab worker (its records do not say which)".to_owned()
+        } else {
+            r.worker_id
+        },
         fencing_token: r.fencing_token,
         command: r.command,
         output: r.output,

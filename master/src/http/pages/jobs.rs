@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chrono::{DateTime, Utc};
-use cronfleet_common::{ExecutionRecord, JobSpec, MissReason};
+use cronfleet_common::{JobSpec, MissReason};
 use serde::Deserialize;
 
 use super::audit::ChangeView;
@@ -20,6 +20,7 @@ use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 use crate::identity::Role;
+use crate::read::Run;
 use crate::store::{EventFilter, JobFilter, JobRow};
 
 struct LastRun {
@@ -40,12 +41,7 @@ struct JobRowView {
 }
 
 impl JobRowView {
-    fn new(
-        spec: &JobSpec,
-        running: usize,
-        last: Option<&ExecutionRecord>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    fn new(spec: &JobSpec, running: usize, last: Option<&Run>, now: DateTime<Utc>) -> Self {
         Self {
             name: spec.name.to_string(),
             cron_expr: spec.cron_expr.clone(),
@@ -60,7 +56,7 @@ impl JobRowView {
             },
             paused: spec.paused,
             running,
-            last: last.map(|r| LastRun {
+            last: last.map(|run| &run.record).map(|r| LastRun {
                 status: r.status.as_str().to_owned(),
                 when: views::when_ms(r.start_time),
                 duration: views::duration_ms(r.end_time - r.start_time),
@@ -200,7 +196,8 @@ impl JobView {
 }
 
 impl RunView {
-    fn new(r: &ExecutionRecord) -> Self {
+    fn new(run: &Run) -> Self {
+        let r = &run.record;
         Self {
             run_id: r.run_id.clone(),
             status: r.status.as_str().to_owned(),
@@ -209,7 +206,11 @@ impl RunView {
             started: views::when_ms(r.start_time),
             duration: views::duration_ms(r.end_time - r.start_time),
             exit: views::exit(r),
-            worker: r.worker_id.clone(),
+            worker: if run.legacy {
+                "go-crontab worker".to_owned()
+            } else {
+                r.worker_id.clone()
+            },
             excerpt: views::excerpt(&r.output),
         }
     }
@@ -222,6 +223,8 @@ struct JobPage {
     job: JobView,
     executions: Vec<RunView>,
     history: Vec<ChangeView>,
+    /// Addresses of registered go-crontab workers, which run this job by their own rules.
+    legacy_workers: Vec<String>,
 }
 
 pub(super) async fn detail(
@@ -234,8 +237,12 @@ pub(super) async fn detail(
     let name = parse_name(&name)?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
     let job = JobView::new(&row);
-    let records = state.reads.executions(&name, None, 20).await?;
-    let executions = records.iter().map(RunView::new).collect();
+    let (records, fleet) = tokio::try_join!(
+        state.reads.executions(&name, None, 20),
+        state.reads.workers()
+    )?;
+    let executions = records.runs.iter().map(RunView::new).collect();
+    let legacy_workers = fleet.legacy.into_iter().map(|w| w.address).collect();
     let filter = EventFilter {
         job: Some(name.to_string()),
         limit: 20,
@@ -253,6 +260,7 @@ pub(super) async fn detail(
         job,
         executions,
         history,
+        legacy_workers,
     })
 }
 

@@ -31,16 +31,17 @@ struct WorkerView {
 struct WorkersPage {
     nav: Nav,
     workers: Vec<WorkerView>,
+    /// Addresses of the go-crontab workers.
+    legacy: Vec<String>,
 }
 
 pub(super) async fn page(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, HttpError> {
-    let workers = state
-        .reads
-        .workers()
-        .await?
+    let fleet = state.reads.workers().await?;
+    let workers = fleet
+        .workers
         .into_iter()
         .map(|w| WorkerView {
             host: w.hostname,
@@ -66,5 +67,6 @@ pub(super) async fn page(
     show(&WorkersPage {
         nav: Nav::for_session(&session),
         workers,
+        legacy: fleet.legacy.into_iter().map(|w| w.address).collect(),
     })
 }

@@ -3,15 +3,18 @@
 //! query each; a failure comes back as a [`ReadError`], which the HTTP layer logs once and
 //! answers 503.
 
+mod stored;
+
 use std::collections::{BTreeSet, HashMap};
 
 use cronfleet_common::values::{Holder, Registration};
-use cronfleet_common::{ExecutionRecord, JobName, Keys};
+use cronfleet_common::{JobName, Keys};
 use etcd_client::GetOptions;
 use futures_util::TryStreamExt;
-use mongodb::bson::doc;
+use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 
 use crate::store::{AuditRow, EventFilter, Store, StoreError};
+pub use stored::Run;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -24,6 +27,8 @@ pub enum ReadError {
 }
 
 /// Where a page of execution records starts: after this `(startTime, runId)`, newest first.
+/// Among records of one start time, cronfleet's (by run id, descending) come before
+/// go-crontab's (which have no run id; by `_id`, descending).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunCursor {
     pub start_time: i64,
@@ -31,11 +36,11 @@ pub struct RunCursor {
 }
 
 impl RunCursor {
-    /// The cursor after `record`.
-    pub fn after(record: &ExecutionRecord) -> Self {
+    /// The cursor after `run`.
+    pub fn after(run: &Run) -> Self {
         Self {
-            start_time: record.start_time,
-            run_id: record.run_id.clone(),
+            start_time: run.record.start_time,
+            run_id: run.record.run_id.clone(),
         }
     }
 
@@ -51,12 +56,50 @@ impl RunCursor {
     pub fn to_text(&self) -> String {
         format!("{}_{}", self.start_time, self.run_id)
     }
+
+    /// The filter for the records after this cursor in [`Reads::executions`]' order.
+    fn filter(&self) -> Vec<Document> {
+        let at = self.start_time;
+        let mut after = vec![doc! { "startTime": { "$lt": at } }];
+        match stored::legacy_id(&self.run_id) {
+            Some(id) => {
+                after.push(doc! { "startTime": at, "runId": Bson::Null, "_id": { "$lt": id } })
+            }
+            None => {
+                after.push(doc! { "startTime": at, "runId": { "$lt": &self.run_id } });
+                after.push(doc! { "startTime": at, "runId": Bson::Null });
+            }
+        }
+        after
+    }
+}
+
+/// A page of execution records, and where the next one starts (if there is one).
+#[derive(Debug)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    pub next: Option<RunCursor>,
+}
+
+/// The live workers.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    pub workers: Vec<Registration>,
+    pub legacy: Vec<LegacyWorker>,
+}
+
+/// A go-crontab worker: it registers its IPv4 address with an empty value, and ignores
+/// pause, run-now, timeouts and env.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LegacyWorker {
+    /// The address it registered under `workers/`.
+    pub address: String,
 }
 
 #[derive(Clone)]
 pub struct Reads {
     pub store: Store,
-    pub log: mongodb::Collection<ExecutionRecord>,
+    pub log: mongodb::Collection<RawDocumentBuf>,
     pub etcd: etcd_client::Client,
     pub keys: Keys,
 }
@@ -70,45 +113,47 @@ impl std::fmt::Debug for Reads {
 }
 
 impl Reads {
-    /// A job's records, newest first, at most `limit`, after `cursor`.
+    /// A page of a job's records, newest first: at most `limit`, after `cursor`. Documents
+    /// that cannot be read are left out (see [`Run::decode`]) but still count towards the
+    /// page, so a page may be short and still have a next one.
     pub async fn executions(
         &self,
         job: &JobName,
         cursor: Option<&RunCursor>,
-        limit: i64,
-    ) -> Result<Vec<ExecutionRecord>, ReadError> {
+        limit: usize,
+    ) -> Result<RunPage, ReadError> {
         let mut filter = doc! { "jobName": job.as_str() };
         if let Some(cursor) = cursor {
-            filter.insert(
-                "$or",
-                vec![
-                    doc! { "startTime": { "$lt": cursor.start_time } },
-                    doc! { "startTime": cursor.start_time, "runId": { "$lt": &cursor.run_id } },
-                ],
-            );
+            filter.insert("$or", cursor.filter());
         }
-        let records = self
+        let mut documents: Vec<RawDocumentBuf> = self
             .log
             .find(filter)
-            .sort(doc! { "startTime": -1, "runId": -1 })
-            .limit(limit)
+            .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
             .await?
             .try_collect()
             .await?;
-        Ok(records)
+        let more = documents.len() > limit;
+        documents.truncate(limit);
+        let runs: Vec<Run> = documents.iter().filter_map(Run::decode).collect();
+        let next = runs.last().filter(|_| more).map(RunCursor::after);
+        Ok(RunPage { runs, next })
     }
 
-    /// One run's record.
-    pub async fn execution(&self, run_id: &str) -> Result<Option<ExecutionRecord>, ReadError> {
-        Ok(self.log.find_one(doc! { "runId": run_id }).await?)
+    /// One run's record; a go-crontab record by the `_id` its run id names.
+    pub async fn execution(&self, run_id: &str) -> Result<Option<Run>, ReadError> {
+        let filter = match stored::legacy_id(run_id) {
+            Some(id) => doc! { "_id": id, "runId": Bson::Null },
+            None => doc! { "runId": run_id },
+        };
+        let found = self.log.find_one(filter).await?;
+        Ok(found.as_ref().and_then(Run::decode))
     }
 
     /// The newest record of each named job: one indexed `(jobName, startTime desc)` lookup per
     /// job, all at once (an aggregation over the whole collection is far slower).
-    pub async fn last_runs(
-        &self,
-        names: &[String],
-    ) -> Result<HashMap<String, ExecutionRecord>, ReadError> {
+    pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, Run>, ReadError> {
         let lookups = names.iter().map(|name| async move {
             self.log
                 .find_one(doc! { "jobName": name.as_str() })
@@ -117,9 +162,10 @@ impl Reads {
         });
         let found = futures_util::future::try_join_all(lookups).await?;
         Ok(found
-            .into_iter()
+            .iter()
             .flatten()
-            .map(|record| (record.job_name.clone(), record))
+            .filter_map(Run::decode)
+            .map(|run| (run.record.job_name.clone(), run))
             .collect())
     }
 
@@ -159,18 +205,29 @@ impl Reads {
         Ok(counts)
     }
 
-    /// Every live worker's registration, by id. Values that are not a registration (a
-    /// go-crontab worker registers an empty one) are left out.
-    pub async fn workers(&self) -> Result<Vec<Registration>, ReadError> {
+    /// Every live worker: cronfleet's registrations, by id, and the go-crontab workers (which
+    /// register `workers/<IPv4>` with an empty value), by address.
+    pub async fn workers(&self) -> Result<Fleet, ReadError> {
         let mut etcd = self.etcd.clone();
         let found = etcd
             .get(self.keys.workers(), Some(GetOptions::new().with_prefix()))
             .await?;
-        Ok(found
-            .kvs()
-            .iter()
-            .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
-            .collect())
+        let prefix = self.keys.workers();
+        let mut fleet = Fleet::default();
+        for kv in found.kvs() {
+            match serde_json::from_slice::<Registration>(kv.value()) {
+                Ok(registration) => fleet.workers.push(registration),
+                Err(_) => fleet.legacy.extend(
+                    std::str::from_utf8(kv.key())
+                        .ok()
+                        .and_then(|key| key.strip_prefix(&prefix))
+                        .map(|address| LegacyWorker {
+                            address: address.to_owned(),
+                        }),
+                ),
+            }
+        }
+        Ok(fleet)
     }
 
     /// The audit log, newest first.
