@@ -13,6 +13,7 @@
 //! * [`session`] keeps the worker's lease and registration.
 //! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
 //!   restarts.
+//! * [`legacy`] keeps a mixed fleet (go-crontab workers beside these) to one run per tick.
 //! * [`metrics`] counts claims, ticks and runs for Prometheus.
 
 pub mod batch;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod executor;
 pub mod holds;
 pub mod launcher;
+pub mod legacy;
 pub mod log_sink;
 pub mod metrics;
 pub mod output;
@@ -276,6 +278,7 @@ impl Worker {
             holds,
             reregister,
             max_clock_skew_ms: i64::from(config.max_clock_skew_ms),
+            legacy: Arc::default(),
             metrics,
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);

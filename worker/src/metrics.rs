@@ -49,6 +49,8 @@ pub struct Metrics {
     started: AtomicU64,
     skipped: AtomicU64,
     missed: [AtomicU64; MissReason::ALL.len()],
+    /// Ticks given up without a record, because go-crontab workers may have run them.
+    unrecorded: AtomicU64,
     queue_depth: AtomicUsize,
     durations: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
@@ -107,6 +109,11 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or_default();
         self.missed[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unrecorded(&self, ticks: usize) {
+        self.unrecorded
+            .fetch_add(u64::try_from(ticks).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn set_queue_depth(&self, depth: usize) {
@@ -209,6 +216,13 @@ impl Metrics {
             "counter",
             "Ticks this worker recorded as missed, by reason.",
             &missed,
+        );
+        metric(
+            "cronfleet_worker_ticks_unrecorded_total",
+            "counter",
+            "Ticks nobody in this fleet started that were left unrecorded, because go-crontab \
+             workers were registered and may have run them.",
+            &[(String::new(), load(&self.unrecorded) as f64)],
         );
         let mut histogram: Vec<(String, f64)> = DURATION_BUCKETS
             .iter()

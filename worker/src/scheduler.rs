@@ -296,7 +296,9 @@ impl Scheduler {
                 guards,
                 triggers,
                 workers,
+                legacy,
             } => {
+                self.context.legacy.reset(legacy);
                 for (job, guard) in &guards {
                     self.queue.settled(job, guard.planned_ms);
                 }
@@ -369,7 +371,11 @@ impl Scheduler {
                     self.context.reregister.notify_one();
                 }
             }
-            Change::WorkerDown(id) => self.peers.down(&id),
+            Change::WorkerDown(id) => {
+                self.context.legacy.down(&id);
+                self.peers.down(&id);
+            }
+            Change::LegacyWorkerUp(address) => self.context.legacy.up(address),
             Change::Abandoned {
                 holder,
                 fencing_token,

@@ -12,6 +12,7 @@ use crate::claim::{Claimed, Claimer, Guard, Holder};
 use crate::clock::Clock;
 use crate::executor::{self, Limits, Outcome, RunContext};
 use crate::holds::Holds;
+use crate::legacy::{self, LegacyWorkers};
 use crate::metrics::Metrics;
 use crate::runs::{RunSummary, Runs};
 use crate::slot::Slot;
@@ -43,6 +44,8 @@ pub struct Context {
     pub reregister: Arc<Notify>,
     /// Most milliseconds this worker's clock may be from the fleet's.
     pub max_clock_skew_ms: i64,
+    /// The go-crontab workers registered beside this fleet.
+    pub legacy: Arc<LegacyWorkers>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -86,13 +89,13 @@ async fn claim_and_run(
         Ok(lease) => lease.unwrap_or_default(),
         Err(_) => return,
     };
-    let scheduled_at = context.clock.now();
+    let claimed_at = context.clock.now_ms();
     let holder = Holder {
         worker_id: context.worker_id.clone(),
         run_id,
         job_name: job.name.to_string(),
         planned_at: planned.timestamp_millis(),
-        claimed_at: scheduled_at.timestamp_millis(),
+        claimed_at,
         trigger: match source {
             Source::Schedule(_) => Trigger::Schedule,
             Source::Manual(_) => Trigger::Manual,
@@ -135,10 +138,12 @@ async fn claim_and_run(
             None,
         ),
     };
+    // Dispatched now: at the planned time for a scheduled tick (its claim came earlier), as
+    // go-crontab's `scheduleTime` means.
     let base = Base {
         job,
         holder: &holder,
-        scheduled_at: scheduled_at.timestamp_millis(),
+        scheduled_at: context.clock.now_ms().max(holder.planned_at),
     };
     match claimed {
         Err(e) => {
@@ -219,13 +224,28 @@ async fn execute(
             .to_std()
             .unwrap_or_default(),
     );
-    release(context, job, &base.holder.run_id, (revision, lease)).await;
     tracing::info!(
         fencing_token = revision,
         status = outcome.status.as_str(),
         "run ended"
     );
-    send(context, base.finished(outcome, revision)).await;
+    let record = base.finished(outcome, revision);
+    let hold = (context.legacy.present() && base.holder.trigger == Trigger::Schedule)
+        .then(|| legacy::lock_held_until(job, planned))
+        .flatten();
+    match hold {
+        // A go-crontab worker may still try this tick's lock: the record goes first, the
+        // lock stays until its last attempt is past.
+        Some(until) => {
+            send(context, record).await;
+            tokio::time::sleep(context.clock.until(until)).await;
+            release(context, job, &base.holder.run_id, (revision, lease)).await;
+        }
+        None => {
+            release(context, job, &base.holder.run_id, (revision, lease)).await;
+            send(context, record).await;
+        }
+    }
 }
 
 /// Releases a run's keys, again and again while etcd cannot take it: a lock left behind on a
@@ -280,6 +300,10 @@ pub async fn miss(
         }
     };
     let now = context.clock.now_ms();
+    if context.legacy.present() {
+        unrecorded(&context, &job, 1);
+        return;
+    }
     let holder = Holder {
         worker_id: context.worker_id.clone(),
         run_id: missed_run_id(&job, planned.timestamp_millis()),
@@ -342,6 +366,13 @@ async fn record_missed(
         }
         cursor = next;
     }
+    if gap.is_empty() {
+        return;
+    }
+    if context.legacy.present() {
+        unrecorded(context, base.job, gap.len() + extra);
+        return;
+    }
     let last = gap.len().saturating_sub(1);
     for (index, tick) in gap.into_iter().enumerate() {
         let err = if index == last && extra > 0 {
@@ -355,6 +386,13 @@ async fn record_missed(
         send(context, base.missed(tick, MissReason::NoWorker, err)).await;
         context.metrics.missed(MissReason::NoWorker);
     }
+}
+
+/// Counts ticks nobody in this fleet started while go-crontab workers are registered: one of
+/// them may have run each, and wrote its own record if it did.
+fn unrecorded(context: &Context, job: &JobSpec, ticks: usize) {
+    tracing::info!(job.name = %job.name, ticks, "ticks not started here are left unrecorded: go-crontab workers are registered and may have run them");
+    context.metrics.unrecorded(ticks);
 }
 
 async fn send(context: &Context, record: ExecutionRecord) {
@@ -438,8 +476,8 @@ pub fn abandoned(
         ),
         output: String::new(),
         plan_time: holder.planned_at,
-        schedule_time: holder.claimed_at,
-        start_time: holder.claimed_at,
+        schedule_time: holder.claimed_at.max(holder.planned_at),
+        start_time: holder.claimed_at.max(holder.planned_at),
         end_time: now_ms,
         worker_id: holder.worker_id.clone(),
         status: RunStatus::Abandoned,

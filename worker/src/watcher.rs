@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::claim::{Guard, Holder};
 use crate::clock::Clock;
+use crate::legacy::LegacyWorkers;
 
 /// Keys fetched per page of a snapshot; keeps each response far below gRPC's message limit.
 const PAGE: i64 = 2_000;
@@ -31,6 +32,8 @@ pub enum Change {
         triggers: Vec<(JobName, i64)>,
         /// Ids of the cronfleet workers registered under `workers/` that claim now.
         workers: Vec<String>,
+        /// Addresses of the go-crontab workers registered under `workers/`.
+        legacy: Vec<String>,
     },
     JobPut(JobSpec),
     JobDeleted(JobName),
@@ -49,6 +52,8 @@ pub enum Change {
     Guard(JobName, Guard),
     /// A cronfleet worker registered (or refreshed its registration) and claims.
     WorkerUp(String),
+    /// A go-crontab worker registered, at this address.
+    LegacyWorkerUp(String),
     /// A worker's registration went away (it stopped, or its lease expired), or it holds its
     /// claims.
     WorkerDown(String),
@@ -131,7 +136,7 @@ impl Watcher {
         let mut from = prefix.into_bytes();
         let mut revision = 0;
         let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
-        let mut workers = Vec::new();
+        let (mut workers, mut legacy) = (Vec::new(), Vec::new());
         self.holders.clear();
         loop {
             let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
@@ -152,6 +157,9 @@ impl Watcher {
                     }
                     KeyKind::Trigger => {
                         triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
+                    }
+                    KeyKind::Worker if LegacyWorkers::is_legacy(kv.value()) => {
+                        legacy.extend(self.worker_id_of(kv));
                     }
                     KeyKind::Worker => workers.extend(
                         self.registered_worker(kv)
@@ -177,6 +185,7 @@ impl Watcher {
                 guards,
                 triggers,
                 workers,
+                legacy,
             })
             .await?;
         Ok(revision)
@@ -292,6 +301,9 @@ impl Watcher {
                 }
                 // A worker that holds its claims leaves the order, so nobody waits a hand-off
                 // for it; it comes back when it claims again.
+                (KeyKind::Worker, true) if LegacyWorkers::is_legacy(kv.value()) => {
+                    out.extend(self.worker_id_of(kv).map(Change::LegacyWorkerUp));
+                }
                 (KeyKind::Worker, true) => {
                     if let Some((id, claiming)) = self.registered_worker(kv) {
                         if let Some(at) = heartbeat_ms(kv) {

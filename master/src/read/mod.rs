@@ -215,16 +215,17 @@ impl Reads {
         let prefix = self.keys.workers();
         let mut fleet = Fleet::default();
         for kv in found.kvs() {
-            match serde_json::from_slice::<Registration>(kv.value()) {
-                Ok(registration) => fleet.workers.push(registration),
-                Err(_) => fleet.legacy.extend(
+            if kv.value().iter().all(u8::is_ascii_whitespace) {
+                fleet.legacy.extend(
                     std::str::from_utf8(kv.key())
                         .ok()
                         .and_then(|key| key.strip_prefix(&prefix))
                         .map(|address| LegacyWorker {
                             address: address.to_owned(),
                         }),
-                ),
+                );
+            } else if let Ok(registration) = serde_json::from_slice(kv.value()) {
+                fleet.workers.push(registration);
             }
         }
         Ok(fleet)

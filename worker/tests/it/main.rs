@@ -14,6 +14,7 @@ mod etcd_secure;
 mod executor;
 mod fleet;
 mod job_env;
+mod legacy_fleet;
 mod legacy_log;
 mod mongo_outage;
 mod record_path;
