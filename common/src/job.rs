@@ -17,6 +17,14 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// Longest accepted cron expression, in bytes.
 pub const MAX_CRON_EXPR_BYTES: usize = 256;
+/// Longest accepted shell path, in bytes.
+pub const MAX_SHELL_BYTES: usize = 256;
+/// The shell a cronfleet job runs under unless it names another.
+pub const DEFAULT_SHELL: &str = "/bin/sh";
+/// The shell go-crontab runs every command with, and so every job value it wrote.
+pub const LEGACY_SHELL: &str = "/bin/bash";
+/// The fields of a job value go-crontab writes; a value with no other field is go-crontab's.
+pub const GO_CRONTAB_FIELDS: &[&str] = &["name", "command", "cronExpr"];
 /// Longest accepted description, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
 /// Most environment variables a job may set.
@@ -165,8 +173,16 @@ pub struct JobSpec {
     /// Environment variables set for every run, on top of the worker's allow-list.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The shell the command runs under (`<shell> -c <command>`); `None` is `/bin/sh`. A
+    /// worker runs only shells on its own allow-list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
     /// Per-job version from the master's event log; 0 for keys written by go-crontab.
     pub version: u64,
+    /// The value had go-crontab's fields only: it is read as go-crontab reads it, in the
+    /// worker's local time zone and under `/bin/bash`.
+    #[serde(skip)]
+    pub legacy: bool,
     #[serde(skip)]
     schedule: Schedule,
 }
@@ -183,6 +199,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "paused",
     "description",
     "env",
+    "shell",
     "version",
 ];
 
@@ -197,6 +214,7 @@ struct RawSpec {
     paused: bool,
     description: String,
     env: BTreeMap<String, String>,
+    shell: Option<String>,
     version: u64,
 }
 
@@ -213,6 +231,7 @@ impl RawSpec {
             paused: optional(&mut object, "paused")?.unwrap_or_default(),
             description: optional(&mut object, "description")?.unwrap_or_default(),
             env: optional(&mut object, "env")?.unwrap_or_default(),
+            shell: optional(&mut object, "shell")?,
             version: optional(&mut object, "version")?.unwrap_or_default(),
         })
     }
@@ -267,12 +286,27 @@ impl JobSpec {
     /// Parses the value stored at `jobs/<name>`: unknown fields are ignored so that keys written
     /// by go-crontab or a newer cronfleet still load; the known fields are validated all the same.
     pub fn from_etcd_value(value: &[u8]) -> Result<Self, FieldError> {
+        Self::from_etcd_value_in(value, Tz::UTC)
+    }
+
+    /// Like [`JobSpec::from_etcd_value`], but a value with go-crontab's fields only is read as
+    /// go-crontab reads it: in `local` (the worker's time zone) and under `/bin/bash`.
+    pub fn from_etcd_value_in(value: &[u8], local: Tz) -> Result<Self, FieldError> {
         let value: Value = serde_json::from_slice(value)
             .map_err(|e| FieldError::new("value", format!("is not valid JSON: {e}")))?;
         let Value::Object(object) = value else {
             return Err(FieldError::new("value", "must be a JSON object"));
         };
-        Self::from_object(object)
+        let legacy = object
+            .keys()
+            .all(|key| GO_CRONTAB_FIELDS.contains(&key.as_str()));
+        let mut raw = RawSpec::from_object(object)?;
+        if legacy {
+            raw.timezone = Some(local.name().to_owned());
+        }
+        let mut spec = Self::validate(raw)?;
+        spec.legacy = legacy;
+        Ok(spec)
     }
 
     fn from_object(object: Map<String, Value>) -> Result<Self, FieldError> {
@@ -339,6 +373,9 @@ impl JobSpec {
             ));
         }
         validate_env(&raw.env)?;
+        if let Some(shell) = &raw.shell {
+            validate_shell(shell)?;
+        }
         Ok(Self {
             name,
             command: raw.command,
@@ -350,9 +387,21 @@ impl JobSpec {
             paused: raw.paused,
             description: raw.description,
             env: raw.env,
+            shell: raw.shell.filter(|shell| !shell.is_empty()),
             version: raw.version,
+            legacy: false,
             schedule,
         })
+    }
+
+    /// The shell the command runs under: go-crontab's for its own values, else the job's
+    /// choice or `/bin/sh`.
+    pub fn shell(&self) -> &str {
+        if self.legacy {
+            LEGACY_SHELL
+        } else {
+            self.shell.as_deref().unwrap_or(DEFAULT_SHELL)
+        }
     }
 
     /// The parsed schedule, in the job's time zone.
@@ -410,6 +459,31 @@ pub fn reject_unknown_fields(
         )),
         None => Ok(()),
     }
+}
+
+/// A shell is an absolute path to a program, with no `..`, space or control character.
+pub fn validate_shell(shell: &str) -> Result<(), FieldError> {
+    if shell.is_empty() {
+        return Ok(());
+    }
+    if shell.len() > MAX_SHELL_BYTES {
+        return Err(FieldError::new(
+            "shell",
+            format!("is longer than {MAX_SHELL_BYTES} bytes"),
+        ));
+    }
+    if !shell.starts_with('/')
+        || shell.split('/').any(|part| part == "..")
+        || shell.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(FieldError::new(
+            "shell",
+            format!(
+                "{shell:?} is not an absolute path without spaces or \"..\" (such as /bin/bash)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_command(command: &str) -> Result<(), FieldError> {

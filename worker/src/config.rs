@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use cronfleet_common::etcd::EtcdArgs;
+use cronfleet_common::job::{validate_shell, DEFAULT_SHELL};
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
 /// cronfleet worker: watches jobs in etcd, claims each tick so exactly one worker in the fleet
@@ -96,6 +97,12 @@ pub struct Config {
     #[arg(long, env = "CRON_RUN_CORE_DUMPS")]
     pub run_core_dumps: bool,
 
+    /// Shells jobs may run under (a job's `shell`; `/bin/sh` when it names none), as absolute
+    /// paths: repeat the flag, or separate them with commas. A job naming another fails to
+    /// start. Job values go-crontab wrote always run under `/bin/bash`, as go-crontab runs them.
+    #[arg(long = "shell", env = "CRON_SHELLS", value_delimiter = ',', default_value = DEFAULT_SHELL, value_parser = parse_shell)]
+    pub shells: Vec<String>,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON")]
     pub log_json: bool,
@@ -109,6 +116,14 @@ pub struct Config {
         allow_hyphen_values = true
     )]
     pub clock_offset_ms: i64,
+}
+
+fn parse_shell(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    validate_shell(raw).map_err(|e| e.reason)?;
+    Ok(raw.to_owned())
 }
 
 impl Config {

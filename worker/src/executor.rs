@@ -1,4 +1,4 @@
-//! Runs one command: `/bin/sh -c` in its own process group, under the [`supervisor`], output
+//! Runs one command: `<shell> -c` (the job's, from the worker's allow-list) in its own process group, under the [`supervisor`], output
 //! captured under a cap, stopped by timeout or request with SIGTERM to the group (the
 //! supervisor passes it on to the run's processes outside the group and SIGKILLs them all after
 //! a grace period). When the shell exits, the supervisor ends whatever it left behind, wherever
@@ -62,6 +62,8 @@ pub struct Limits {
     pub lease_until: Option<watch::Receiver<Option<Instant>>>,
     /// Resource limits of every process of a run.
     pub run_limits: RunLimits,
+    /// The shells a job may name; a job that names another fails to start.
+    pub shells: Vec<String>,
 }
 
 /// A local user that runs execute as.
@@ -120,6 +122,14 @@ pub async fn prepare(
     context: &RunContext,
     limits: &Limits,
 ) -> std::io::Result<Prepared> {
+    if !job.legacy && !limits.shells.iter().any(|shell| shell == job.shell()) {
+        return Err(std::io::Error::other(format!(
+            "the shell {} is not on this worker's allow-list ({}); start the worker with --shell {} to allow it",
+            job.shell(),
+            limits.shells.join(", "),
+            job.shell()
+        )));
+    }
     let mut supervisor = limits.launcher.launch(arguments(limits, job)).await?;
     let env = shell_env(limits, job, context);
     let block = crate::supervisor::environment_block(
@@ -278,6 +288,7 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
 fn arguments(limits: &Limits, job: &JobSpec) -> Vec<OsString> {
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     crate::supervisor::arguments(
+        job.shell(),
         &job.command,
         std::process::id(),
         run_as,

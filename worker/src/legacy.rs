@@ -11,11 +11,16 @@
 //! * a tick nobody here started is not recorded as `missed`: a go-crontab worker may have run
 //!   it, and its own record says so. The tick is counted in
 //!   `cronfleet_worker_ticks_unrecorded_total` instead.
+//!
+//! And a job value go-crontab wrote (its three fields only) is read as go-crontab reads it:
+//! in this machine's time zone ([`local_timezone`]) and under `/bin/bash`.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use cronfleet_common::{Concurrency, JobSpec};
 
 use crate::tick::CLAIM_LEAD;
@@ -81,6 +86,36 @@ pub fn lock_held_until(job: &JobSpec, planned: DateTime<Utc>) -> Option<DateTime
     })
 }
 
+/// The zone go-crontab reads expressions in on this machine — Go's local time: `TZ` when set
+/// (empty is UTC), else the zone `/etc/localtime` links to, else `/etc/timezone`. UTC when
+/// none names a zone.
+pub fn local_timezone() -> Tz {
+    let named = match std::env::var("TZ") {
+        Ok(tz) => Some(tz),
+        Err(_) => std::fs::read_link("/etc/localtime")
+            .ok()
+            .map(|target| target.to_string_lossy().into_owned())
+            .or_else(|| std::fs::read_to_string("/etc/timezone").ok()),
+    };
+    named.map_or(Tz::UTC, |name| zone_named(&name))
+}
+
+/// The zone a `TZ` value or a zoneinfo path names.
+fn zone_named(name: &str) -> Tz {
+    let name = name.trim().trim_start_matches(':');
+    let name = name.rsplit_once("zoneinfo/").map_or(name, |(_, zone)| zone);
+    if name.is_empty() || Path::new(name).is_absolute() {
+        return Tz::UTC;
+    }
+    name.parse().unwrap_or_else(|_| {
+        tracing::warn!(
+            zone = name,
+            "the local time zone is not an IANA name; go-crontab's jobs are read in UTC"
+        );
+        Tz::UTC
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +140,18 @@ mod tests {
             "a job due every second lets go before its next claim"
         );
         assert_eq!(lock_held_until(&job("* * * * *", "allow"), planned), None);
+    }
+
+    #[test]
+    fn the_local_zone_comes_from_tz_or_a_zoneinfo_path() {
+        assert_eq!(zone_named("Asia/Tokyo"), chrono_tz::Asia::Tokyo);
+        assert_eq!(zone_named(":Europe/Paris\n"), chrono_tz::Europe::Paris);
+        assert_eq!(
+            zone_named("/usr/share/zoneinfo/America/New_York"),
+            chrono_tz::America::New_York
+        );
+        assert_eq!(zone_named(""), Tz::UTC);
+        assert_eq!(zone_named("Not/A_Zone"), Tz::UTC);
     }
 
     #[test]

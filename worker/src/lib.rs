@@ -272,6 +272,7 @@ impl Worker {
                     address_space: config.run_max_address_space_bytes,
                     core_dumps: config.run_core_dumps,
                 },
+                shells: config.shells.clone(),
             },
             worker_id: self.worker_id.clone(),
             lease: lease_rx,

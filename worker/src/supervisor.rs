@@ -11,7 +11,7 @@
 //! the list by an empty entry: the job's variables never reach the supervisor's own
 //! environment, where the dynamic loader of a privileged process would honour them), waits for
 //! one more byte (the word to go; end of file means the run was called off), and starts
-//! `/bin/sh -c <command>` as the run's user, stdin from `/dev/null`.
+//! `<shell> -c <command>` (the job's shell, `/bin/sh` unless it names another) as the run's user, stdin from `/dev/null`.
 //!
 //! * When the shell exits, every descendant still running gets SIGTERM, and SIGKILL after the
 //!   grace period; the supervisor then exits as the shell did (the same exit code, or death by
@@ -63,6 +63,8 @@ const MAX_ENV_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub worker: u32,
+    /// The shell that runs `command` (`<shell> -c <command>`).
+    pub shell: OsString,
     pub command: OsString,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -77,6 +79,7 @@ const LEASE_MARGIN: Duration = Duration::from_millis(250);
 /// The arguments that start a supervisor for `command` under worker process `worker`, run as
 /// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL.
 pub fn arguments(
+    shell: &str,
     command: &str,
     worker: u32,
     run_as: Option<(u32, u32)>,
@@ -95,6 +98,7 @@ pub fn arguments(
         grace.as_millis().to_string().into(),
         if watch { "1" } else { "0" }.into(),
         limits.to_argument().into(),
+        shell.into(),
         command.into(),
     ]
 }
@@ -115,13 +119,14 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
 impl Invocation {
     /// The invocation that [`arguments`] describe, if they are one.
     pub fn parse(args: &[OsString]) -> Option<Self> {
-        let [worker, uid, gid, grace, watch, limits, command] = args else {
+        let [worker, uid, gid, grace, watch, limits, shell, command] = args else {
             return None;
         };
         let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
         let id = |raw: &OsString| number(raw).and_then(|n| u32::try_from(n).ok());
         Some(Invocation {
             worker: id(worker)?,
+            shell: shell.clone(),
             command: command.clone(),
             uid: id(uid),
             gid: id(gid),
@@ -132,7 +137,7 @@ impl Invocation {
     }
 }
 
-/// Supervises `/bin/sh -c command` and exits as it did.
+/// Supervises `<shell> -c command` and exits as it did.
 pub fn run(invocation: &Invocation) -> ! {
     let signals: SigSet = [
         Signal::SIGHUP,
@@ -168,7 +173,7 @@ pub fn run(invocation: &Invocation) -> ! {
     let lease = invocation
         .watch
         .then(|| LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN));
-    let mut shell = Command::new("/bin/sh");
+    let mut shell = Command::new(&invocation.shell);
     shell
         .arg("-c")
         .arg(&invocation.command)
@@ -189,7 +194,10 @@ pub fn run(invocation: &Invocation) -> ! {
     let shell = match shell.spawn() {
         Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
         Err(e) => {
-            eprintln!("cronfleet: could not start /bin/sh: {e}");
+            eprintln!(
+                "cronfleet: could not start {}: {e}",
+                invocation.shell.to_string_lossy()
+            );
             std::process::exit(127);
         }
     };
@@ -503,6 +511,7 @@ mod tests {
     #[test]
     fn arguments_read_back_as_the_invocation_they_describe() {
         let args = arguments(
+            "/bin/bash",
             "echo hi",
             42,
             Some((65534, 65534)),
@@ -510,10 +519,14 @@ mod tests {
             true,
             &RunLimits::default(),
         );
-        assert_eq!(args.len(), 7);
+        assert_eq!(args.len(), 8);
         assert_eq!(args[3], "5000");
         assert_eq!(args[4], "1");
         assert_eq!(args[5], "core=0");
-        assert_eq!(args[6], "echo hi");
+        assert_eq!(args[6], "/bin/bash");
+        assert_eq!(args[7], "echo hi");
+        let invocation = Invocation::parse(&args).unwrap();
+        assert_eq!(invocation.shell, "/bin/bash");
+        assert_eq!(invocation.command, "echo hi");
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use cronfleet_common::keys::KeyKind;
 use cronfleet_common::{JobName, JobSpec, Keys};
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::claim::{Guard, Holder};
 use crate::clock::Clock;
-use crate::legacy::LegacyWorkers;
+use crate::legacy::{self, LegacyWorkers};
 
 /// Keys fetched per page of a snapshot; keeps each response far below gRPC's message limit.
 const PAGE: i64 = 2_000;
@@ -78,6 +79,8 @@ pub struct Watcher {
     clock: Clock,
     /// Holder and revision (the fencing token) of every live `lock/` and `runs/` key.
     holders: HashMap<Vec<u8>, (Holder, i64)>,
+    /// The zone go-crontab's job values are read in: this machine's.
+    local: Tz,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -95,6 +98,7 @@ impl Watcher {
             keys,
             clock,
             holders: HashMap::new(),
+            local: legacy::local_timezone(),
         }
     }
 
@@ -149,7 +153,7 @@ impl Watcher {
             }
             for kv in response.kvs() {
                 match self.keys.kind(kv.key()) {
-                    KeyKind::Job => jobs.extend(parse_job(kv)),
+                    KeyKind::Job => jobs.extend(parse_job(kv, self.local)),
                     KeyKind::Tick => {
                         if let Some(job) = self.job_of(kv) {
                             guards.insert(job, Guard::decode(kv.value(), kv.mod_revision()));
@@ -263,7 +267,7 @@ impl Watcher {
             let Some(kv) = event.kv() else { continue };
             let put = event.event_type() == EventType::Put;
             match (self.keys.kind(kv.key()), put) {
-                (KeyKind::Job, true) => out.extend(parse_job(kv).map(Change::JobPut)),
+                (KeyKind::Job, true) => out.extend(parse_job(kv, self.local).map(Change::JobPut)),
                 (KeyKind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
                 (KeyKind::Killer, true) => out.extend(
                     self.job_of(kv)
@@ -359,9 +363,9 @@ fn heartbeat_ms(kv: &KeyValue) -> Option<i64> {
     Some(at.timestamp_millis())
 }
 
-fn parse_job(kv: &KeyValue) -> Option<JobSpec> {
+fn parse_job(kv: &KeyValue, local: Tz) -> Option<JobSpec> {
     let key_name = kv.key().rsplit(|b| *b == b'/').next().unwrap_or_default();
-    match JobSpec::from_etcd_value(kv.value()) {
+    match JobSpec::from_etcd_value_in(kv.value(), local) {
         Ok(spec) if spec.name.as_str().as_bytes() == key_name => Some(spec),
         Ok(spec) => {
             tracing::warn!(key = %String::from_utf8_lossy(kv.key()), name = %spec.name, "skipping a job whose name differs from its key");

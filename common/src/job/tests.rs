@@ -205,3 +205,41 @@ fn loader_and_shell_variables_are_refused_from_users_but_read_from_etcd() {
         assert!(!steers_process_start(name), "{name}");
     }
 }
+
+#[test]
+fn a_go_crontab_value_is_read_in_the_local_zone_under_bash() {
+    let value = br#"{"name":"job1","command":"[[ 1 -eq 1 ]]","cronExpr":"0 3 * * *"}"#;
+    let spec = JobSpec::from_etcd_value_in(value, chrono_tz::Asia::Tokyo).unwrap();
+    assert!(spec.legacy);
+    assert_eq!(spec.timezone, chrono_tz::Asia::Tokyo);
+    assert_eq!(spec.shell(), LEGACY_SHELL);
+    let after = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(
+        spec.schedule().next_after(after).unwrap().to_rfc3339(),
+        "2026-01-01T18:00:00+00:00",
+        "03:00 in Tokyo"
+    );
+    let ours = JobSpec::from_etcd_value_in(
+        spec_json(r#","version":2"#).as_bytes(),
+        chrono_tz::Asia::Tokyo,
+    )
+    .unwrap();
+    assert!(!ours.legacy);
+    assert_eq!(ours.timezone, Tz::UTC);
+    assert_eq!(ours.shell(), DEFAULT_SHELL);
+}
+
+#[test]
+fn a_job_may_name_its_shell_as_an_absolute_path() {
+    let spec = JobSpec::from_user_json(spec_json(r#","shell":"/bin/bash""#).as_bytes()).unwrap();
+    assert_eq!(spec.shell(), "/bin/bash");
+    let back = JobSpec::from_etcd_value(&spec.to_etcd_value()).unwrap();
+    assert_eq!(back.shell.as_deref(), Some("/bin/bash"));
+    for bad in [r#""bash""#, r#""/bin/../tmp/x""#, r#""/bin/sh -e""#, "5"] {
+        let err = JobSpec::from_user_json(spec_json(&format!(r#","shell":{bad}"#)).as_bytes())
+            .unwrap_err();
+        assert_eq!(err.field, "shell", "{bad}");
+    }
+}

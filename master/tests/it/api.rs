@@ -567,3 +567,23 @@ async fn every_answer_carries_the_request_id_its_events_record() {
         .collect();
     assert_eq!(recorded, [replaced.as_str(), id.as_str(), "deploy-42"]);
 }
+
+#[tokio::test]
+async fn a_job_names_its_shell_and_the_api_and_etcd_carry_it() {
+    let master = Master::new().await;
+    let created = master
+        .post(
+            "/api/v1/jobs",
+            json!({"name": "bashy", "command": "[[ 1 ]]", "cronExpr": "@daily", "shell": "/bin/bash"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["shell"], "/bin/bash");
+    master.post("/api/v1/jobs", job("plain", "true")).await;
+    assert_eq!(
+        master.get("/api/v1/jobs/plain").await.body["shell"],
+        "/bin/sh"
+    );
+    master.project_all().await;
+    assert_eq!(master.etcd_jobs().await["bashy"]["shell"], "/bin/bash");
+}

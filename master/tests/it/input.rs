@@ -82,6 +82,17 @@ async fn bad_api_input_is_refused_by_name_and_changes_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "env.LD_PRELOAD",
         ),
+        (
+            master
+                .post(
+                    "/api/v1/jobs",
+                    json!({"name": "shelled", "command": "true", "cronExpr": "@daily",
+                           "shell": "bash -e"}),
+                )
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "shell",
+        ),
     ];
     for (reply, status, field) in cases {
         assert_eq!(reply.status, status, "{field}: {}", reply.body);

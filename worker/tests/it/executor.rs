@@ -40,6 +40,7 @@ fn limits() -> Limits {
         run_as: None,
         lease_until: None,
         run_limits: cronfleet_worker::run_limits::RunLimits::default(),
+        shells: vec!["/bin/sh".to_owned()],
     }
 }
 
@@ -415,4 +416,67 @@ async fn runs_get_the_workers_nice_value_and_the_run_server_a_higher_priority() 
         ],
         "{outcome:?}"
     );
+}
+
+fn job_with_shell(command: &str, shell: &str) -> JobSpec {
+    let body = serde_json::json!({
+        "name": "shelled", "command": command, "cronExpr": "@daily", "shell": shell,
+    });
+    JobSpec::from_user_json(body.to_string().as_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_job_runs_under_the_shell_it_names_only_if_the_worker_allows_it() {
+    let bashism = "[[ -n $BASH_VERSION ]] && echo bash";
+    let (_keep, stop) = watch::channel(None);
+    let refused = execute(
+        &job_with_shell(bashism, "/bin/bash"),
+        &context("refused"),
+        &limits(),
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(refused.status, RunStatus::FailedToStart, "{refused:?}");
+    assert!(
+        refused
+            .err
+            .contains("/bin/bash is not on this worker's allow-list (/bin/sh)"),
+        "{}",
+        refused.err
+    );
+    let allowing = Limits {
+        shells: vec!["/bin/sh".to_owned(), "/bin/bash".to_owned()],
+        ..limits()
+    };
+    let (_keep, stop) = watch::channel(None);
+    let ran = execute(
+        &job_with_shell(bashism, "/bin/bash"),
+        &context("bash"),
+        &allowing,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(ran.status, RunStatus::Succeeded, "{ran:?}");
+    assert_eq!(ran.output.text, "bash\n");
+}
+
+#[tokio::test]
+async fn a_go_crontab_job_value_runs_under_bash_whatever_the_allow_list() {
+    let value = serde_json::json!({
+        "name": "legacy", "command": "[[ 1 -eq 1 ]] && echo $0", "cronExpr": "@daily",
+    });
+    let spec = JobSpec::from_etcd_value(value.to_string().as_bytes()).unwrap();
+    let (_keep, stop) = watch::channel(None);
+    let ran = execute(
+        &spec,
+        &context("legacy"),
+        &limits(),
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(ran.status, RunStatus::Succeeded, "{ran:?}");
+    assert_eq!(ran.output.text, "/bin/bash\n");
 }

@@ -24,6 +24,8 @@ pub struct JobView {
     pub paused: bool,
     pub description: String,
     pub env: std::collections::BTreeMap<String, String>,
+    /// The shell the command runs under.
+    pub shell: String,
     /// The job's version: send it back in `If-Match` or `version` to update.
     pub version: i64,
     pub created_at: Option<DateTime<Utc>>,
@@ -47,6 +49,7 @@ impl JobView {
             paused: spec.paused,
             description: spec.description.clone(),
             env: spec.env.clone(),
+            shell: spec.shell().to_owned(),
             version,
             created_at: None,
             created_by: None,

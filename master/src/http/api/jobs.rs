@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct JobInput {
     /// 1-128 of `[A-Za-z0-9._-]`.
     pub name: String,
-    /// Run as `/bin/sh -c <command>`; at most 64 KiB.
+    /// Run as `<shell> -c <command>`; at most 64 KiB.
     pub command: String,
     /// 5, 6 or 7 fields, `@hourly` and friends, or `@every <duration>`.
     pub cron_expr: String,
@@ -52,6 +52,9 @@ pub struct JobInput {
     pub paused: Option<bool>,
     pub description: Option<String>,
     pub env: Option<std::collections::BTreeMap<String, String>>,
+    /// The shell the command runs under, an absolute path; default `/bin/sh`. A worker runs
+    /// only the shells it was started with (`--shell`); a run under another fails to start.
+    pub shell: Option<String>,
     /// On update: the version you last saw (or send `If-Match`).
     pub version: Option<u64>,
 }

@@ -42,6 +42,8 @@ struct JobForm {
     #[serde(default)]
     concurrency: String,
     #[serde(default)]
+    shell: String,
+    #[serde(default)]
     description: String,
     /// `NAME=value` lines.
     #[serde(default)]
@@ -65,6 +67,7 @@ impl JobForm {
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
             concurrency: spec.concurrency.as_str().to_owned(),
+            shell: spec.shell.clone().unwrap_or_default(),
             description: spec.description.clone(),
             env: spec
                 .env
@@ -101,6 +104,9 @@ impl JobForm {
         }
         if !self.concurrency.is_empty() {
             body.insert("concurrency".into(), json!(self.concurrency));
+        }
+        if !self.shell.trim().is_empty() {
+            body.insert("shell".into(), json!(self.shell.trim()));
         }
         body.insert("description".into(), json!(self.description));
         let mut env = Map::new();
