@@ -60,7 +60,11 @@ impl FieldError {
     }
 }
 
-/// A job name: 1–128 characters of `[A-Za-z0-9._-]`, so it is always safe inside an etcd key.
+/// A job name: 1–128 characters, as go-crontab allows them (letters of any script, digits,
+/// spaces and punctuation), except what is unsafe in a key or misleading on a page: no `/`, no
+/// control characters, no whitespace but the plain space and none at either end, no
+/// invisible formatting characters (zero-width, bidirectional overrides), and not `.` or
+/// `..`. Every key, URL, header and page that carries one encodes or escapes it.
 /// Clones share one allocation (a worker keeps several copies of each of 100,000 names).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobName(Arc<str>);
@@ -71,22 +75,26 @@ impl JobName {
         if raw.is_empty() {
             return Err(FieldError::new("name", "must not be empty"));
         }
-        if raw.len() > MAX_NAME_LEN {
+        let length = raw.chars().count();
+        if length > MAX_NAME_LEN {
+            return Err(FieldError::new(
+                "name",
+                format!("is {length} characters long; at most {MAX_NAME_LEN} are allowed"),
+            ));
+        }
+        if let Some(bad) = raw.chars().find(|c| unsafe_in_name(*c)) {
             return Err(FieldError::new(
                 "name",
                 format!(
-                    "is {} characters long; at most {MAX_NAME_LEN} are allowed",
-                    raw.len()
+                    "contains {bad:?}; '/', control characters, whitespace other than a space \
+                     and invisible formatting characters are not allowed"
                 ),
             ));
         }
-        if let Some(bad) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
+        if raw.starts_with(' ') || raw.ends_with(' ') {
             return Err(FieldError::new(
                 "name",
-                format!("contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"),
+                "must not begin or end with a space",
             ));
         }
         if raw == "." || raw == ".." {
@@ -99,6 +107,19 @@ impl JobName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters a job name may not hold: the key separator, controls, whitespace other than the
+/// space, and characters that change how text around them shows without showing themselves.
+fn unsafe_in_name(c: char) -> bool {
+    c == '/'
+        || c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 impl fmt::Display for JobName {

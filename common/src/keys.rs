@@ -241,7 +241,11 @@ mod tests {
             Some(name.clone())
         );
         assert_eq!(keys.job_of(b"/other/jobs/x"), None);
-        assert_eq!(keys.job_of(b"/p/jobs/bad name"), None);
+        assert_eq!(keys.job_of(b"/p/jobs/bad\tname"), None);
+        assert_eq!(
+            keys.job_of("/p/jobs/nightly backup — café".as_bytes()),
+            Some(job("nightly backup — café"))
+        );
         assert_eq!(
             keys.run_of(keys.run(&name, "run-7").as_bytes()),
             Some((name, "run-7".to_owned()))

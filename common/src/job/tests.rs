@@ -79,14 +79,35 @@ fn names_are_checked() {
         "a/b",
         "../etc",
         "..",
-        "job name",
-        "jöb",
+        ".",
+        " lead",
+        "trail ",
+        "tab\there",
+        "non\u{a0}breaking",
         "a\nb",
+        "bell\u{7}",
+        "c1\u{85}",
+        "zero\u{200b}width",
+        "evil\u{202e}txt.exe",
+        "isolate\u{2066}x",
+        "bom\u{feff}",
         long.as_str(),
     ] {
         assert_eq!(JobName::parse(bad).unwrap_err().field, "name", "{bad:?}");
     }
-    for good in ["a", "Job-1.daily_report", &"x".repeat(MAX_NAME_LEN)] {
+    let longest_in_letters = "é".repeat(MAX_NAME_LEN);
+    for good in [
+        "a",
+        "Job-1.daily_report",
+        "job name",
+        "jöb",
+        "夜间备份",
+        "Nightly backup — café (v2) #1 100% <ok> & \"quoted\"?",
+        "a..b",
+        "...",
+        &"x".repeat(MAX_NAME_LEN),
+        &longest_in_letters,
+    ] {
         assert!(JobName::parse(good).is_ok(), "{good:?}");
     }
 }
@@ -107,7 +128,7 @@ fn bad_fields_are_named() {
         (r#"{"name":"a","cronExpr":"@daily"}"#.to_owned(), "command"),
         (r#"{"name":"a","command":"x"}"#.to_owned(), "cronExpr"),
         (
-            r#"{"name":"a b","command":"x","cronExpr":"@daily"}"#.to_owned(),
+            r#"{"name":" a b","command":"x","cronExpr":"@daily"}"#.to_owned(),
             "name",
         ),
         (

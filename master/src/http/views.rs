@@ -3,7 +3,21 @@
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use cronfleet_common::{ExecutionRecord, JobSpec};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
+
+/// Everything but unreserved characters is encoded in a path segment (as askama's
+/// `urlencode_strict`, which the templates use).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A job name or run id as one URL path segment, for links, redirects and `Location`.
+pub fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
 
 /// `2026-11-25 13:04:05 UTC`, or `-`.
 pub fn when_ms(ms: i64) -> String {

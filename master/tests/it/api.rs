@@ -107,7 +107,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
             "uid",
         ),
         (
-            json!({"name": "a b", "command": "x", "cronExpr": "@daily"}),
+            json!({"name": "a/b", "command": "x", "cronExpr": "@daily"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "name",
         ),

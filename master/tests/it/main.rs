@@ -9,6 +9,7 @@ mod etcd_failover;
 mod fail_fast;
 mod input;
 mod legacy;
+mod names;
 mod pages;
 mod projector;
 mod services;

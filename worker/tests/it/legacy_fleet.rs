@@ -316,3 +316,31 @@ async fn ticks_nobody_here_started_go_unrecorded_while_go_crontab_workers_are_re
     );
     assert!(unrecorded >= 2.0, "{unrecorded}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_crontab_job_named_with_spaces_and_letters_runs_under_bash_with_its_name() {
+    let mut fleet = Fleet::new().await;
+    let worker = fleet.worker("names", &[]);
+    fleet.registered(&["names"]).await;
+    let name = "nightly backup — café";
+    fleet
+        .put_job(json!({"name": name, "command": "[[ -n $BASH_VERSION ]] && printf '%s' \"$CRON_JOB_NAME\"", "cronExpr": "* * * * * * *"}))
+        .await;
+    let records = fleet
+        .wait_for_records(
+            name,
+            Duration::from_secs(10),
+            "a run",
+            |r| r.fencing_token > 0,
+            1,
+        )
+        .await;
+    let run = records.iter().find(|r| r.fencing_token > 0).unwrap();
+    assert_eq!(
+        run.status,
+        cronfleet_common::RunStatus::Succeeded,
+        "{run:?}"
+    );
+    assert_eq!(run.output, name);
+    assert_eq!(worker.stop().await, 0);
+}

@@ -16,7 +16,7 @@ use super::write::{expected_version, set_etag, write};
 use super::{job_name, limit, page_cursor};
 use crate::domain::Command;
 use crate::http::error::{ErrorBody, HttpError};
-use crate::http::{ApiBody, ApiQuery, AppState, RequestContext};
+use crate::http::{views, ApiBody, ApiQuery, AppState, RequestContext};
 use crate::store::{JobFilter, RequestMeta};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct JobInput {
-    /// 1-128 of `[A-Za-z0-9._-]`.
+    /// 1-128 characters: letters of any script, digits, spaces and punctuation; no `/`, no
+    /// control or invisible formatting characters, no space at either end.
     pub name: String,
     /// Run as `<shell> -c <command>`; at most 64 KiB.
     pub command: String,
@@ -126,7 +127,7 @@ async fn create_job(
     spec.version = 0;
     let name = spec.name.clone();
     let meta = context.meta(&body);
-    let location = format!("/api/v1/jobs/{name}");
+    let location = format!("/api/v1/jobs/{}", views::path_segment(name.as_str()));
     write(
         &state,
         &name,

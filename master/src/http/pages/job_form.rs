@@ -261,7 +261,11 @@ async fn save_job(
         .execute(&name, command, expected, &meta(&session, &id))
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/jobs/{name}?done={done}")).into_response()),
+        Ok(_) => Ok(Redirect::to(&format!(
+            "/jobs/{}?done={done}",
+            views::path_segment(name.as_str())
+        ))
+        .into_response()),
         Err(e) => again.refused(form, e),
     }
 }

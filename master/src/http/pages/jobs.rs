@@ -320,7 +320,7 @@ pub(super) async fn action(
     let to = if action == "delete" {
         "/?done=deleted".to_owned()
     } else {
-        format!("/jobs/{name}?done={action}")
+        format!("/jobs/{}?done={action}", views::path_segment(name.as_str()))
     };
     Ok(Redirect::to(&to).into_response())
 }
