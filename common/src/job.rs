@@ -201,8 +201,9 @@ pub struct JobSpec {
     /// Per-job version from the master's event log; 0 for keys written by go-crontab.
     pub version: u64,
     /// The value had go-crontab's fields only: it is read as go-crontab reads it, in the
-    /// worker's local time zone and under `/bin/bash`.
-    #[serde(skip)]
+    /// worker's local time zone and under `/bin/bash`, and written back to etcd in that shape.
+    /// Kept in the master's events and read model (an adopted go-crontab job), never in etcd.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
     #[serde(skip)]
     schedule: Schedule,
@@ -237,6 +238,7 @@ struct RawSpec {
     env: BTreeMap<String, String>,
     shell: Option<String>,
     version: u64,
+    legacy: bool,
 }
 
 impl RawSpec {
@@ -254,6 +256,7 @@ impl RawSpec {
             env: optional(&mut object, "env")?.unwrap_or_default(),
             shell: optional(&mut object, "shell")?,
             version: optional(&mut object, "version")?.unwrap_or_default(),
+            legacy: optional(&mut object, "legacy")?.unwrap_or_default(),
         })
     }
 }
@@ -326,7 +329,7 @@ impl JobSpec {
             raw.timezone = Some(local.name().to_owned());
         }
         let mut spec = Self::validate(raw)?;
-        spec.legacy = legacy;
+        spec.legacy |= legacy;
         Ok(spec)
     }
 
@@ -410,7 +413,7 @@ impl JobSpec {
             env: raw.env,
             shell: raw.shell.filter(|shell| !shell.is_empty()),
             version: raw.version,
-            legacy: false,
+            legacy: raw.legacy,
             schedule,
         })
     }
@@ -446,9 +449,16 @@ impl JobSpec {
         }
     }
 
-    /// The JSON stored at `jobs/<name>`.
+    /// The JSON stored at `jobs/<name>`: go-crontab's three fields for a go-crontab job (so
+    /// it stays one, for both fleets), else every field.
     pub fn to_etcd_value(&self) -> Vec<u8> {
         // Serialising a struct of strings, integers, bools and a string map cannot fail.
+        if self.legacy {
+            let value = serde_json::json!({
+                "name": self.name, "command": self.command, "cronExpr": self.cron_expr,
+            });
+            return serde_json::to_vec(&value).unwrap_or_default();
+        }
         serde_json::to_vec(self).unwrap_or_default()
     }
 }

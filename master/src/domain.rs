@@ -12,8 +12,19 @@ pub enum Command {
     DeleteJob,
     PauseJob,
     ResumeJob,
-    RunJobNow { request_id: String },
-    KillJob { request_id: String },
+    RunJobNow {
+        request_id: String,
+    },
+    KillJob {
+        request_id: String,
+    },
+    /// Record a write to `jobs/<name>` the projector did not make: `seen` is the value found
+    /// (null when the key was deleted), `spec` what workers make of it (`None`: they do not
+    /// run it).
+    RecordOutsideChange {
+        seen: serde_json::Value,
+        spec: Option<JobSpec>,
+    },
 }
 
 impl Command {
@@ -27,6 +38,7 @@ impl Command {
             Command::ResumeJob => "ResumeJob",
             Command::RunJobNow { .. } => "RunJobNow",
             Command::KillJob { .. } => "KillJob",
+            Command::RecordOutsideChange { .. } => "RecordOutsideChange",
         }
     }
 }
@@ -35,13 +47,38 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Event {
-    JobCreated { after: JobSpec },
-    JobUpdated { before: JobSpec, after: JobSpec },
-    JobDeleted { before: JobSpec },
-    JobPaused { before: JobSpec, after: JobSpec },
-    JobResumed { before: JobSpec, after: JobSpec },
-    RunRequested { request_id: String },
-    KillRequested { request_id: String },
+    JobCreated {
+        after: JobSpec,
+    },
+    JobUpdated {
+        before: JobSpec,
+        after: JobSpec,
+    },
+    JobDeleted {
+        before: JobSpec,
+    },
+    JobPaused {
+        before: JobSpec,
+        after: JobSpec,
+    },
+    JobResumed {
+        before: JobSpec,
+        after: JobSpec,
+    },
+    RunRequested {
+        request_id: String,
+    },
+    KillRequested {
+        request_id: String,
+    },
+    /// `jobs/<name>` was written or deleted by someone other than the projector (a go-crontab
+    /// master, `etcdctl`): the log and read model follow what workers run. Not projected: etcd
+    /// already holds it.
+    JobChangedOutsideMaster {
+        before: Option<JobSpec>,
+        after: Option<JobSpec>,
+        seen: serde_json::Value,
+    },
 }
 
 impl Event {
@@ -55,6 +92,7 @@ impl Event {
             Event::JobResumed { .. } => "JobResumed",
             Event::RunRequested { .. } => "RunRequested",
             Event::KillRequested { .. } => "KillRequested",
+            Event::JobChangedOutsideMaster { .. } => "JobChangedOutsideMaster",
         }
     }
 
@@ -67,6 +105,7 @@ impl Event {
         "JobResumed",
         "RunRequested",
         "KillRequested",
+        "JobChangedOutsideMaster",
     ];
 }
 
@@ -141,6 +180,29 @@ pub fn decide(
         Command::KillJob { request_id } => {
             live()?;
             Event::KillRequested { request_id }
+        }
+        Command::RecordOutsideChange { seen, spec } => {
+            let after = spec.map(|mut spec| {
+                spec.version = next;
+                spec
+            });
+            let unchanged = match (&state.spec, &after) {
+                (None, None) => true,
+                (Some(before), Some(after)) => {
+                    let mut same = after.clone();
+                    same.version = before.version;
+                    &same == before
+                }
+                _ => false,
+            };
+            if unchanged {
+                return Ok(Vec::new());
+            }
+            Event::JobChangedOutsideMaster {
+                before: state.spec.clone(),
+                after,
+                seen,
+            }
         }
     };
     Ok(vec![event])
@@ -222,6 +284,7 @@ pub fn apply(mut state: JobState, event: &Event) -> JobState {
         | Event::JobPaused { after, .. }
         | Event::JobResumed { after, .. } => state.spec = Some(after.clone()),
         Event::JobDeleted { .. } => state.spec = None,
+        Event::JobChangedOutsideMaster { after, .. } => state.spec = after.clone(),
         Event::RunRequested { .. } | Event::KillRequested { .. } => {}
     }
     state

@@ -14,6 +14,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Event;
+use crate::drift::Drift;
 use crate::store::{Store, StoreError, StoredEvent};
 
 /// Events per etcd txn; etcd allows 128 operations per txn.
@@ -35,6 +36,8 @@ pub enum ProjectorError {
     LostLeadership,
     #[error("the checkpoint in etcd does not parse: {0:?}")]
     BadCheckpoint(String),
+    #[error("the watch of jobs/ ended (compacted at revision {0})")]
+    WatchEnded(i64),
 }
 
 /// Applies events to etcd while it leads.
@@ -164,8 +167,22 @@ impl Projector {
         }
     }
 
-    /// Projects until leadership is lost or an error occurs.
+    /// Projects, and records writes to `jobs/` made outside the master ([`Drift`]), until
+    /// leadership is lost or an error occurs.
     async fn lead(&mut self, leadership: &Leadership) -> Result<(), ProjectorError> {
+        let drift = Drift {
+            store: self.store.clone(),
+            etcd: self.etcd.clone(),
+            keys: self.keys.clone(),
+        };
+        tokio::select! {
+            result = self.project(leadership) => result,
+            result = drift.run() => result,
+        }
+    }
+
+    /// Projects until leadership is lost or an error occurs.
+    async fn project(&mut self, leadership: &Leadership) -> Result<(), ProjectorError> {
         let mut listener = PgListener::connect_with(&self.store.pool)
             .await
             .map_err(StoreError::from)?;
@@ -276,6 +293,8 @@ impl Projector {
                 let key = self.keys.job(&name);
                 return Ok(Some((key.clone(), TxnOp::delete(key, None))));
             }
+            // etcd already holds what the event records.
+            Event::JobChangedOutsideMaster { .. } => return Ok(None),
             Event::RunRequested { request_id } => {
                 let value = request_value(request_id, event.seq);
                 (self.keys.trigger(&name), value, Some(TRIGGER_TTL_SECS))

@@ -264,3 +264,25 @@ fn a_job_may_name_its_shell_as_an_absolute_path() {
         assert_eq!(err.field, "shell", "{bad}");
     }
 }
+
+#[test]
+fn a_go_crontab_job_keeps_its_shape_through_the_master_and_back_to_etcd() {
+    let value = br#"{"name":"old job","command":"echo hi","cronExpr":"*/5 * * * *"}"#;
+    let spec = JobSpec::from_etcd_value(value).unwrap();
+    let stored = serde_json::to_value(&spec).unwrap();
+    assert_eq!(stored["legacy"], true, "events and the read model keep it");
+    let back: JobSpec = serde_json::from_value(stored).unwrap();
+    assert!(back.legacy);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&back.to_etcd_value()).unwrap(),
+        serde_json::from_slice::<Value>(value).unwrap(),
+        "etcd gets go-crontab's three fields back"
+    );
+    let users = JobSpec::from_user_json(spec_json(r#","legacy":true"#).as_bytes()).unwrap_err();
+    assert_eq!(
+        users.field, "legacy",
+        "users cannot make a job go-crontab's"
+    );
+    let ours = JobSpec::from_etcd_value(spec_json(r#","version":3"#).as_bytes()).unwrap();
+    assert!(serde_json::to_value(&ours).unwrap().get("legacy").is_none());
+}

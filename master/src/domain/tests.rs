@@ -183,3 +183,31 @@ fn events_round_trip_through_json_with_their_type() {
     let back: Event = serde_json::from_value(json).unwrap();
     assert_eq!(back, events[0]);
 }
+
+#[test]
+fn an_outside_change_is_recorded_once_and_a_delete_ends_the_job() {
+    let state = created();
+    let theirs = spec("echo theirs");
+    let outside = |spec: Option<JobSpec>| Command::RecordOutsideChange {
+        seen: serde_json::json!({"command": "echo theirs"}),
+        spec,
+    };
+    let events = when(&state, outside(Some(theirs.clone()))).unwrap();
+    let Event::JobChangedOutsideMaster { before, after, .. } = &events[0] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(
+        before.as_ref().unwrap().command,
+        state.spec.as_ref().unwrap().command
+    );
+    assert_eq!(after.as_ref().unwrap().version, 2);
+    let changed = apply(state, &events[0]);
+    assert_eq!(changed.spec.as_ref().unwrap().command, "echo theirs");
+    assert!(
+        when(&changed, outside(Some(theirs))).unwrap().is_empty(),
+        "the same value seen again is no change"
+    );
+    let deleted = apply(changed.clone(), &when(&changed, outside(None)).unwrap()[0]);
+    assert_eq!(deleted.spec, None);
+    assert!(when(&deleted, outside(None)).unwrap().is_empty());
+}

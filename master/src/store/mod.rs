@@ -2,6 +2,8 @@
 //! the only way in, for jobs, users and tokens alike), with the `jobs` read model updated in
 //! the same transaction ([`commands`]); and the queries on both.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use cronfleet_common::{JobName, JobSpec};
 use serde_json::Value;
@@ -200,6 +202,28 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_row).collect()
+    }
+
+    /// Every live job's spec, by name.
+    pub async fn live_specs(&self) -> Result<HashMap<String, JobSpec>, StoreError> {
+        let rows = sqlx::query(&format!("{JOB_COLUMNS} WHERE NOT deleted"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| job_row(row).map(|job| (job.spec.name.to_string(), job.spec)))
+            .collect()
+    }
+
+    /// Names of the jobs with events above `after` (not yet projected, when `after` is the
+    /// projector's checkpoint).
+    pub async fn jobs_changed_after(&self, after: i64) -> Result<HashSet<String>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT job_name FROM events WHERE seq > $1 AND stream = 'job'",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names.into_iter().collect())
     }
 
     /// The highest sequence appended so far (0 when none).

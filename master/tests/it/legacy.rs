@@ -143,3 +143,91 @@ async fn go_crontab_workers_are_listed_and_the_job_page_warns_about_them() {
         .await;
     assert!(text(&job_page).contains("go-crontab workers are registered (10.0.0.7)"));
 }
+
+/// Waits until the audit log of `job` holds an event of `kind`; returns the events, newest
+/// first.
+async fn wait_for_event(master: &Master, job: &str, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let reply = master.get(&format!("/api/v1/events?job={job}")).await;
+        let events = reply.body["items"].as_array().cloned().unwrap_or_default();
+        if events.iter().any(|e| e["type"] == kind) {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind} event for {job}: {}",
+            reply.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_jobs_outside_the_master_are_recorded_not_undone_and_adopted() {
+    let master = Master::new().await;
+    let mut etcd = master.env.etcd().await;
+    let key = |name: &str| {
+        master
+            .env
+            .keys
+            .job(&cronfleet_common::JobName::parse(name).unwrap())
+    };
+    // Only in etcd, before any master leads: adopted on first sight.
+    let orphan = r#"{"name":"orphan","command":"echo old","cronExpr":"*/5 * * * *"}"#;
+    etcd.put(key("orphan"), orphan, None).await.unwrap();
+    master
+        .post("/api/v1/jobs", job("shared", "echo ours"))
+        .await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let projector = tokio::spawn(master.projector("p").run(shutdown.clone()));
+
+    let adopted = wait_for_event(&master, "orphan", "JobChangedOutsideMaster").await;
+    assert_eq!(adopted[0]["actor"], "etcd");
+    let orphan_job = master.get("/api/v1/jobs/orphan").await;
+    assert_eq!(orphan_job.status, StatusCode::OK, "{}", orphan_job.body);
+    assert_eq!(orphan_job.body["legacy"], true);
+    assert_eq!(orphan_job.body["shell"], "/bin/bash");
+
+    // The projector's own write of `shared` is not mistaken for an outside one.
+    while !master.etcd_jobs().await.contains_key("shared") {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let go_crontab_save = r#"{"name":"shared","command":"echo theirs","cronExpr":"* * * * *"}"#;
+    etcd.put(key("shared"), go_crontab_save, None)
+        .await
+        .unwrap();
+    let events = wait_for_event(&master, "shared", "JobChangedOutsideMaster").await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["JobChangedOutsideMaster", "JobCreated"]);
+    assert_eq!(events[0]["before"]["command"], "echo ours");
+    assert_eq!(events[0]["after"]["command"], "echo theirs");
+    let shared = master.get("/api/v1/jobs/shared").await;
+    assert_eq!(shared.body["command"], "echo theirs");
+    assert_eq!(shared.body["version"], 2);
+    let (cookie, _) = master.session("vera").await;
+    let page = master
+        .page(Method::GET, "/jobs/shared", Some(&cookie), None)
+        .await;
+    assert!(text(&page).contains("last changed in etcd, outside the master"));
+    let value = etcd.get(key("shared"), None).await.unwrap();
+    assert_eq!(
+        value.kvs()[0].value_str().unwrap(),
+        go_crontab_save,
+        "the value workers run is left as it was written"
+    );
+
+    // A delete outside the master takes the job out of the read model.
+    etcd.delete(key("shared"), None).await.unwrap();
+    wait_for_event(&master, "shared", "JobChangedOutsideMaster").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while master.get("/api/v1/jobs/shared").await.status != StatusCode::NOT_FOUND {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted job is still listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    projector.await.unwrap();
+}

@@ -59,6 +59,10 @@ impl From<AuditRow> for AuditEvent {
                 | Event::JobResumed { before, after },
             ) => (to_json(&before), to_json(&after)),
             Ok(Event::JobDeleted { before }) => (to_json(&before), None),
+            Ok(Event::JobChangedOutsideMaster { before, after, .. }) => (
+                before.as_ref().and_then(to_json),
+                after.as_ref().and_then(to_json),
+            ),
             Ok(Event::RunRequested { .. } | Event::KillRequested { .. }) => (None, None),
             Err(_) => (field("before"), field("after")),
         };

@@ -26,6 +26,10 @@ pub struct JobView {
     pub env: std::collections::BTreeMap<String, String>,
     /// The shell the command runs under.
     pub shell: String,
+    /// A go-crontab job adopted from etcd (its value has only name, command and cronExpr):
+    /// workers read it in their local time zone under `/bin/bash`. An update makes it a
+    /// cronfleet job.
+    pub legacy: bool,
     /// The job's version: send it back in `If-Match` or `version` to update.
     pub version: i64,
     pub created_at: Option<DateTime<Utc>>,
@@ -50,6 +54,7 @@ impl JobView {
             description: spec.description.clone(),
             env: spec.env.clone(),
             shell: spec.shell().to_owned(),
+            legacy: spec.legacy,
             version,
             created_at: None,
             created_by: None,

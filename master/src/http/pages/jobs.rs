@@ -149,6 +149,8 @@ struct JobView {
     starting_deadline: String,
     concurrency: String,
     shell: String,
+    /// A go-crontab job (its three fields only): workers read it in their own time zone.
+    legacy: bool,
     description: String,
     version: i64,
     updated_at: String,
@@ -183,6 +185,7 @@ impl JobView {
             starting_deadline: views::starting_deadline(spec),
             concurrency: spec.concurrency.as_str().to_owned(),
             shell: spec.shell().to_owned(),
+            legacy: spec.legacy,
             description: spec.description.clone(),
             version: row.version,
             updated_at: views::when(row.updated_at),
@@ -227,6 +230,8 @@ struct JobPage {
     history: Vec<ChangeView>,
     /// Addresses of registered go-crontab workers, which run this job by their own rules.
     legacy_workers: Vec<String>,
+    /// When the job's latest change was written to etcd outside the master.
+    changed_outside: Option<String>,
 }
 
 pub(super) async fn detail(
@@ -250,19 +255,24 @@ pub(super) async fn detail(
         limit: 20,
         ..EventFilter::default()
     };
-    let history = state
+    let history: Vec<ChangeView> = state
         .reads
         .events(&filter)
         .await?
         .into_iter()
         .map(change_view)
         .collect();
+    let changed_outside = history
+        .first()
+        .filter(|change| change.kind == "JobChangedOutsideMaster")
+        .map(|change| change.at.clone());
     show(&JobPage {
         nav,
         job,
         executions,
         history,
         legacy_workers,
+        changed_outside,
     })
 }
 
