@@ -54,18 +54,9 @@ impl Drift {
             .get(self.keys.jobs(), Some(GetOptions::new().with_prefix()))
             .await?;
         let revision = found.header().map_or(0, |h| h.revision());
-        let checkpoint = self
-            .etcd
-            .get(
-                self.keys.projector_checkpoint(),
-                Some(GetOptions::new().with_revision(revision)),
-            )
+        let through = self
+            .checkpoint(GetOptions::new().with_revision(revision))
             .await?;
-        let through = checkpoint
-            .kvs()
-            .first()
-            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok())
-            .unwrap_or(0);
         let pending = self.store.jobs_changed_after(through).await?;
         let mut live = self.store.live_specs().await?;
         let mut in_etcd = HashSet::new();
@@ -164,20 +155,25 @@ impl Drift {
 
     /// Whether `name` has events the projector has not written yet.
     async fn pending(&mut self, name: &JobName) -> Result<bool, ProjectorError> {
-        let found = self
-            .etcd
-            .get(self.keys.projector_checkpoint(), None)
-            .await?;
-        let through = found
-            .kvs()
-            .first()
-            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok())
-            .unwrap_or(0);
+        let through = self.checkpoint(GetOptions::new()).await?;
         Ok(self
             .store
             .jobs_changed_after(through)
             .await?
             .contains(name.as_str()))
+    }
+
+    /// The projector's checkpoint (0 before its first batch), as `options` read it.
+    async fn checkpoint(&mut self, options: GetOptions) -> Result<i64, ProjectorError> {
+        let found = self
+            .etcd
+            .get(self.keys.projector_checkpoint(), Some(options))
+            .await?;
+        Ok(found
+            .kvs()
+            .first()
+            .and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok())
+            .unwrap_or(0))
     }
 
     async fn record(
