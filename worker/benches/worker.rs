@@ -187,7 +187,8 @@ async fn load_and_watch(scratch: &Path) {
     let mut latencies = Vec::new();
     for i in 0..100 {
         let name = format!("job-{:06}", i * 997);
-        let value = format!(r#"{{"name":"{name}","command":"echo {i}","cronExpr":"@yearly"}}"#);
+        let value =
+            format!(r#"{{"name":"{name}","command":"echo {i}","cronExpr":"@yearly","version":1}}"#);
         let sent = Utc::now();
         etcd.put(env.keys.job(&JobName::parse(&name).unwrap()), value, None)
             .await
@@ -242,7 +243,7 @@ async fn trigger_latency_and_kill(scratch: &Path) {
         .map(|i| {
             let name = format!("tick-{i:04}");
             let value = format!(
-                r#"{{"name":"{name}","command":"true","cronExpr":"* * * * * *","paused":true}}"#
+                r#"{{"name":"{name}","command":"true","cronExpr":"* * * * * *","paused":true,"version":1}}"#
             );
             TxnOp::put(env.keys.job(&JobName::parse(&name).unwrap()), value, None)
         })
@@ -285,7 +286,7 @@ async fn trigger_latency_and_kill(scratch: &Path) {
     let name = JobName::parse("to-kill").unwrap();
     etcd.put(
         env.keys.job(&name),
-        r#"{"name":"to-kill","command":"sleep 300","cronExpr":"@yearly"}"#,
+        r#"{"name":"to-kill","command":"sleep 300","cronExpr":"@yearly","version":1}"#,
         None,
     )
     .await

@@ -77,7 +77,7 @@ impl Report {
             None => println!("  start delay: nothing ran"),
         }
         if let Some(spread) = Spread::of(claim_to_start) {
-            println!("  claim to start (scheduleTime to startTime): {spread}");
+            println!("  dispatch to start (scheduleTime to startTime): {spread}");
         }
         if let Some(spread) = Spread::of(run_times) {
             println!("  run time, a slot's share (startTime to endTime): {spread}");

@@ -89,7 +89,8 @@ pub async fn put_jobs(
 ) {
     let ops: Vec<etcd_client::TxnOp> = jobs
         .map(|(name, expr)| {
-            let value = format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}"}}"#);
+            let value =
+                format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}","version":1}}"#);
             let name = cronfleet_common::JobName::parse(&name).expect("a valid job name");
             etcd_client::TxnOp::put(keys.job(&name), value, None)
         })
