@@ -11,6 +11,8 @@
 //! — so `rebuild` keeps them.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use cronfleet_common::{JobName, JobSpec, Keys};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
@@ -18,7 +20,11 @@ use serde_json::Value;
 
 use crate::domain::{Command, DomainError};
 use crate::projector::ProjectorError;
-use crate::store::{RequestMeta, Store, StoreError};
+use crate::store::{JobRow, RequestMeta, Store, StoreError};
+
+/// First pause before following `jobs/` again after a failure; it doubles up to [`MAX_RETRY`].
+const RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// The actor of events that record writes found in etcd.
 pub const ACTOR: &str = "etcd";
@@ -39,11 +45,25 @@ impl std::fmt::Debug for Drift {
 }
 
 impl Drift {
-    /// Compares etcd with the read model once, then follows the watch; returns only with an
-    /// error (the projector then gives up the lead and campaigns again).
-    pub async fn run(mut self) -> Result<(), ProjectorError> {
-        let revision = self.reconcile().await?;
-        self.follow(revision + 1).await
+    /// Compares etcd with the read model, then follows the watch; when either fails (an etcd
+    /// member died, the watch was compacted) it starts over after a pause, so it never stops
+    /// the projector's lead. Runs until dropped.
+    pub async fn run(mut self) -> Infallible {
+        let mut pause = RETRY;
+        loop {
+            let result = match self.reconcile().await {
+                Ok(revision) => self.follow(revision + 1).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => pause = RETRY,
+                Err(e) => {
+                    tracing::warn!(error = %e, "following jobs/ for outside writes failed; starting over");
+                    pause = (pause * 2).min(MAX_RETRY);
+                }
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Records every difference between `jobs/` and the read model at one revision, except
@@ -57,8 +77,9 @@ impl Drift {
         let through = self
             .checkpoint(GetOptions::new().with_revision(revision))
             .await?;
+        // The read model first: an event committed after it is read shows in `pending`.
+        let mut live = self.store.live_jobs().await?;
         let pending = self.store.jobs_changed_after(through).await?;
-        let mut live = self.store.live_specs().await?;
         let mut in_etcd = HashSet::new();
         for kv in found.kvs() {
             let Some(name) = self.keys.job_of(kv.key()) else {
@@ -67,16 +88,24 @@ impl Drift {
             };
             in_etcd.insert(name.to_string());
             let known = live.remove(name.as_str());
-            if !pending.contains(name.as_str()) && differs(known.as_ref(), Some(kv.value())) {
-                self.record(&name, Some(kv.value()), revision).await?;
+            if pending.contains(name.as_str())
+                || !differs(known.as_ref().map(|row| &row.spec), Some(kv.value()))
+            {
+                continue;
             }
+            let version = match &known {
+                Some(row) => version_of(row),
+                None => self.store.stream_version(&name).await?,
+            };
+            self.record(&name, Some(kv.value()), revision, version)
+                .await?;
         }
-        for name in live.into_keys() {
+        for (name, row) in live {
             if pending.contains(&name) || in_etcd.contains(&name) {
                 continue;
             }
             if let Ok(name) = JobName::parse(&name) {
-                self.record(&name, None, revision).await?;
+                self.record(&name, None, revision, version_of(&row)).await?;
             }
         }
         Ok(revision)
@@ -143,14 +172,19 @@ impl Drift {
             Some(kv) => value.is_some() && kv.mod_revision() == revision,
             None => value.is_none(),
         };
-        if !latest || self.pending(name).await? {
+        if !latest {
             return Ok(());
         }
-        let known = self.store.job(name).await?.map(|row| row.spec);
-        if differs(known.as_ref(), value) {
-            self.record(name, value, revision).await?;
+        // The read model before the pending check: an event committed in between shows there.
+        let known = self.store.job(name).await?;
+        if self.pending(name).await? || !differs(known.as_ref().map(|row| &row.spec), value) {
+            return Ok(());
         }
-        Ok(())
+        let version = match &known {
+            Some(row) => version_of(row),
+            None => self.store.stream_version(name).await?,
+        };
+        self.record(name, value, revision, version).await
     }
 
     /// Whether `name` has events the projector has not written yet.
@@ -176,11 +210,14 @@ impl Drift {
             .unwrap_or(0))
     }
 
+    /// Appends the outside change, if the job is still at `version` (the state it was
+    /// compared with); a job changed since is left to its own write.
     async fn record(
         &mut self,
         name: &JobName,
         value: Option<&[u8]>,
         revision: i64,
+        version: u64,
     ) -> Result<(), ProjectorError> {
         let seen = value.map_or(Value::Null, |bytes| {
             serde_json::from_slice(bytes)
@@ -201,7 +238,7 @@ impl Drift {
             .execute(
                 name,
                 Command::RecordOutsideChange { seen, spec },
-                None,
+                Some(version),
                 &meta,
             )
             .await
@@ -211,6 +248,10 @@ impl Drift {
                 Ok(())
             }
             Ok(_) => Ok(()),
+            Err(StoreError::Domain(DomainError::VersionConflict { .. })) => {
+                tracing::info!(job.name = %name, revision, "the job changed while an outside write was compared; left to the newer write");
+                Ok(())
+            }
             Err(StoreError::Domain(e @ DomainError::NameMismatch { .. })) => {
                 tracing::warn!(job.name = %name, error = %e, "an outside write could not be recorded");
                 Ok(())
@@ -218,6 +259,10 @@ impl Drift {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn version_of(row: &JobRow) -> u64 {
+    u64::try_from(row.version).unwrap_or_default()
 }
 
 /// Whether etcd's `value` (`None`: no key) differs from what the projector would write for

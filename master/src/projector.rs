@@ -177,7 +177,7 @@ impl Projector {
         };
         tokio::select! {
             result = self.project(leadership) => result,
-            result = drift.run() => result,
+            never = drift.run() => match never {},
         }
     }
 

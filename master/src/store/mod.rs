@@ -204,14 +204,25 @@ impl Store {
         rows.iter().map(event_row).collect()
     }
 
-    /// Every live job's spec, by name.
-    pub async fn live_specs(&self) -> Result<HashMap<String, JobSpec>, StoreError> {
+    /// Every live job, by name.
+    pub async fn live_jobs(&self) -> Result<HashMap<String, JobRow>, StoreError> {
         let rows = sqlx::query(&format!("{JOB_COLUMNS} WHERE NOT deleted"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| job_row(row).map(|job| (job.spec.name.to_string(), job.spec)))
+            .map(|row| job_row(row).map(|job| (job.spec.name.to_string(), job)))
             .collect()
+    }
+
+    /// The version of a job's stream: its last event's (0 when it has none).
+    pub async fn stream_version(&self, name: &JobName) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream = 'job' AND job_name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(version).unwrap_or_default())
     }
 
     /// Names of the jobs with events above `after` (not yet projected, when `after` is the

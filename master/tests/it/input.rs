@@ -157,13 +157,12 @@ async fn an_unknown_user_costs_a_sign_in_the_same_hash_work_as_a_known_one() {
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
         }
     }
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[2]
-    };
-    let (known, unknown) = (median(&mut known), median(&mut unknown));
+    // The fastest of each: load from other tests only ever adds time, so the minimum is the
+    // sign-in's own cost (medians of five drifted past the bound under a parallel suite).
+    let fastest = |times: &[Duration]| times.iter().min().copied().unwrap_or_default();
+    let (known, unknown) = (fastest(&known), fastest(&unknown));
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
-    println!("sign-in medians: known user {known:?}, unknown user {unknown:?}, ratio {ratio:.2}");
+    println!("fastest sign-ins: known user {known:?}, unknown user {unknown:?}, ratio {ratio:.2}");
     assert!(
         (0.8..=1.2).contains(&ratio),
         "unknown user {unknown:?} against known user {known:?} (ratio {ratio:.2})"
