@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::policy::{validate_working_dir, Mode, RetryPolicy, Selector};
 use crate::schedule::Schedule;
 
 /// Longest accepted job name, in characters.
@@ -198,6 +199,18 @@ pub struct JobSpec {
     /// worker runs only shells on its own allow-list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
+    /// The directory the command starts in; `None`: the worker's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Which workers may run the job, by their labels; empty: any.
+    #[serde(skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
+    /// One matching worker runs each tick, or every live one does.
+    #[serde(skip_serializing_if = "Mode::is_one")]
+    pub mode: Mode,
+    /// Whether, when and how often a failed tick is attempted again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
     /// Per-job version from the master's event log; 0 for keys written by go-crontab.
     pub version: u64,
     /// The value had go-crontab's fields only: it is read as go-crontab reads it, in the
@@ -222,6 +235,10 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "description",
     "env",
     "shell",
+    "workingDir",
+    "selector",
+    "mode",
+    "retry",
     "version",
 ];
 
@@ -237,6 +254,10 @@ struct RawSpec {
     description: String,
     env: BTreeMap<String, String>,
     shell: Option<String>,
+    working_dir: Option<String>,
+    selector: Option<Value>,
+    mode: Option<String>,
+    retry: Option<Value>,
     version: u64,
     legacy: bool,
 }
@@ -255,6 +276,10 @@ impl RawSpec {
             description: optional(&mut object, "description")?.unwrap_or_default(),
             env: optional(&mut object, "env")?.unwrap_or_default(),
             shell: optional(&mut object, "shell")?,
+            working_dir: optional(&mut object, "workingDir")?,
+            selector: optional(&mut object, "selector")?,
+            mode: optional(&mut object, "mode")?,
+            retry: optional(&mut object, "retry")?,
             version: optional(&mut object, "version")?.unwrap_or_default(),
             legacy: optional(&mut object, "legacy")?.unwrap_or_default(),
         })
@@ -400,6 +425,23 @@ impl JobSpec {
         if let Some(shell) = &raw.shell {
             validate_shell(shell)?;
         }
+        let working_dir = raw.working_dir.filter(|dir| !dir.is_empty());
+        if let Some(dir) = &working_dir {
+            validate_working_dir(dir)?;
+        }
+        let selector = raw
+            .selector
+            .map(Selector::from_json)
+            .transpose()?
+            .unwrap_or_default();
+        let mode = Mode::parse(raw.mode.as_deref())?;
+        let retry = raw.retry.map(RetryPolicy::from_json).transpose()?;
+        if retry.is_some() && mode == Mode::All {
+            return Err(FieldError::new(
+                "retry",
+                "is not available with mode \"all\": each worker's run of a tick stands alone",
+            ));
+        }
         Ok(Self {
             name,
             command: raw.command,
@@ -412,6 +454,10 @@ impl JobSpec {
             description: raw.description,
             env: raw.env,
             shell: raw.shell.filter(|shell| !shell.is_empty()),
+            working_dir,
+            selector,
+            mode,
+            retry,
             version: raw.version,
             legacy: raw.legacy,
             schedule,

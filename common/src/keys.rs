@@ -6,6 +6,9 @@
 //! <prefix>trigger/<job>          run-now request JSON          projector, on a short lease
 //! <prefix>lock/<job>             holder of the running start   worker, on its session lease
 //! <prefix>tick/<job>             last claimed planned tick     worker, in the lock's txn
+//! <prefix>tick/<job>/<worker>    last tick this worker claimed worker, for jobs run on every
+//!                                of a job run on every worker  worker (`mode: all`)
+//! <prefix>retry/<job>            attempts of the tick retried  worker, no lease
 //! <prefix>runs/<job>/<run>       one running run               worker, on its session lease
 //! <prefix>workers/<worker>       worker registration JSON      worker, on its session lease
 //! <prefix>master/leader          projector election            master, on a lease
@@ -98,6 +101,22 @@ impl Keys {
         self.dir("tick") + job.as_str()
     }
 
+    /// `tick/<job>/<worker>`: the guard of one worker's runs of a job run on every worker.
+    /// Job names hold no `/`, so it never reads as a job's own guard.
+    pub fn worker_tick(&self, job: &JobName, worker_id: &str) -> String {
+        format!("{}/{worker_id}", self.tick(job))
+    }
+
+    /// `retry/`.
+    pub fn retries(&self) -> String {
+        self.dir("retry")
+    }
+
+    /// `retry/<job>`: the attempts of the tick being retried.
+    pub fn retry(&self, job: &JobName) -> String {
+        self.retries() + job.as_str()
+    }
+
     /// `runs/`.
     pub fn runs(&self) -> String {
         self.dir("runs")
@@ -161,6 +180,7 @@ impl Keys {
             b"trigger" => KeyKind::Trigger,
             b"lock" => KeyKind::Lock,
             b"tick" => KeyKind::Tick,
+            b"retry" => KeyKind::Retry,
             b"runs" => KeyKind::Run,
             b"workers" => KeyKind::Worker,
             _ => KeyKind::Other,
@@ -183,8 +203,10 @@ pub enum KeyKind {
     Trigger,
     /// `lock/<job>`
     Lock,
-    /// `tick/<job>`
+    /// `tick/<job>` (and `tick/<job>/<worker>`, which names no job)
     Tick,
+    /// `retry/<job>`
+    Retry,
     /// `runs/<job>/<run>`
     Run,
     /// `workers/<worker>`
@@ -219,6 +241,8 @@ mod tests {
             keys.trigger(&name),
             keys.lock(&name),
             keys.tick(&name),
+            keys.worker_tick(&name, "w1"),
+            keys.retry(&name),
             keys.run(&name, "r1"),
             keys.worker("w1"),
             keys.projector_election(),
@@ -241,6 +265,11 @@ mod tests {
             Some(name.clone())
         );
         assert_eq!(keys.job_of(b"/other/jobs/x"), None);
+        assert_eq!(
+            keys.job_of(keys.worker_tick(&name, "w1").as_bytes()),
+            None,
+            "a worker's guard is no job's guard"
+        );
         assert_eq!(keys.job_of(b"/p/jobs/bad\tname"), None);
         assert_eq!(
             keys.job_of("/p/jobs/nightly backup — café".as_bytes()),
@@ -268,6 +297,7 @@ mod tests {
             (keys.trigger(&name), KeyKind::Trigger),
             (keys.lock(&name), KeyKind::Lock),
             (keys.tick(&name), KeyKind::Tick),
+            (keys.retry(&name), KeyKind::Retry),
             (keys.run(&name, "r1"), KeyKind::Run),
             (keys.worker("w1"), KeyKind::Worker),
             (keys.projector_election(), KeyKind::Other),

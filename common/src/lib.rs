@@ -4,6 +4,8 @@
 //!   `JobSpec::from_user_json`, `JobSpec::from_etcd_value`).
 //! * [`schedule`]: cron expressions in every accepted form, fire times in the job's time zone,
 //!   and the daylight-saving rules.
+//! * [`policy`]: run policies beside the schedule (labels and selectors, broadcast, retries,
+//!   working directory).
 //! * [`keys`]: the etcd key layout; every key is built there.
 //! * [`record`]: the execution record workers write to MongoDB and the master reads back.
 //! * [`values`]: what the fleet writes under its etcd keys (run holders, tick guards, worker
@@ -21,6 +23,7 @@ pub mod endpoints;
 pub mod etcd;
 pub mod job;
 pub mod keys;
+pub mod policy;
 pub mod record;
 pub mod schedule;
 pub mod telemetry;
@@ -30,5 +33,6 @@ pub mod values;
 
 pub use job::{Concurrency, FieldError, JobName, JobSpec};
 pub use keys::Keys;
+pub use policy::{Labels, Mode, RetryPolicy, Selector};
 pub use record::{ExecutionRecord, MissReason, RunStatus, Trigger};
 pub use schedule::{Schedule, ScheduleError};

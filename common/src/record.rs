@@ -59,6 +59,8 @@ pub enum MissReason {
     DeadlinePassed,
     /// The job was paused while the tick waited for a slot.
     Paused,
+    /// No live worker's labels matched the job's selector.
+    NoMatchingWorker,
 }
 
 impl MissReason {
@@ -69,15 +71,17 @@ impl MissReason {
             MissReason::NoWorker => "no_worker",
             MissReason::DeadlinePassed => "deadline_passed",
             MissReason::Paused => "paused",
+            MissReason::NoMatchingWorker => "no_matching_worker",
         }
     }
 
     /// Every reason, for metrics that list each one.
-    pub const ALL: [MissReason; 4] = [
+    pub const ALL: [MissReason; 5] = [
         MissReason::NoFreeSlot,
         MissReason::NoWorker,
         MissReason::DeadlinePassed,
         MissReason::Paused,
+        MissReason::NoMatchingWorker,
     ];
 }
 
@@ -126,6 +130,14 @@ pub struct ExecutionRecord {
     /// Why the tick did not start; only on `missed` records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<MissReason>,
+    /// The tick this run belongs to, shared by its retry attempts and, for a job run on
+    /// every worker, by every worker's run: `schedule-<planned ms>` or `manual-<request
+    /// revision>`. Absent on records of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_id: Option<String>,
+    /// Which attempt of its tick this run was (1 for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 #[cfg(test)]
@@ -153,6 +165,8 @@ mod tests {
             job_version: 4,
             trigger: Trigger::Schedule,
             reason: None,
+            tick_id: Some("schedule-1764072000000".to_owned()),
+            attempt: Some(2),
         }
     }
 

@@ -26,6 +26,12 @@ pub struct Holder {
     pub claimed_at: i64,
     pub trigger: Trigger,
     pub job_version: i64,
+    /// The tick the run belongs to (see the record's `tickId`); empty from older workers.
+    #[serde(default)]
+    pub tick_id: String,
+    /// Which attempt of its tick the run is; 0 from older workers, meaning the first.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// The per-tick guard: the last planned tick claimed for a job, and the job version it was
@@ -111,6 +117,30 @@ pub struct Registration {
     pub heartbeat_at: DateTime<Utc>,
     /// Why the worker claims nothing now; empty while it claims.
     pub holds: Vec<Hold>,
+    /// The worker's `--label`s, which job selectors match.
+    pub labels: crate::Labels,
+}
+
+/// The attempts of one tick of a job with a retry policy: the value of `retry/<job>`, kept
+/// without a lease so that it outlives the worker that wrote it. While an attempt runs it
+/// names that run; between attempts it says when the next may start. Each change is a txn
+/// on its mod revision, so every attempt is claimed, and every next attempt scheduled, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chain {
+    pub tick_id: String,
+    /// The tick's planned time, Unix ms.
+    pub planned_at: i64,
+    pub trigger: Trigger,
+    pub job_version: i64,
+    /// The attempt running, or the next one when `pending`.
+    pub attempt: u32,
+    /// The run of the attempt running, or of the last one when `pending`.
+    pub run_id: String,
+    /// Waiting for the next attempt rather than running one.
+    pub pending: bool,
+    /// When a pending attempt may start, Unix ms.
+    pub not_before: i64,
 }
 
 /// A run-now or kill request: the request id the API answered, and the audit log sequence

@@ -221,11 +221,11 @@ impl Projector {
         // etcd refuses a txn that writes one key twice: a batch ends before the event that
         // would, and that event opens the next batch.
         for event in &events {
-            if let Some((key, op)) = self.operation(event, &mut short_lease).await? {
+            if let Some((key, writes)) = self.operation(event, &mut short_lease).await? {
                 if !keys.insert(key) {
                     break;
                 }
-                ops.push(op);
+                ops.extend(writes);
             }
             applied += 1;
             last_seq = event.seq;
@@ -271,14 +271,15 @@ impl Projector {
         }
     }
 
-    /// The etcd write one event makes. Kill and run-now requests go on a short lease, granted
-    /// once per batch.
+    /// The etcd writes one event makes, under the job key they are about. Kill and run-now
+    /// requests go on a short lease, granted once per batch. Deleting a job also deletes the
+    /// attempts of a tick it was retrying, so a job made again under its name starts clean.
     #[tracing::instrument(skip_all, fields(job.name = %event.job_name, seq = event.seq))]
     async fn operation(
         &mut self,
         event: &StoredEvent,
         short_lease: &mut Option<(i64, i64)>,
-    ) -> Result<Option<(String, TxnOp)>, ProjectorError> {
+    ) -> Result<Option<(String, Vec<TxnOp>)>, ProjectorError> {
         let Ok(name) = JobName::parse(&event.job_name) else {
             return Ok(None);
         };
@@ -291,7 +292,11 @@ impl Projector {
             }
             Event::JobDeleted { .. } => {
                 let key = self.keys.job(&name);
-                return Ok(Some((key.clone(), TxnOp::delete(key, None))));
+                let writes = vec![
+                    TxnOp::delete(key.as_str(), None),
+                    TxnOp::delete(self.keys.retry(&name), None),
+                ];
+                return Ok(Some((key, writes)));
             }
             // etcd already holds what the event records.
             Event::JobChangedOutsideMaster { .. } => return Ok(None),
@@ -310,7 +315,7 @@ impl Projector {
             }
             None => None,
         };
-        Ok(Some((key.clone(), TxnOp::put(key, value, options))))
+        Ok(Some((key.clone(), vec![TxnOp::put(key, value, options)])))
     }
 
     async fn short_lease(

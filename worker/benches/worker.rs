@@ -360,6 +360,8 @@ fn record(i: usize) -> ExecutionRecord {
         job_version: 1,
         trigger: Trigger::Schedule,
         reason: None,
+        tick_id: Some(format!("schedule-{}", 1_700_000_000_000 + i as i64)),
+        attempt: Some(1),
     }
 }
 

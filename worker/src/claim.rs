@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::{Concurrency, JobName, JobSpec, Keys};
+use cronfleet_common::{Concurrency, JobName, JobSpec, Keys, Mode};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use crate::batch::{Answer, Batcher};
@@ -95,20 +95,15 @@ impl Claimer {
                 CompareOp::Equal,
                 guard.mod_revision,
             )];
-            if job.concurrency == Concurrency::Forbid {
-                when.push(Compare::create_revision(
-                    lock_key.as_str(),
-                    CompareOp::Equal,
-                    0,
-                ));
-            }
+            when.extend(self.free_lock(job));
             let mut then = vec![TxnOp::get(lock_key.as_str(), None)];
             then.push(TxnOp::put(
                 tick_key.as_str(),
                 Guard::encode(planned_ms, job.version, &holder.run_id),
                 None,
             ));
-            then.extend(self.run_keys(&job.name, holder, lease, job.concurrency));
+            then.extend(self.run_keys(job, holder, lease));
+            then.extend(self.first_attempt(job, holder));
             let txn = Txn::new().when(when).and_then(then).or_else([
                 TxnOp::get(tick_key.as_str(), None),
                 TxnOp::get(lock_key.as_str(), None),
@@ -221,7 +216,11 @@ impl Claimer {
 
     /// Sends one txn on `job`'s keys, timing the answer and counting it when etcd does not
     /// answer.
-    async fn send(&mut self, job: &JobName, txn: Txn) -> Result<Answer, etcd_client::Error> {
+    pub(crate) async fn send(
+        &mut self,
+        job: &JobName,
+        txn: Txn,
+    ) -> Result<Answer, etcd_client::Error> {
         let sent = std::time::Instant::now();
         let answer = self.etcd.send(job, txn).await;
         match answer {
@@ -247,18 +246,13 @@ impl Claimer {
             CompareOp::Equal,
             trigger_revision,
         )];
-        if job.concurrency == Concurrency::Forbid {
-            when.push(Compare::create_revision(
-                lock_key.as_str(),
-                CompareOp::Equal,
-                0,
-            ));
-        }
+        when.extend(self.free_lock(job));
         let mut then = vec![
             TxnOp::get(lock_key.as_str(), None),
             TxnOp::delete(trigger_key.as_str(), None),
         ];
-        then.extend(self.run_keys(&job.name, holder, lease, job.concurrency));
+        then.extend(self.run_keys(job, holder, lease));
+        then.extend(self.first_attempt(job, holder));
         let txn = Txn::new().when(when).and_then(then).or_else([
             TxnOp::get(trigger_key.as_str(), None),
             TxnOp::get(lock_key.as_str(), None),
@@ -320,10 +314,10 @@ impl Claimer {
         revision: i64,
     ) -> Result<(), etcd_client::Error> {
         let lock_key = self.keys.lock(&job.name);
-        let own_key: Vec<TxnOp> = if job.concurrency == Concurrency::Forbid {
-            Vec::new()
-        } else {
+        let own_key: Vec<TxnOp> = if has_run_key(job) {
             vec![TxnOp::delete(self.keys.run(&job.name, run_id), None)]
+        } else {
+            Vec::new()
         };
         let mut locked = vec![TxnOp::delete(lock_key.as_str(), None)];
         locked.extend(own_key.iter().cloned());
@@ -336,6 +330,28 @@ impl Claimer {
             .and_then(locked)
             .or_else(own_key);
         self.etcd.send(&job.name, txn).await.map(drop)
+    }
+
+    /// What a claim of `job` compares besides its guard or request: under `forbid`, that no
+    /// run holds the lock and, for a job with retries, that no earlier tick's attempts are
+    /// pending or running (`retry/<job>` absent).
+    pub(crate) fn free_lock(&self, job: &JobSpec) -> Vec<Compare> {
+        if !needs_free_lock(job) {
+            return Vec::new();
+        }
+        let mut when = vec![Compare::create_revision(
+            self.keys.lock(&job.name),
+            CompareOp::Equal,
+            0,
+        )];
+        if job.retry.is_some() {
+            when.push(Compare::create_revision(
+                self.keys.retry(&job.name),
+                CompareOp::Equal,
+                0,
+            ));
+        }
+        when
     }
 
     /// Undoes a claim whose answer never came (etcd could not answer for as long as it was
@@ -357,46 +373,56 @@ impl Claimer {
         self.etcd.send(&job.name, txn).await.map(drop)
     }
 
-    /// Reads the key a claim by `holder` creates: its lock under `forbid`, else its own
-    /// `runs/` key.
-    fn own_key(&self, job: &JobSpec, holder: &Holder) -> TxnOp {
-        let key = if job.concurrency == Concurrency::Forbid {
-            self.keys.lock(&job.name)
-        } else {
+    /// Reads the key a claim by `holder` creates: its own `runs/` key if it has one, else
+    /// the lock.
+    pub(crate) fn own_key(&self, job: &JobSpec, holder: &Holder) -> TxnOp {
+        let key = if has_run_key(job) {
             self.keys.run(&job.name, &holder.run_id)
+        } else {
+            self.keys.lock(&job.name)
         };
         TxnOp::get(key, None)
     }
 
-    fn run_keys(
-        &self,
-        job: &JobName,
-        holder: &Holder,
-        lease: i64,
-        concurrency: Concurrency,
-    ) -> Vec<TxnOp> {
-        // A `forbid` run is the only holder of its job's lock, so the lock is its key; runs
-        // that may overlap (`allow`, `replace`) each have a key of their own as well.
+    pub(crate) fn run_keys(&self, job: &JobSpec, holder: &Holder, lease: i64) -> Vec<TxnOp> {
         let value = serde_json::to_vec(holder).unwrap_or_default();
         let on_lease = || Some(PutOptions::new().with_lease(lease));
         let mut ops = Vec::new();
-        if concurrency != Concurrency::Forbid {
+        if has_run_key(job) {
             ops.push(TxnOp::put(
-                self.keys.run(job, &holder.run_id),
+                self.keys.run(&job.name, &holder.run_id),
                 value.clone(),
                 on_lease(),
             ));
         }
-        if concurrency != Concurrency::Allow {
-            ops.push(TxnOp::put(self.keys.lock(job), value, on_lease()));
+        if takes_lock(job) {
+            ops.push(TxnOp::put(self.keys.lock(&job.name), value, on_lease()));
         }
         ops
     }
 }
 
+/// Whether a run of `job` has a `runs/<job>/<run>` key of its own. A `forbid` run is the only
+/// holder of its job's lock, so the lock is its key; runs that may overlap (`allow`,
+/// `replace`, and every worker's run of a job run on all) each have one.
+pub(crate) fn has_run_key(job: &JobSpec) -> bool {
+    job.mode == Mode::All || job.concurrency != Concurrency::Forbid
+}
+
+/// Whether a run of `job` takes go-crontab's `lock/<job>`: one run at a time in the fleet
+/// (`forbid`, `replace`). A job run on every worker keeps `forbid` per worker instead.
+pub(crate) fn takes_lock(job: &JobSpec) -> bool {
+    job.mode == Mode::One && job.concurrency != Concurrency::Allow
+}
+
+/// Whether a claim of `job` must find its lock free: `forbid`, one worker at a time.
+pub(crate) fn needs_free_lock(job: &JobSpec) -> bool {
+    job.mode == Mode::One && job.concurrency == Concurrency::Forbid
+}
+
 /// The revision of a claim by `holder` that a txn sent again finds already applied: the key
 /// the claim created (the third reply of its failure branch) holds `holder`'s run.
-fn applied_before(replies: &[TxnOpResponse], holder: &Holder) -> Option<i64> {
+pub(crate) fn applied_before(replies: &[TxnOpResponse], holder: &Holder) -> Option<i64> {
     let TxnOpResponse::Get(get) = replies.get(2)? else {
         return None;
     };
@@ -407,7 +433,7 @@ fn applied_before(replies: &[TxnOpResponse], holder: &Holder) -> Option<i64> {
 
 /// The value and mod revision of the first key of the `index`-th reply, if it is a get that
 /// found one.
-fn first_kv(replies: &[TxnOpResponse], index: usize) -> Option<(Vec<u8>, i64)> {
+pub(crate) fn first_kv(replies: &[TxnOpResponse], index: usize) -> Option<(Vec<u8>, i64)> {
     match replies.get(index)? {
         TxnOpResponse::Get(get) => get
             .kvs()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use cronfleet_common::etcd::EtcdArgs;
 use cronfleet_common::job::{validate_shell, DEFAULT_SHELL};
+use cronfleet_common::policy::{self, Labels};
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
 /// cronfleet worker: watches jobs in etcd, claims each tick so exactly one worker in the fleet
@@ -103,6 +104,12 @@ pub struct Config {
     #[arg(long = "shell", env = "CRON_SHELLS", value_delimiter = ',', default_value = DEFAULT_SHELL, value_parser = parse_shell)]
     pub shells: Vec<String>,
 
+    /// Labels this worker publishes in its registration, as `key=value`: repeat the flag, or
+    /// separate them with commas. A job with a `selector` runs only on workers whose labels
+    /// match it.
+    #[arg(long = "label", env = "CRON_WORKER_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON")]
     pub log_json: bool,
@@ -116,6 +123,10 @@ pub struct Config {
         allow_hyphen_values = true
     )]
     pub clock_offset_ms: i64,
+}
+
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    policy::parse_label(raw).map_err(|e| e.reason)
 }
 
 fn parse_shell(raw: &str) -> Result<String, String> {
@@ -146,6 +157,11 @@ impl Config {
                 .collect();
             format!("{host}-{}", std::process::id())
         })
+    }
+
+    /// The labels, later ones winning over earlier ones with the same key.
+    pub fn labels(&self) -> Labels {
+        self.labels.iter().cloned().collect()
     }
 
     pub fn kill_grace(&self) -> Duration {

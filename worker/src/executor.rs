@@ -130,6 +130,13 @@ pub async fn prepare(
             job.shell()
         )));
     }
+    if let Some(dir) = &job.working_dir {
+        if !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
+            return Err(std::io::Error::other(format!(
+                "the working directory {dir} does not exist on this worker (or is not a directory)"
+            )));
+        }
+    }
     let mut supervisor = limits.launcher.launch(arguments(limits, job)).await?;
     let env = shell_env(limits, job, context);
     let block = crate::supervisor::environment_block(
@@ -288,8 +295,7 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
 fn arguments(limits: &Limits, job: &JobSpec) -> Vec<OsString> {
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     crate::supervisor::arguments(
-        job.shell(),
-        &job.command,
+        (job.shell(), &job.command, job.working_dir.as_deref()),
         std::process::id(),
         run_as,
         limits.kill_grace,

@@ -6,7 +6,9 @@
 //!   requests into the [`queue`], and starts a [`tick`] task for each when its [`turn`] in
 //!   the fleet ([`rendezvous`]) has come and a [`slot`] is free.
 //! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
-//!   the run's fencing token.
+//!   the run's fencing token; [`fanout`] claims each worker's own run of a job run on every
+//!   worker, and [`chain`] the attempts of a tick being retried. [`missed`] writes each
+//!   `missed` record once.
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
 //!   timeout and kill, under a [`supervisor`] that takes the run down if the worker dies;
 //!   [`runs`] is the table of runs in progress.
@@ -17,15 +19,18 @@
 //! * [`metrics`] counts claims, ticks and runs for Prometheus.
 
 pub mod batch;
+pub mod chain;
 pub mod claim;
 pub mod clock;
 pub mod config;
 pub mod executor;
+pub mod fanout;
 pub mod holds;
 pub mod launcher;
 pub mod legacy;
 pub mod log_sink;
 pub mod metrics;
+pub mod missed;
 pub mod output;
 pub mod queue;
 pub mod rendezvous;
@@ -240,6 +245,7 @@ impl Worker {
                     running: Vec::new(),
                     heartbeat_at: clock.now(),
                     holds: Vec::new(),
+                    labels: config.labels(),
                 },
                 holds: holds.clone(),
                 clock,
@@ -275,6 +281,7 @@ impl Worker {
                 shells: config.shells.clone(),
             },
             worker_id: self.worker_id.clone(),
+            labels: config.labels(),
             lease: lease_rx,
             holds,
             reregister,

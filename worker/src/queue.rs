@@ -14,16 +14,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use cronfleet_common::values::Chain;
 use cronfleet_common::{JobName, JobSpec};
 
 /// What brought a tick in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// The job's schedule.
     Schedule,
     /// A run-now request at this mod revision of `trigger/<job>`.
     Manual(i64),
+    /// The next attempt of a tick, as `retry/<job>` held it at this mod revision.
+    Retry(Arc<Chain>, i64),
 }
+
+/// The planned-time slot of run-now requests and attempts in a queue key: below every
+/// scheduled tick, so ranges over scheduled ticks never meet them.
+const MANUAL: i64 = i64::MIN;
+const RETRY: i64 = i64::MIN + 1;
 
 /// A tick waiting on this worker.
 #[derive(Debug, Clone)]
@@ -36,7 +44,8 @@ pub struct Pending {
     /// When this worker may first try to claim it.
     pub try_at: DateTime<Utc>,
     /// The latest time it may start; `None` for run-now requests, which wait for a slot as
-    /// long as it takes.
+    /// long as it takes. A scheduled tick this worker only watches (no live worker matches
+    /// its job's selector) is never eligible: its `try_at` is the end of time.
     pub deadline: Option<DateTime<Utc>>,
     /// When this worker records it as missed if it is still here (the deadline, staggered
     /// by rank so that one worker normally writes it).
@@ -48,12 +57,14 @@ pub struct Pending {
 type Key = (JobName, i64, i64);
 
 impl Pending {
-    /// A scheduled tick by its planned time; a run-now request by its revision alone, so that
-    /// a snapshot seeing it again does not queue it twice.
+    /// A scheduled tick by its planned time; a run-now request or an attempt by its revision
+    /// alone, so that a snapshot seeing it again does not queue it twice.
     fn key(&self) -> Key {
-        match self.origin {
-            Origin::Schedule => (self.spec.name.clone(), self.planned.timestamp_millis(), 0),
-            Origin::Manual(revision) => (self.spec.name.clone(), i64::MIN, revision),
+        let name = self.spec.name.clone();
+        match &self.origin {
+            Origin::Schedule => (name, self.planned.timestamp_millis(), 0),
+            Origin::Manual(revision) => (name, MANUAL, *revision),
+            Origin::Retry(_, revision) => (name, RETRY, *revision),
         }
     }
 }
@@ -160,9 +171,19 @@ impl Queue {
     /// The run-now requests of `job` written before revision `before` were consumed: forget
     /// them.
     pub fn consumed(&mut self, job: &JobName, before: i64) {
+        self.take_before(job, MANUAL, before);
+    }
+
+    /// `retry/<job>` changed at revision `before`: the attempts queued from its earlier
+    /// values are claimed, given up or superseded.
+    pub fn chain_moved(&mut self, job: &JobName, before: i64) {
+        self.take_before(job, RETRY, before);
+    }
+
+    fn take_before(&mut self, job: &JobName, slot: i64, before: i64) {
         let keys: Vec<Key> = self
             .entries
-            .range((job.clone(), i64::MIN, 1)..(job.clone(), i64::MIN, before))
+            .range((job.clone(), slot, 1)..(job.clone(), slot, before))
             .map(|(key, _)| key.clone())
             .collect();
         for key in keys {

@@ -6,28 +6,37 @@
 //! gone, the next one tries after a hand-off delay. Adding or removing a worker moves only
 //! the ticks it ranks first for. The order only decides who *tries*: the claim txn stays the
 //! only arbiter, so workers that briefly disagree about the live set cost a losing txn, never
-//! a second start.
+//! a second start. A job with a selector is ordered over the workers whose labels match it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
-/// The live workers, as this worker last saw them in etcd.
+use cronfleet_common::{Labels, Selector};
+
+/// The live workers and their labels, as this worker last saw them in etcd.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
-    ids: BTreeSet<String>,
+    ids: BTreeMap<String, Labels>,
 }
 
 impl Peers {
     /// Replaces the set (a snapshot).
-    pub fn reset(&mut self, ids: impl IntoIterator<Item = String>) {
-        self.ids = ids.into_iter().collect();
+    pub fn reset(&mut self, workers: impl IntoIterator<Item = (String, Labels)>) {
+        self.ids = workers.into_iter().collect();
     }
 
-    pub fn up(&mut self, id: String) {
-        self.ids.insert(id);
+    pub fn up(&mut self, id: String, labels: Labels) {
+        self.ids.insert(id, labels);
     }
 
     pub fn down(&mut self, id: &str) {
         self.ids.remove(id);
+    }
+
+    /// Whether a live worker other than `me` may run a job with `selector`.
+    pub fn any_match(&self, me: &str, selector: &Selector) -> bool {
+        self.ids
+            .iter()
+            .any(|(id, labels)| id != me && selector.matches(labels))
     }
 
     pub fn len(&self) -> usize {
@@ -38,13 +47,15 @@ impl Peers {
         self.ids.is_empty()
     }
 
-    /// This worker's place (0 = first) in the order of tick `tick` of `job`. A worker that is
-    /// not registered yet counts itself among the live ones, so a fleet always has a first.
-    pub fn rank(&self, me: &str, job: &str, tick: i64) -> usize {
+    /// This worker's place (0 = first) in the order of tick `tick` of `job`, among the live
+    /// workers `selector` matches. A worker that is not registered yet counts itself among
+    /// the live ones, so a fleet always has a first.
+    pub fn rank(&self, me: &str, job: &str, tick: i64, selector: &Selector) -> usize {
         let mine = weight(me, job, tick);
         self.ids
             .iter()
-            .filter(|id| id.as_str() != me)
+            .filter(|(id, labels)| id.as_str() != me && selector.matches(labels))
+            .map(|(id, _)| id)
             .filter(|id| {
                 let theirs = weight(id, job, tick);
                 // Ties (practically never) are broken by id so every worker agrees.
@@ -82,8 +93,12 @@ mod tests {
 
     fn fleet(n: usize) -> Peers {
         let mut peers = Peers::default();
-        peers.reset((0..n).map(|i| format!("worker-{i}")));
+        peers.reset((0..n).map(|i| (format!("worker-{i}"), Labels::new())));
         peers
+    }
+
+    fn any() -> Selector {
+        Selector::default()
     }
 
     #[test]
@@ -91,7 +106,7 @@ mod tests {
         let peers = fleet(3);
         for tick in 0..1_000 {
             let mut ranks: Vec<usize> = (0..3)
-                .map(|i| peers.rank(&format!("worker-{i}"), "backup", tick))
+                .map(|i| peers.rank(&format!("worker-{i}"), "backup", tick, &any()))
                 .collect();
             ranks.sort_unstable();
             assert_eq!(ranks, [0, 1, 2], "tick {tick}");
@@ -105,7 +120,7 @@ mod tests {
         for job in 0..3_000 {
             let job = format!("job-{job}");
             for (i, count) in firsts.iter_mut().enumerate() {
-                if peers.rank(&format!("worker-{i}"), &job, 1_764_000_000_000) == 0 {
+                if peers.rank(&format!("worker-{i}"), &job, 1_764_000_000_000, &any()) == 0 {
                     *count += 1;
                 }
             }
@@ -121,7 +136,7 @@ mod tests {
         let mut peers = fleet(4);
         let first = |peers: &Peers, job: &str| {
             (0..4)
-                .find(|i| peers.rank(&format!("worker-{i}"), job, 7) == 0)
+                .find(|i| peers.rank(&format!("worker-{i}"), job, 7, &any()) == 0)
                 .unwrap()
         };
         let jobs: Vec<String> = (0..500).map(|j| format!("job-{j}")).collect();
@@ -140,8 +155,21 @@ mod tests {
     #[test]
     fn an_unregistered_worker_still_ranks() {
         let peers = fleet(2);
-        let rank = peers.rank("newcomer", "job", 1);
+        let rank = peers.rank("newcomer", "job", 1, &any());
         assert!(rank <= 2);
-        assert_eq!(Peers::default().rank("alone", "job", 1), 0);
+        assert_eq!(Peers::default().rank("alone", "job", 1, &any()), 0);
+    }
+
+    #[test]
+    fn a_selector_orders_only_the_workers_it_matches() {
+        let mut peers = fleet(3);
+        let eu: Labels = [("zone".to_owned(), "eu".to_owned())].into();
+        peers.up("worker-eu".to_owned(), eu.clone());
+        let selector = Selector::from_json(serde_json::json!({"zone": "eu"})).unwrap();
+        for tick in 0..50 {
+            assert_eq!(peers.rank("worker-eu", "job", tick, &selector), 0);
+        }
+        assert!(peers.any_match("worker-0", &selector));
+        assert!(!peers.any_match("worker-eu", &selector));
     }
 }

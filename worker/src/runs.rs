@@ -119,6 +119,11 @@ impl Runs {
         stopped
     }
 
+    /// Whether a run of `job` is in progress here.
+    pub fn has_job(&self, job: &JobName) -> bool {
+        self.table().values().any(|entry| &entry.job == job)
+    }
+
     /// Number of runs in progress.
     pub fn len(&self) -> usize {
         self.table().len()

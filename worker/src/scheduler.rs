@@ -13,13 +13,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use cronfleet_common::{JobName, JobSpec, MissReason};
+use cronfleet_common::{JobName, JobSpec, MissReason, Mode, Selector};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::claim::Guard;
 use crate::holds::Hold;
+use crate::missed;
 use crate::queue::{Origin, Pending, Queue};
 use crate::rendezvous::Peers;
 use crate::runs::StopReason;
@@ -29,9 +30,21 @@ use crate::tick::{self, Context, Source, CLAIM_LEAD};
 use crate::turn::{self, last_tick_by, Turn};
 use crate::watcher::Change;
 
+mod attempts;
+
 struct Entry {
     spec: Arc<JobSpec>,
     next: Option<DateTime<Utc>>,
+}
+
+/// Who runs a tick, as this worker sees the fleet.
+enum Placement {
+    /// This worker may, at this rank in the tick's order.
+    Mine(i32),
+    /// Only other live workers may.
+    Elsewhere,
+    /// No live worker may: this one gives the tick up at its deadline, at this rank.
+    Watch(i32),
 }
 
 /// Fires jobs on schedule, dispatches due ticks to slots and reacts to changes from the
@@ -147,6 +160,8 @@ impl Scheduler {
 
     /// Queues the scheduled tick `planned` of `spec` with its turn and deadline — unless this
     /// worker's clock is in doubt: then its idea of what is due is too, and the fleet runs it.
+    /// A tick of a job this worker may not run is left to those that may; when no live
+    /// worker may, it is queued only to be given up at its deadline.
     fn enqueue(&mut self, spec: Arc<JobSpec>, planned: DateTime<Utc>, now: DateTime<Utc>) {
         if self.context.holds.has(Hold::ClockSkew) {
             return;
@@ -159,26 +174,54 @@ impl Scheduler {
         if settled {
             return;
         }
-        let rank = self.rank(&spec.name, planned_ms);
+        let (rank, eligible) = match self.place(&spec, planned_ms) {
+            Placement::Mine(rank) => (rank, true),
+            Placement::Elsewhere => return,
+            Placement::Watch(rank) => (rank, false),
+        };
         let turn = Turn::of(&spec, planned, rank, self.handoff());
         self.queue.push(Pending {
             spec,
             planned,
             origin: Origin::Schedule,
             rank: rank.unsigned_abs(),
-            try_at: turn.try_at,
+            try_at: if eligible {
+                turn.try_at
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            },
             deadline: Some(turn.deadline),
             expire_at: Some(turn.expire_at),
             late: now >= turn.deadline,
         });
     }
 
+    /// Who runs `spec`'s tick `tick`: this worker (at its rank in the tick's order; every
+    /// matching worker at once for a job run on all), another worker, or nobody alive — then
+    /// this worker watches it, at its rank among all live workers.
+    fn place(&self, spec: &JobSpec, tick: i64) -> Placement {
+        let me = &self.context.worker_id;
+        if spec.selector.matches(&self.context.labels) {
+            let rank = match spec.mode {
+                Mode::All => 0,
+                Mode::One => self.rank(&spec.name, tick, &spec.selector),
+            };
+            Placement::Mine(rank)
+        } else if self.peers.any_match(me, &spec.selector) {
+            Placement::Elsewhere
+        } else {
+            Placement::Watch(self.rank(&spec.name, tick, &Selector::default()))
+        }
+    }
+
     fn handoff(&self) -> TimeDelta {
         turn::handoff(self.context.metrics.claim_latency())
     }
 
-    fn rank(&self, job: &JobName, tick: i64) -> i32 {
-        let rank = self.peers.rank(&self.context.worker_id, job.as_str(), tick);
+    fn rank(&self, job: &JobName, tick: i64, selector: &Selector) -> i32 {
+        let rank = self
+            .peers
+            .rank(&self.context.worker_id, job.as_str(), tick, selector);
         i32::try_from(rank).unwrap_or(i32::MAX)
     }
 
@@ -213,6 +256,7 @@ impl Scheduler {
                         .unwrap_or_default(),
                 ),
                 Origin::Manual(revision) => Source::Manual(revision),
+                Origin::Retry(chain, revision) => Source::Retry(chain, revision),
             };
             let context = Arc::clone(&self.context);
             let slot = Slot::new(permit, Arc::clone(&self.freed));
@@ -229,7 +273,9 @@ impl Scheduler {
             if clock_held {
                 continue;
             }
-            let reason = if expired.late {
+            let reason = if !expired.spec.selector.matches(&self.context.labels) {
+                MissReason::NoMatchingWorker
+            } else if expired.late {
                 MissReason::DeadlinePassed
             } else if session && !held {
                 MissReason::NoFreeSlot
@@ -272,21 +318,31 @@ impl Scheduler {
         }
     }
 
-    /// Records a queued tick as missed, unless the fleet settled it first.
+    /// Records a queued tick or attempt as missed, unless the fleet settled it first.
     fn miss(&self, pending: Pending, reason: MissReason) {
-        let guard = self
-            .guards
-            .get(&pending.spec.name)
-            .copied()
-            .unwrap_or_default();
         let context = Arc::clone(&self.context);
-        self.tasks.spawn(tick::miss(
-            context,
-            pending.spec,
-            pending.planned,
-            guard,
-            reason,
-        ));
+        let (spec, planned) = (pending.spec, pending.planned);
+        match pending.origin {
+            Origin::Retry(chain, revision) => {
+                self.tasks.spawn(missed::miss_attempt(
+                    context,
+                    spec,
+                    (chain, revision),
+                    reason,
+                ));
+            }
+            Origin::Schedule
+                if spec.mode == Mode::All && spec.selector.matches(&self.context.labels) =>
+            {
+                self.tasks
+                    .spawn(missed::miss_own(context, spec, planned, reason));
+            }
+            Origin::Schedule | Origin::Manual(_) => {
+                let guard = self.guards.get(&spec.name).copied().unwrap_or_default();
+                self.tasks
+                    .spawn(missed::miss(context, spec, planned, guard, reason));
+            }
+        }
     }
 
     fn apply(&mut self, change: Change) {
@@ -297,6 +353,8 @@ impl Scheduler {
                 triggers,
                 workers,
                 legacy,
+                chains,
+                live_runs,
             } => {
                 self.context.legacy.reset(legacy);
                 for (job, guard) in &guards {
@@ -305,7 +363,7 @@ impl Scheduler {
                 self.guards = guards;
                 let me = &self.context.worker_id;
                 self.clock_check
-                    .expect(workers.iter().filter(|id| *id != me).count());
+                    .expect(workers.iter().filter(|(id, _)| id != me).count());
                 self.peers.reset(workers);
                 let mut stale: Vec<JobName> = self.jobs.keys().cloned().collect();
                 stale.retain(|name| !jobs.iter().any(|spec| &spec.name == name));
@@ -319,6 +377,7 @@ impl Scheduler {
                 for (job, revision) in triggers {
                     self.trigger(&job, revision);
                 }
+                self.chains_loaded(chains, &live_runs);
                 tracing::info!(
                     jobs = self.jobs.len(),
                     workers = self.peers.len(),
@@ -357,7 +416,9 @@ impl Scheduler {
                     *known = guard;
                 }
             }
-            Change::WorkerUp(id) => self.peers.up(id),
+            Change::WorkerUp(id, labels) => self.peers.up(id, labels),
+            Change::Chain(job, chain, revision) => self.chain(&job, chain, revision),
+            Change::ChainEnded(job, revision) => self.queue.chain_moved(&job, revision + 1),
             Change::PeerClock {
                 worker,
                 theirs_ms,
@@ -380,11 +441,14 @@ impl Scheduler {
                 holder,
                 fencing_token,
             } => {
-                let command = JobName::parse(&holder.job_name)
+                let spec = JobName::parse(&holder.job_name)
                     .ok()
                     .and_then(|name| self.jobs.get(&name))
-                    .map(|entry| entry.spec.command.clone())
-                    .unwrap_or_default();
+                    .map(|entry| Arc::clone(&entry.spec));
+                if let Some(spec) = &spec {
+                    self.attempt_abandoned(spec, &holder.run_id);
+                }
+                let command = spec.map(|spec| spec.command.clone()).unwrap_or_default();
                 let record = tick::abandoned(
                     &holder,
                     &command,
@@ -408,8 +472,11 @@ impl Scheduler {
             return;
         };
         let spec = Arc::clone(&entry.spec);
+        if !spec.selector.matches(&self.context.labels) {
+            return;
+        }
         let now = self.context.clock.now();
-        let rank = self.rank(job, revision);
+        let rank = self.rank(job, revision, &spec.selector);
         self.queue.push(Pending {
             spec,
             planned: now,
@@ -445,11 +512,16 @@ impl Scheduler {
             },
         );
         // Ticks already waiting follow the new spec; a pause gives them up: those already due
-        // are recorded as missed, those queued ahead of their time (the claim lead) fall in
-        // the pause, when the job plans no ticks, and go unrecorded.
+        // and pending attempts are recorded as missed, ticks queued ahead of their time (the
+        // claim lead) fall in the pause, when the job plans no ticks, and go unrecorded.
         for mut pending in self.queue.take_job(&name) {
-            if spec.paused && pending.origin == Origin::Schedule {
-                if pending.planned <= now {
+            let given_up = match pending.origin {
+                Origin::Schedule => pending.planned <= now,
+                Origin::Retry(..) => true,
+                Origin::Manual(_) => false,
+            };
+            if spec.paused && !matches!(pending.origin, Origin::Manual(_)) {
+                if given_up {
                     self.miss(pending, MissReason::Paused);
                 }
             } else {
@@ -469,6 +541,9 @@ impl Scheduler {
     /// version the guard was written under; older unclaimed ticks are recorded as missed by
     /// the claim that moves the guard past them.
     fn catch_up(&self, spec: &JobSpec, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if spec.mode == Mode::All {
+            return None;
+        }
         let guard = self.guards.get(&spec.name)?;
         if guard.mod_revision == 0 || guard.version != spec.version {
             return None;

@@ -66,6 +66,8 @@ pub struct Invocation {
     /// The shell that runs `command` (`<shell> -c <command>`).
     pub shell: OsString,
     pub command: OsString,
+    /// The directory the shell starts in; the supervisor's own when `None`.
+    pub working_dir: Option<OsString>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub grace: Duration,
@@ -79,8 +81,7 @@ const LEASE_MARGIN: Duration = Duration::from_millis(250);
 /// The arguments that start a supervisor for `command` under worker process `worker`, run as
 /// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL.
 pub fn arguments(
-    shell: &str,
-    command: &str,
+    (shell, command, working_dir): (&str, &str, Option<&str>),
     worker: u32,
     run_as: Option<(u32, u32)>,
     grace: Duration,
@@ -100,6 +101,7 @@ pub fn arguments(
         limits.to_argument().into(),
         shell.into(),
         command.into(),
+        working_dir.unwrap_or("-").into(),
     ]
 }
 
@@ -119,7 +121,7 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
 impl Invocation {
     /// The invocation that [`arguments`] describe, if they are one.
     pub fn parse(args: &[OsString]) -> Option<Self> {
-        let [worker, uid, gid, grace, watch, limits, shell, command] = args else {
+        let [worker, uid, gid, grace, watch, limits, shell, command, working_dir] = args else {
             return None;
         };
         let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
@@ -128,6 +130,8 @@ impl Invocation {
             worker: id(worker)?,
             shell: shell.clone(),
             command: command.clone(),
+            // Working directories are absolute paths, so `-` is none.
+            working_dir: (working_dir != "-").then(|| working_dir.clone()),
             uid: id(uid),
             gid: id(gid),
             grace: Duration::from_millis(number(grace)?),
@@ -180,6 +184,10 @@ pub fn run(invocation: &Invocation) -> ! {
         .stdin(Stdio::null())
         .env_clear()
         .envs(env);
+    // Entered after the switch to the run's user, so it must be that user's to enter.
+    if let Some(dir) = &invocation.working_dir {
+        shell.current_dir(dir);
+    }
     // The standard library clears the signal mask in the shell either way. As another user,
     // the shell is forked and set up before exec; as the supervisor's own user, the limits go
     // on the supervisor itself (the shell inherits them), and the shell starts with
@@ -511,15 +519,14 @@ mod tests {
     #[test]
     fn arguments_read_back_as_the_invocation_they_describe() {
         let args = arguments(
-            "/bin/bash",
-            "echo hi",
+            ("/bin/bash", "echo hi", Some("/srv/app")),
             42,
             Some((65534, 65534)),
             Duration::from_secs(5),
             true,
             &RunLimits::default(),
         );
-        assert_eq!(args.len(), 8);
+        assert_eq!(args.len(), 9);
         assert_eq!(args[3], "5000");
         assert_eq!(args[4], "1");
         assert_eq!(args[5], "core=0");
@@ -528,5 +535,9 @@ mod tests {
         let invocation = Invocation::parse(&args).unwrap();
         assert_eq!(invocation.shell, "/bin/bash");
         assert_eq!(invocation.command, "echo hi");
+        assert_eq!(invocation.working_dir.as_deref(), Some("/srv/app".as_ref()));
+        let mut plain = args.clone();
+        plain[8] = "-".into();
+        assert_eq!(Invocation::parse(&plain).unwrap().working_dir, None);
     }
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::{ExecutionRecord, JobSpec, MissReason, RunStatus, Trigger};
+use cronfleet_common::values::Chain;
+use cronfleet_common::{
+    Concurrency, ExecutionRecord, JobSpec, Labels, MissReason, Mode, RunStatus, Trigger,
+};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument as _;
 
@@ -14,6 +17,8 @@ use crate::executor::{self, Limits, Outcome, RunContext};
 use crate::holds::Holds;
 use crate::legacy::{self, LegacyWorkers};
 use crate::metrics::Metrics;
+use crate::missed;
+use crate::runs::StopReason;
 use crate::runs::{RunSummary, Runs};
 use crate::slot::Slot;
 
@@ -24,10 +29,6 @@ pub const CLAIM_LEAD: chrono::TimeDelta = chrono::TimeDelta::milliseconds(200);
 /// Pause between attempts to release a run's keys while etcd cannot answer.
 const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Most `missed` records written for one gap; a longer gap gets one more record that says how
-/// many ticks it covered.
-const MAX_MISSED_RECORDS: usize = 100;
-
 /// What every tick task needs.
 #[derive(Debug)]
 pub struct Context {
@@ -37,6 +38,8 @@ pub struct Context {
     pub records: mpsc::Sender<ExecutionRecord>,
     pub limits: Limits,
     pub worker_id: String,
+    /// This worker's labels, which job selectors match.
+    pub labels: Labels,
     pub lease: watch::Receiver<Option<i64>>,
     /// Why this worker does not claim now, if it does not.
     pub holds: Holds,
@@ -50,12 +53,38 @@ pub struct Context {
 }
 
 /// What started the tick.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Source {
     /// The schedule, with the guard this worker last saw.
     Schedule(Guard),
     /// A run-now request at this mod revision of `trigger/<job>`.
     Manual(i64),
+    /// A next attempt, as `retry/<job>` held it at this mod revision.
+    Retry(Arc<Chain>, i64),
+}
+
+impl Source {
+    /// The tick id records carry (see [`ExecutionRecord::tick_id`]), and the attempt.
+    fn tick(&self, planned: DateTime<Utc>) -> (String, u32) {
+        match self {
+            Source::Schedule(_) => (schedule_tick_id(planned), 1),
+            Source::Manual(revision) => (format!("manual-{revision}"), 1),
+            Source::Retry(chain, _) => (chain.tick_id.clone(), chain.attempt),
+        }
+    }
+
+    fn trigger(&self) -> Trigger {
+        match self {
+            Source::Schedule(_) => Trigger::Schedule,
+            Source::Manual(_) => Trigger::Manual,
+            Source::Retry(chain, _) => chain.trigger,
+        }
+    }
+}
+
+/// The tick id of the scheduled tick `planned`.
+pub fn schedule_tick_id(planned: DateTime<Utc>) -> String {
+    format!("schedule-{}", planned.timestamp_millis())
 }
 
 /// Claims and, if this worker wins, runs one tick. Errors are logged, never returned: a tick
@@ -90,54 +119,19 @@ async fn claim_and_run(
         Err(_) => return,
     };
     let claimed_at = context.clock.now_ms();
+    let (tick_id, attempt) = source.tick(planned);
     let holder = Holder {
         worker_id: context.worker_id.clone(),
         run_id,
         job_name: job.name.to_string(),
         planned_at: planned.timestamp_millis(),
         claimed_at,
-        trigger: match source {
-            Source::Schedule(_) => Trigger::Schedule,
-            Source::Manual(_) => Trigger::Manual,
-        },
+        trigger: source.trigger(),
         job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
+        tick_id,
+        attempt,
     };
-    let mut claimer = context.claimer.clone();
-    let (claimed, prepared) = match source {
-        Source::Schedule(guard) => {
-            // Claimed ahead of time, and the run's supervisor started, so that at the planned
-            // time only the shell remains to start. A lock still held now may be released by
-            // the planned time, so a skip is only decided then.
-            let early = claimer
-                .claim_tick(job, planned, guard, lease, &holder, false)
-                .await;
-            let prepared = match &early {
-                Ok(Claimed::Start { revision, .. }) => {
-                    let run = RunContext {
-                        run_id: holder.run_id.clone(),
-                        planned_at: planned,
-                        fencing_token: *revision,
-                    };
-                    Some(executor::prepare(job, &run, &context.limits).await)
-                }
-                _ => None,
-            };
-            tokio::time::sleep(context.clock.until(planned)).await;
-            match early {
-                Ok(Claimed::Locked) => (
-                    claimer
-                        .claim_tick(job, planned, guard, lease, &holder, true)
-                        .await,
-                    None,
-                ),
-                other => (other, prepared),
-            }
-        }
-        Source::Manual(revision) => (
-            claimer.claim_trigger(job, revision, lease, &holder).await,
-            None,
-        ),
-    };
+    let (claimed, prepared) = claim(context, job, planned, &source, lease, &holder).await;
     // Dispatched now: at the planned time for a scheduled tick (its claim came earlier), as
     // go-crontab's `scheduleTime` means.
     let base = Base {
@@ -156,9 +150,9 @@ async fn claim_and_run(
             holder: running,
         }) => {
             context.metrics.skipped();
-            record_missed(context, &base, previous, planned).await;
+            missed::record_gap(context, &base, previous, planned).await;
             let by = running.map_or_else(
-                || "another run".to_owned(),
+                || "an earlier run, or an attempt of an earlier tick,".to_owned(),
                 |h| format!("run {} on {}", h.run_id, h.worker_id),
             );
             let mut record = base.record(RunStatus::Skipped, 0);
@@ -171,12 +165,87 @@ async fn claim_and_run(
             replaced,
         }) => {
             context.metrics.started();
-            record_missed(context, &base, previous, planned).await;
+            missed::record_gap(context, &base, previous, planned).await;
             if let Some(replaced) = replaced {
                 tracing::info!(replaced = %replaced.run_id, "took the lock from a running run (concurrency: replace)");
             }
+            if job.mode == Mode::All && job.concurrency == Concurrency::Replace {
+                context
+                    .runs
+                    .stop_job(&job.name, StopReason::Replaced, revision);
+            }
             execute(context, &base, planned, (revision, lease), prepared, slot).await;
         }
+    }
+}
+
+/// Claims the tick in etcd the way its source asks, and for a scheduled tick of a job run by
+/// one worker, starts the run's supervisor while waiting for the planned time.
+async fn claim(
+    context: &Context,
+    job: &JobSpec,
+    planned: DateTime<Utc>,
+    source: &Source,
+    lease: i64,
+    holder: &Holder,
+) -> (
+    Result<Claimed, etcd_client::Error>,
+    Option<std::io::Result<executor::Prepared>>,
+) {
+    let mut claimer = context.claimer.clone();
+    match source {
+        Source::Schedule(_) if job.mode == Mode::All => {
+            tokio::time::sleep(context.clock.until(planned)).await;
+            let busy = job.concurrency == Concurrency::Forbid && context.runs.has_job(&job.name);
+            if busy {
+                let skip = Claimed::Skip {
+                    previous: Guard::default(),
+                    holder: None,
+                };
+                return (Ok(skip), None);
+            }
+            (claimer.claim_own(job, planned, lease, holder).await, None)
+        }
+        Source::Schedule(guard) => {
+            let guard = *guard;
+            // Claimed ahead of time, and the run's supervisor started, so that at the planned
+            // time only the shell remains to start. A lock still held now may be released by
+            // the planned time, so a skip is only decided then.
+            let early = claimer
+                .claim_tick(job, planned, guard, lease, holder, false)
+                .await;
+            let prepared = match &early {
+                Ok(Claimed::Start { revision, .. }) => {
+                    let run = RunContext {
+                        run_id: holder.run_id.clone(),
+                        planned_at: planned,
+                        fencing_token: *revision,
+                    };
+                    Some(executor::prepare(job, &run, &context.limits).await)
+                }
+                _ => None,
+            };
+            tokio::time::sleep(context.clock.until(planned)).await;
+            match early {
+                Ok(Claimed::Locked) => (
+                    claimer
+                        .claim_tick(job, planned, guard, lease, holder, true)
+                        .await,
+                    None,
+                ),
+                other => (other, prepared),
+            }
+        }
+        Source::Manual(revision) => (
+            claimer.claim_trigger(job, *revision, lease, holder).await,
+            None,
+        ),
+        Source::Retry(chain, revision) => (
+            claimer
+                .claim_attempt(job, (chain, *revision), lease, holder)
+                .await,
+            None,
+        ),
     }
 }
 
@@ -229,6 +298,9 @@ async fn execute(
         status = outcome.status.as_str(),
         "run ended"
     );
+    if job.retry.is_some() || base.holder.attempt > 1 {
+        next_attempt(context, job, &base.holder.run_id, outcome.status, lease).await;
+    }
     let record = base.finished(outcome, revision);
     let hold = (context.legacy.present() && base.holder.trigger == Trigger::Schedule)
         .then(|| legacy::lock_held_until(job, planned))
@@ -268,6 +340,50 @@ async fn release(context: &Context, job: &JobSpec, run_id: &str, (revision, leas
     }
 }
 
+/// Moves the tick's chain on after an attempt ended with `status`: to its next attempt, or to
+/// its end. Sent again while etcd cannot take it, before the run's lock is released, so a
+/// `forbid` tick cannot slip in between.
+async fn next_attempt(
+    context: &Context,
+    job: &JobSpec,
+    run_id: &str,
+    status: RunStatus,
+    lease: i64,
+) {
+    let mut claimer = context.claimer.clone();
+    loop {
+        let now = context.clock.now_ms();
+        match claimer
+            .after_attempt(job, run_id, (status, now, jitter()))
+            .await
+        {
+            Ok(Some(next)) => {
+                tracing::info!(
+                    attempt = next.attempt,
+                    not_before = next.not_before,
+                    "next attempt scheduled"
+                );
+                return;
+            }
+            Ok(None) => return,
+            Err(_) if *context.lease.borrow() != Some(lease) => {
+                tracing::warn!("the session's lease ended; a surviving worker moves the chain on");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not schedule the next attempt yet; trying again");
+                tokio::time::sleep(RELEASE_RETRY).await;
+            }
+        }
+    }
+}
+
+/// A number in 0..1 to spread retry delays, from a fresh UUID's random bits.
+pub fn jitter() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
 /// Withdraws a claim whose answer never came, until etcd takes it or the lease is gone.
 async fn withdraw(context: &Context, job: &JobSpec, holder: &Holder, lease: i64) {
     let mut claimer = context.claimer.clone();
@@ -280,136 +396,21 @@ async fn withdraw(context: &Context, job: &JobSpec, holder: &Holder, lease: i64)
     }
 }
 
-/// Gives up a tick that was still waiting on this worker at its deadline: if this worker is
-/// the one that moves the guard to it, it records it (and any unclaimed ticks before it) as
-/// missed.
-pub async fn miss(
-    context: Arc<Context>,
-    job: Arc<JobSpec>,
-    planned: DateTime<Utc>,
-    guard: Guard,
-    reason: MissReason,
-) {
-    let mut claimer = context.claimer.clone();
-    let previous = match claimer.miss_tick(&job, planned, guard).await {
-        Ok(Some(previous)) => previous,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(job.name = %job.name, planned = %planned, error = %e, "could not record a missed tick; the next claim records it");
-            return;
-        }
-    };
-    let now = context.clock.now_ms();
-    if context.legacy.present() {
-        unrecorded(&context, &job, 1);
-        return;
-    }
-    let holder = Holder {
-        worker_id: context.worker_id.clone(),
-        run_id: missed_run_id(&job, planned.timestamp_millis()),
-        job_name: job.name.to_string(),
-        planned_at: planned.timestamp_millis(),
-        claimed_at: now,
-        trigger: Trigger::Schedule,
-        job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
-    };
-    let base = Base {
-        job: &job,
-        holder: &holder,
-        scheduled_at: now,
-    };
-    record_missed(&context, &base, previous, planned).await;
-    tracing::warn!(job.name = %job.name, planned = %planned, reason = reason.as_str(), "tick missed its starting deadline");
-    send(&context, base.missed(planned, reason, describe(reason))).await;
-    context.metrics.missed(reason);
-}
-
-fn describe(reason: MissReason) -> String {
-    match reason {
-        MissReason::NoFreeSlot => {
-            "missed: every worker that could take it had all its slots busy until its deadline"
-        }
-        MissReason::NoWorker => "missed: no worker claimed this tick before its deadline",
-        MissReason::DeadlinePassed => {
-            "missed: the worker holding it saw it only after its deadline (stalled or paused)"
-        }
-        MissReason::Paused => "missed: the job was paused while the tick waited for a slot",
-    }
-    .to_owned()
-}
-
-fn missed_run_id(job: &JobSpec, planned_ms: i64) -> String {
-    format!("missed-{}-{planned_ms}", job.name)
-}
-
-/// Records every tick between the previous guard and `planned` that nobody claimed.
-async fn record_missed(
-    context: &Context,
-    base: &Base<'_>,
-    previous: Guard,
-    planned: DateTime<Utc>,
-) {
-    if previous.mod_revision == 0 || previous.version != base.job.version {
-        return;
-    }
-    let Some(mut cursor) = DateTime::from_timestamp_millis(previous.planned_ms) else {
-        return;
-    };
-    let schedule = base.job.schedule();
-    let mut gap = Vec::new();
-    let mut extra = 0usize;
-    while let Some(next) = schedule.next_after(cursor).filter(|next| *next < planned) {
-        if gap.len() < MAX_MISSED_RECORDS {
-            gap.push(next);
-        } else {
-            extra += 1;
-        }
-        cursor = next;
-    }
-    if gap.is_empty() {
-        return;
-    }
-    if context.legacy.present() {
-        unrecorded(context, base.job, gap.len() + extra);
-        return;
-    }
-    let last = gap.len().saturating_sub(1);
-    for (index, tick) in gap.into_iter().enumerate() {
-        let err = if index == last && extra > 0 {
-            format!(
-                "{}, nor the {extra} after it",
-                describe(MissReason::NoWorker)
-            )
-        } else {
-            describe(MissReason::NoWorker)
-        };
-        send(context, base.missed(tick, MissReason::NoWorker, err)).await;
-        context.metrics.missed(MissReason::NoWorker);
-    }
-}
-
-/// Counts ticks nobody in this fleet started while go-crontab workers are registered: one of
-/// them may have run each, and wrote its own record if it did.
-fn unrecorded(context: &Context, job: &JobSpec, ticks: usize) {
-    tracing::info!(job.name = %job.name, ticks, "ticks not started here are left unrecorded: go-crontab workers are registered and may have run them");
-    context.metrics.unrecorded(ticks);
-}
-
-async fn send(context: &Context, record: ExecutionRecord) {
+pub(crate) async fn send(context: &Context, record: ExecutionRecord) {
     if context.records.send(record).await.is_err() {
         tracing::error!("the log pipeline is gone; an execution record was dropped");
     }
 }
 
 /// The parts of a record that do not depend on how the run ended.
-struct Base<'a> {
-    job: &'a JobSpec,
-    holder: &'a Holder,
-    scheduled_at: i64,
+pub(crate) struct Base<'a> {
+    pub job: &'a JobSpec,
+    pub holder: &'a Holder,
+    pub scheduled_at: i64,
 }
 
 impl Base<'_> {
-    fn record(&self, status: RunStatus, fencing_token: i64) -> ExecutionRecord {
+    pub fn record(&self, status: RunStatus, fencing_token: i64) -> ExecutionRecord {
         ExecutionRecord {
             run_id: self.holder.run_id.clone(),
             job_name: self.job.name.to_string(),
@@ -430,16 +431,21 @@ impl Base<'_> {
             job_version: self.holder.job_version,
             trigger: self.holder.trigger,
             reason: None,
+            tick_id: Some(self.holder.tick_id.clone()),
+            attempt: Some(self.holder.attempt.max(1)),
         }
     }
 
-    fn missed(&self, tick: DateTime<Utc>, reason: MissReason, err: String) -> ExecutionRecord {
+    /// The `missed` record of scheduled tick `tick`.
+    pub fn missed(&self, tick: DateTime<Utc>, reason: MissReason, err: String) -> ExecutionRecord {
         let mut record = self.record(RunStatus::Missed, 0);
         let ms = tick.timestamp_millis();
-        record.run_id = missed_run_id(self.job, ms);
+        record.run_id = missed::run_id(self.job, ms);
         record.plan_time = ms;
         record.trigger = Trigger::Schedule;
         record.reason = Some(reason);
+        record.tick_id = Some(schedule_tick_id(tick));
+        record.attempt = Some(1);
         record.err = err;
         record
     }
@@ -489,5 +495,7 @@ pub fn abandoned(
         job_version: holder.job_version,
         trigger: holder.trigger,
         reason: None,
+        tick_id: (!holder.tick_id.is_empty()).then(|| holder.tick_id.clone()),
+        attempt: Some(holder.attempt.max(1)),
     }
 }

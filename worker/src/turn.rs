@@ -20,7 +20,7 @@ pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
 /// The longest hand-off, however slow etcd is.
 const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
 /// How much later each next worker gives a tick up as missed.
-const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
+pub const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 
 /// The hand-off: [`HANDOFF`], or twice etcd's recent answer time to a claim when that is
 /// longer (a claim still in flight is not raced), at most [`MAX_HANDOFF`].

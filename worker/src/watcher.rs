@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 use cronfleet_common::keys::KeyKind;
-use cronfleet_common::{JobName, JobSpec, Keys};
+use cronfleet_common::values::Chain;
+use cronfleet_common::{JobName, JobSpec, Keys, Labels};
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,8 +32,12 @@ pub enum Change {
         jobs: Vec<JobSpec>,
         guards: HashMap<JobName, Guard>,
         triggers: Vec<(JobName, i64)>,
-        /// Ids of the cronfleet workers registered under `workers/` that claim now.
-        workers: Vec<String>,
+        /// Ids and labels of the cronfleet workers registered under `workers/` that claim now.
+        workers: Vec<(String, Labels)>,
+        /// The attempts of ticks being retried, at their mod revisions.
+        chains: Vec<(JobName, Chain, i64)>,
+        /// The runs holding a `lock/` or `runs/` key.
+        live_runs: HashSet<String>,
         /// Addresses of the go-crontab workers registered under `workers/`.
         legacy: Vec<String>,
     },
@@ -51,8 +56,13 @@ pub enum Change {
         revision: i64,
     },
     Guard(JobName, Guard),
-    /// A cronfleet worker registered (or refreshed its registration) and claims.
-    WorkerUp(String),
+    /// A cronfleet worker registered (or refreshed its registration) and claims, with its
+    /// labels.
+    WorkerUp(String, Labels),
+    /// `retry/<job>` was written at this mod revision.
+    Chain(JobName, Chain, i64),
+    /// `retry/<job>` was deleted at this revision: the tick's attempts are over.
+    ChainEnded(JobName, i64),
     /// A go-crontab worker registered, at this address.
     LegacyWorkerUp(String),
     /// A worker's registration went away (it stopped, or its lease expired), or it holds its
@@ -140,7 +150,7 @@ impl Watcher {
         let mut from = prefix.into_bytes();
         let mut revision = 0;
         let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
-        let (mut workers, mut legacy) = (Vec::new(), Vec::new());
+        let (mut workers, mut legacy, mut chains) = (Vec::new(), Vec::new(), Vec::new());
         self.holders.clear();
         loop {
             let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
@@ -167,8 +177,12 @@ impl Watcher {
                     }
                     KeyKind::Worker => workers.extend(
                         self.registered_worker(kv)
-                            .filter(|(_, claiming)| *claiming)
-                            .map(|(id, _)| id),
+                            .filter(|(_, claiming, _)| *claiming)
+                            .map(|(id, _, labels)| (id, labels)),
+                    ),
+                    KeyKind::Retry => chains.extend(
+                        self.chain_of(kv)
+                            .map(|(job, chain)| (job, chain, kv.mod_revision())),
                     ),
                     KeyKind::Lock | KeyKind::Run => self.remember(kv),
                     _ => {}
@@ -183,6 +197,11 @@ impl Watcher {
             }
         }
         tracing::info!(jobs = jobs.len(), revision, "etcd snapshot loaded");
+        let live_runs = self
+            .holders
+            .values()
+            .map(|(holder, _)| holder.run_id.clone())
+            .collect();
         changes
             .send(Change::Snapshot {
                 jobs,
@@ -190,6 +209,8 @@ impl Watcher {
                 triggers,
                 workers,
                 legacy,
+                chains,
+                live_runs,
             })
             .await?;
         Ok(revision)
@@ -207,17 +228,29 @@ impl Watcher {
         self.keys.job_of(kv.key())
     }
 
-    /// The id of a cronfleet worker's registration, and whether it claims now (its `holds`
-    /// are empty). go-crontab's workers register with an empty value; they take no part in
-    /// cronfleet's order of preference.
-    fn registered_worker(&self, kv: &KeyValue) -> Option<(String, bool)> {
+    /// The id of a cronfleet worker's registration, whether it claims now (its `holds` are
+    /// empty), and its labels. go-crontab's workers register with an empty value; they take
+    /// no part in cronfleet's order of preference.
+    fn registered_worker(&self, kv: &KeyValue) -> Option<(String, bool, Labels)> {
         let id = self.worker_id_of(kv)?;
         let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
         let claiming = value
             .get("holds")
             .and_then(serde_json::Value::as_array)
             .is_none_or(Vec::is_empty);
-        (value.get("id")?.as_str()? == id).then_some((id, claiming))
+        let labels = value
+            .get("labels")
+            .and_then(|labels| serde_json::from_value(labels.clone()).ok())
+            .unwrap_or_default();
+        (value.get("id")?.as_str()? == id).then_some((id, claiming, labels))
+    }
+
+    /// The job and attempts of a `retry/<job>` key.
+    fn chain_of(&self, kv: &KeyValue) -> Option<(JobName, Chain)> {
+        let chain = serde_json::from_slice(kv.value())
+            .inspect_err(|e| tracing::warn!(key = %String::from_utf8_lossy(kv.key()), error = %e, "skipping an unreadable retry key"))
+            .ok()?;
+        Some((self.job_of(kv)?, chain))
     }
 
     fn worker_id_of(&self, kv: &KeyValue) -> Option<String> {
@@ -308,13 +341,21 @@ impl Watcher {
                 (KeyKind::Worker, true) if LegacyWorkers::is_legacy(kv.value()) => {
                     out.extend(self.worker_id_of(kv).map(Change::LegacyWorkerUp));
                 }
+                (KeyKind::Retry, true) => out.extend(
+                    self.chain_of(kv)
+                        .map(|(job, chain)| Change::Chain(job, chain, kv.mod_revision())),
+                ),
+                (KeyKind::Retry, false) => out.extend(
+                    self.job_of(kv)
+                        .map(|job| Change::ChainEnded(job, kv.mod_revision())),
+                ),
                 (KeyKind::Worker, true) => {
-                    if let Some((id, claiming)) = self.registered_worker(kv) {
+                    if let Some((id, claiming, labels)) = self.registered_worker(kv) {
                         if let Some(at) = heartbeat_ms(kv) {
                             clock(&id, at, &mut out);
                         }
                         out.push(if claiming {
-                            Change::WorkerUp(id)
+                            Change::WorkerUp(id, labels)
                         } else {
                             Change::WorkerDown(id)
                         });

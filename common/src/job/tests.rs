@@ -286,3 +286,35 @@ fn a_go_crontab_job_keeps_its_shape_through_the_master_and_back_to_etcd() {
     let ours = JobSpec::from_etcd_value(spec_json(r#","version":3"#).as_bytes()).unwrap();
     assert!(serde_json::to_value(&ours).unwrap().get("legacy").is_none());
 }
+
+#[test]
+fn run_policies_round_trip_and_are_checked_together() {
+    let spec = JobSpec::from_user_json(
+        spec_json(
+            r#","workingDir":"/srv","selector":{"zone":"eu","disk":["ssd","nvme"]},"mode":"one","retry":{"maxAttempts":3,"alsoOn":["abandoned"]}"#,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let back = JobSpec::from_etcd_value(&spec.to_etcd_value()).unwrap();
+    assert_eq!(back, spec);
+    assert_eq!(back.retry.as_ref().map(|r| r.max_attempts), Some(3));
+    let plain = JobSpec::from_user_json(spec_json("").as_bytes()).unwrap();
+    let value: Value = serde_json::from_slice(&plain.to_etcd_value()).unwrap();
+    for absent in ["workingDir", "selector", "mode", "retry"] {
+        assert!(
+            value.get(absent).is_none(),
+            "{absent} is left out when unset"
+        );
+    }
+    for (extra, field) in [
+        (r#","mode":"every""#, "mode"),
+        (r#","mode":"all","retry":{"maxAttempts":2}"#, "retry"),
+        (r#","workingDir":"tmp""#, "workingDir"),
+        (r#","selector":{"zone":"a b"}"#, "selector.zone"),
+        (r#","retry":{"maxAttempts":30}"#, "retry.maxAttempts"),
+    ] {
+        let err = JobSpec::from_user_json(spec_json(extra).as_bytes());
+        assert_eq!(err.map(drop).unwrap_err().field, field, "{extra}");
+    }
+}

@@ -99,6 +99,8 @@ fn tolerant(doc: &Document) -> Option<Run> {
             .and_then(|s| bson::from_bson::<Trigger>(Bson::String(s.to_owned())).ok())
             .unwrap_or(Trigger::Schedule),
         reason: None,
+        tick_id: doc.get_str("tickId").ok().map(str::to_owned),
+        attempt: small("attempt").and_then(|n| u32::try_from(n).ok()),
         err,
     };
     Some(Run { record, legacy })

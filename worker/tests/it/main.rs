@@ -17,6 +17,7 @@ mod job_env;
 mod legacy_fleet;
 mod legacy_log;
 mod mongo_outage;
+mod policies;
 mod record_path;
 mod run_now;
 mod support;
