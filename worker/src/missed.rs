@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::values::Chain;
-use cronfleet_common::{JobSpec, MissReason, Trigger};
+use cronfleet_common::{JobSpec, MissReason, Mode, Trigger};
 
 use crate::claim::{Guard, Holder};
-use crate::tick::{schedule_tick_id, send, Base, Context};
+use crate::records::{send, Base};
+use crate::tick::{schedule_tick_id, Context};
 
 /// Most `missed` records written for one gap; a longer gap gets one more record that says how
 /// many ticks it covered.
@@ -54,7 +55,10 @@ pub async fn miss(
         holder: &holder,
         scheduled_at: context.clock.now_ms(),
     };
-    record_gap(&context, &base, previous, planned).await;
+    // The ticks between of a job run on every worker were each worker's own, not the guard's.
+    if job.mode == Mode::One {
+        record_gap(&context, &base, previous, planned).await;
+    }
     tracing::warn!(job.name = %job.name, planned = %planned, reason = reason.as_str(), "tick missed its starting deadline");
     send(&context, base.missed(planned, reason, describe(reason))).await;
     context.metrics.missed(reason);

@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::values::Chain;
-use cronfleet_common::{
-    Concurrency, ExecutionRecord, JobSpec, Labels, MissReason, Mode, RunStatus, Trigger,
-};
+use cronfleet_common::{Concurrency, ExecutionRecord, JobSpec, Labels, Mode, RunStatus, Trigger};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument as _;
 
 use crate::claim::{Claimed, Claimer, Guard, Holder};
 use crate::clock::Clock;
-use crate::executor::{self, Limits, Outcome, RunContext};
+use crate::executor::{self, Limits, RunContext};
 use crate::holds::Holds;
 use crate::legacy::{self, LegacyWorkers};
 use crate::metrics::Metrics;
 use crate::missed;
+use crate::records::{send, Base};
 use crate::runs::StopReason;
 use crate::runs::{RunSummary, Runs};
 use crate::slot::Slot;
@@ -393,109 +392,5 @@ async fn withdraw(context: &Context, job: &JobSpec, holder: &Holder, lease: i64)
         }
         tracing::warn!(error = %e, "could not withdraw the claim yet; trying again");
         tokio::time::sleep(RELEASE_RETRY).await;
-    }
-}
-
-pub(crate) async fn send(context: &Context, record: ExecutionRecord) {
-    if context.records.send(record).await.is_err() {
-        tracing::error!("the log pipeline is gone; an execution record was dropped");
-    }
-}
-
-/// The parts of a record that do not depend on how the run ended.
-pub(crate) struct Base<'a> {
-    pub job: &'a JobSpec,
-    pub holder: &'a Holder,
-    pub scheduled_at: i64,
-}
-
-impl Base<'_> {
-    pub fn record(&self, status: RunStatus, fencing_token: i64) -> ExecutionRecord {
-        ExecutionRecord {
-            run_id: self.holder.run_id.clone(),
-            job_name: self.job.name.to_string(),
-            command: self.job.command.clone(),
-            err: String::new(),
-            output: String::new(),
-            plan_time: self.holder.planned_at,
-            schedule_time: self.scheduled_at,
-            start_time: self.scheduled_at,
-            end_time: self.scheduled_at,
-            worker_id: self.holder.worker_id.clone(),
-            status,
-            exit_code: None,
-            signal: None,
-            output_bytes: 0,
-            truncated: false,
-            fencing_token,
-            job_version: self.holder.job_version,
-            trigger: self.holder.trigger,
-            reason: None,
-            tick_id: Some(self.holder.tick_id.clone()),
-            attempt: Some(self.holder.attempt.max(1)),
-        }
-    }
-
-    /// The `missed` record of scheduled tick `tick`.
-    pub fn missed(&self, tick: DateTime<Utc>, reason: MissReason, err: String) -> ExecutionRecord {
-        let mut record = self.record(RunStatus::Missed, 0);
-        let ms = tick.timestamp_millis();
-        record.run_id = missed::run_id(self.job, ms);
-        record.plan_time = ms;
-        record.trigger = Trigger::Schedule;
-        record.reason = Some(reason);
-        record.tick_id = Some(schedule_tick_id(tick));
-        record.attempt = Some(1);
-        record.err = err;
-        record
-    }
-
-    fn finished(&self, outcome: Outcome, fencing_token: i64) -> ExecutionRecord {
-        let mut record = self.record(outcome.status, fencing_token);
-        record.err = outcome.err;
-        record.output = outcome.output.text;
-        record.output_bytes = i64::try_from(outcome.output.total_bytes).unwrap_or(i64::MAX);
-        record.truncated = outcome.output.truncated;
-        record.start_time = outcome.started_at.timestamp_millis();
-        record.end_time = outcome.ended_at.timestamp_millis();
-        record.exit_code = outcome.exit_code;
-        record.signal = outcome.signal;
-        record
-    }
-}
-
-/// The record a survivor writes for a run whose worker died.
-pub fn abandoned(
-    holder: &Holder,
-    command: &str,
-    fencing_token: i64,
-    now_ms: i64,
-) -> ExecutionRecord {
-    ExecutionRecord {
-        run_id: holder.run_id.clone(),
-        job_name: holder.job_name.clone(),
-        command: command.to_owned(),
-        err: format!(
-            "abandoned: the etcd lease of worker {} expired during the run (the worker died, \
-             froze or lost etcd); the run was stopped by its supervisor or with the worker",
-            holder.worker_id
-        ),
-        output: String::new(),
-        plan_time: holder.planned_at,
-        schedule_time: holder.claimed_at.max(holder.planned_at),
-        start_time: holder.claimed_at.max(holder.planned_at),
-        end_time: now_ms,
-        worker_id: holder.worker_id.clone(),
-        status: RunStatus::Abandoned,
-        exit_code: None,
-        signal: None,
-        output_bytes: 0,
-        truncated: false,
-        fencing_token,
-        job_version: holder.job_version,
-        trigger: holder.trigger,
-        reason: None,
-        tick_id: (!holder.tick_id.is_empty()).then(|| holder.tick_id.clone()),
-        attempt: Some(holder.attempt.max(1)),
     }
 }
