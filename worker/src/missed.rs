@@ -5,13 +5,14 @@
 //! * A worker's own run of a tick of a job run on every worker is its alone to give up
 //!   ([`miss_own`]); its record's run id is derived from the tick and the worker, so it is
 //!   stored once however often it is sent.
-//! * A pending attempt is given up by the worker whose txn deletes the chain ([`miss_attempt`]).
+//! * A pending attempt is given up by the worker whose txn deletes the chain ([`miss_attempt`],
+//!   or [`cancel_attempt`] when a kill request came first).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronfleet_common::values::Chain;
-use cronfleet_common::{JobSpec, MissReason, Mode, Trigger};
+use cronfleet_common::{JobSpec, MissReason, Mode, RunStatus, Trigger};
 
 use crate::claim::{Guard, Holder};
 use crate::records::{send, Base};
@@ -97,39 +98,94 @@ pub async fn miss_attempt(
     (chain, revision): (Arc<Chain>, i64),
     reason: MissReason,
 ) {
-    let mut claimer = context.claimer.clone();
-    match claimer.end_chain_at(&job.name, revision).await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::warn!(job.name = %job.name, error = %e, "could not give up a pending attempt; another worker or a later try will");
-            return;
-        }
-    }
-    let Some(planned) = DateTime::from_timestamp_millis(chain.planned_at) else {
-        return;
-    };
-    let id = format!("missed-{}-{}-{}", job.name, chain.tick_id, chain.attempt);
-    let mut holder = holder(&context, &job, planned, id.clone());
-    holder.trigger = chain.trigger;
-    let base = Base {
-        job: &job,
-        holder: &holder,
-        scheduled_at: context.clock.now_ms(),
-    };
-    let mut record = base.missed(planned, reason, describe(reason));
-    record.run_id = id;
-    record.trigger = chain.trigger;
-    record.tick_id = Some(chain.tick_id.clone());
-    record.attempt = Some(chain.attempt);
-    record.err = format!(
+    let err = format!(
         "attempt {} {}",
         chain.attempt,
         describe(reason).trim_start_matches("missed: ")
     );
-    tracing::warn!(job.name = %job.name, attempt = chain.attempt, reason = reason.as_str(), "attempt missed its starting deadline");
-    send(&context, record).await;
-    context.metrics.missed(reason);
+    if end_attempt(
+        &context,
+        &job,
+        (&chain, revision),
+        RunStatus::Missed,
+        err,
+        Some(reason),
+    )
+    .await
+    {
+        tracing::warn!(job.name = %job.name, attempt = chain.attempt, reason = reason.as_str(), "attempt missed its starting deadline");
+        context.metrics.missed(reason);
+    }
+}
+
+/// Ends the chain whose pending attempt a kill request caught before it started, recording
+/// the attempt as killed — once, by the worker whose txn ends the chain.
+pub async fn cancel_attempt(
+    context: Arc<Context>,
+    job: Arc<JobSpec>,
+    (chain, revision): (Arc<Chain>, i64),
+) {
+    let err = format!(
+        "killed on request before attempt {} started; the tick gets no further attempt",
+        chain.attempt
+    );
+    if end_attempt(
+        &context,
+        &job,
+        (&chain, revision),
+        RunStatus::Killed,
+        err,
+        None,
+    )
+    .await
+    {
+        tracing::info!(job.name = %job.name, attempt = chain.attempt, "pending attempt cancelled by a kill request");
+    }
+}
+
+/// Deletes the chain at `revision` and, if this call did, records its pending attempt with
+/// `status`. Whether it did.
+async fn end_attempt(
+    context: &Context,
+    job: &JobSpec,
+    (chain, revision): (&Chain, i64),
+    status: RunStatus,
+    err: String,
+    reason: Option<MissReason>,
+) -> bool {
+    let mut claimer = context.claimer.clone();
+    match claimer.end_chain_at(&job.name, revision).await {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            tracing::warn!(job.name = %job.name, error = %e, "could not end a pending attempt; another worker or a later try will");
+            return false;
+        }
+    }
+    let Some(planned) = DateTime::from_timestamp_millis(chain.planned_at) else {
+        return false;
+    };
+    let id = format!(
+        "{}-{}-{}-{}",
+        status.as_str(),
+        job.name,
+        chain.tick_id,
+        chain.attempt
+    );
+    let mut holder = holder(context, job, planned, id);
+    holder.trigger = chain.trigger;
+    holder.tick_id = chain.tick_id.clone();
+    holder.attempt = chain.attempt;
+    let base = Base {
+        job,
+        holder: &holder,
+        scheduled_at: context.clock.now_ms(),
+    };
+    let mut record = base.record(status, 0);
+    record.reason = reason;
+    record.err = err;
+    send(context, record).await;
+    true
 }
 
 fn holder(context: &Context, job: &JobSpec, planned: DateTime<Utc>, run_id: String) -> Holder {

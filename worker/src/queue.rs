@@ -180,6 +180,16 @@ impl Queue {
         self.take_before(job, RETRY, before);
     }
 
+    /// Takes the pending attempts of `job` out.
+    pub fn take_attempts(&mut self, job: &JobName) -> Vec<Pending> {
+        let keys: Vec<Key> = self
+            .entries
+            .range((job.clone(), RETRY, i64::MIN)..=(job.clone(), RETRY, i64::MAX))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.iter().filter_map(|key| self.take(key)).collect()
+    }
+
     fn take_before(&mut self, job: &JobName, slot: i64, before: i64) {
         let keys: Vec<Key> = self
             .entries

@@ -108,4 +108,18 @@ impl Scheduler {
             }
         });
     }
+
+    /// A kill request ends the tick being retried: its pending attempt never starts.
+    pub(super) fn cancel_attempts(&mut self, job: &JobName) {
+        for pending in self.queue.take_attempts(job) {
+            if let Origin::Retry(chain, revision) = pending.origin {
+                let context = Arc::clone(&self.context);
+                self.tasks.spawn(missed::cancel_attempt(
+                    context,
+                    pending.spec,
+                    (chain, revision),
+                ));
+            }
+        }
+    }
 }

@@ -65,6 +65,7 @@ impl Scheduler {
                 if stopped > 0 {
                     tracing::info!(job.name = %job, stopped, "kill requested");
                 }
+                self.cancel_attempts(&job);
             }
             Change::Trigger(job, revision) => self.trigger(&job, revision),
             Change::TriggerConsumed(job, revision) => self.queue.consumed(&job, revision),

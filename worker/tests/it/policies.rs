@@ -302,3 +302,99 @@ async fn a_run_starts_in_its_working_directory_and_a_missing_one_fails_to_start(
         failed[0].err
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_request_between_attempts_ends_the_tick() {
+    let mut fleet = Fleet::new().await;
+    let _workers = [fleet.worker("a", &[]), fleet.worker("b", &[])];
+    fleet.registered(&["a", "b"]).await;
+    fleet
+        .put_job(json!({
+            "name": "doomed", "command": "exit 3", "cronExpr": once_in(3),
+            "version": 1, "retry": {"maxAttempts": 3, "initialDelaySecs": 4},
+        }))
+        .await;
+    fleet
+        .wait_for_records(
+            "doomed",
+            Duration::from_secs(15),
+            "the first attempt to fail",
+            |r| r.status == RunStatus::Failed,
+            1,
+        )
+        .await;
+    let name = JobName::parse("doomed").unwrap();
+    let retry_key = fleet.env.keys.retry(&name);
+    let chain = fleet.wait_for_key(&retry_key, Duration::from_secs(5)).await;
+    assert_eq!(chain["pending"], true, "{chain}");
+    fleet
+        .put(fleet.env.keys.killer(&name), r#"{"requestId":"stop"}"#)
+        .await;
+    let records = fleet
+        .wait_for_records(
+            "doomed",
+            Duration::from_secs(10),
+            "the cancelled attempt",
+            |r| r.status == RunStatus::Killed,
+            1,
+        )
+        .await;
+    let killed = records
+        .iter()
+        .find(|r| r.status == RunStatus::Killed)
+        .unwrap();
+    assert_eq!(killed.attempt, Some(2));
+    assert!(
+        killed.err.contains("before attempt 2 started"),
+        "{}",
+        killed.err
+    );
+    assert!(fleet.get(&retry_key).await.is_none());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        fleet.records("doomed").await.len(),
+        2,
+        "no attempt after the kill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_forbid_a_tick_due_while_an_attempt_waits_is_skipped() {
+    let mut fleet = Fleet::new().await;
+    let _workers = [fleet.worker("a", &[]), fleet.worker("b", &[])];
+    fleet.registered(&["a", "b"]).await;
+    let counter = fleet.dir.join("forbid");
+    fleet
+        .put_job(json!({
+            "name": "patient", "command": succeeds_on_run(2, &counter), "cronExpr": "*/2 * * * * *",
+            "version": 1, "retry": {"maxAttempts": 2, "initialDelaySecs": 3},
+        }))
+        .await;
+    let records = fleet
+        .wait_for_records(
+            "patient",
+            Duration::from_secs(20),
+            "the retried tick to succeed",
+            |r| r.attempt == Some(2),
+            1,
+        )
+        .await;
+    let first = records
+        .iter()
+        .find(|r| r.status == RunStatus::Failed)
+        .unwrap();
+    let second = records.iter().find(|r| r.attempt == Some(2)).unwrap();
+    assert_eq!(second.status, RunStatus::Succeeded, "{records:#?}");
+    let skipped: Vec<_> = records
+        .iter()
+        .filter(|r| r.plan_time > first.plan_time && r.plan_time < second.start_time)
+        .collect();
+    assert!(
+        !skipped.is_empty(),
+        "a tick fell due meanwhile: {records:#?}"
+    );
+    assert!(
+        skipped.iter().all(|r| r.status == RunStatus::Skipped),
+        "{skipped:#?}"
+    );
+}
