@@ -97,6 +97,8 @@ async fn main() {
                 job_version: 1,
                 trigger: Trigger::Schedule,
                 reason: None,
+                tick_id: None,
+                attempt: None,
             }
         })
         .collect();

@@ -107,7 +107,7 @@ pub struct Config {
     /// Labels this worker publishes in its registration, as `key=value`: repeat the flag, or
     /// separate them with commas. A job with a `selector` runs only on workers whose labels
     /// match it.
-    #[arg(long = "label", env = "CRON_WORKER_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    #[arg(long = "label", value_name = "KEY=VALUE", env = "CRON_WORKER_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
 
     /// Log as JSON lines instead of text.

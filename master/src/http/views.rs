@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use cronfleet_common::{ExecutionRecord, JobSpec};
+use cronfleet_common::{ExecutionRecord, JobSpec, Mode, RetryPolicy, Selector};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Everything but unreserved characters is encoded in a path segment (as askama's
 /// `urlencode_strict`, which the templates use).
@@ -116,24 +116,45 @@ pub fn schedule_words(expr: &str) -> String {
     }
 }
 
-/// The fields that differ between two job specs, as `field: before → after` lines.
+/// The fields that differ between two job specs, as `field: before → after` lines. Objects
+/// (`env`, `selector`, `retry`) are compared key by key, as `retry.maxAttempts: 3 → 5`.
 pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
-    let empty = serde_json::Map::new();
+    let empty = Map::new();
     let before_map = before.and_then(Value::as_object).unwrap_or(&empty);
     let after_map = after.and_then(Value::as_object).unwrap_or(&empty);
-    let mut keys: Vec<&String> = before_map.keys().chain(after_map.keys()).collect();
+    let mut lines = Vec::new();
+    diff_fields("", before_map, after_map, &mut lines);
+    lines
+}
+
+fn diff_fields(
+    prefix: &str,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+    lines: &mut Vec<String>,
+) {
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
-        .filter(|key| key.as_str() != "version")
-        .filter_map(|key| {
-            let (old, new) = (before_map.get(key), after_map.get(key));
-            (old != new).then(|| {
-                let show = |v: Option<&Value>| v.map_or_else(|| "∅".to_owned(), short);
-                format!("{key}: {} → {}", show(old), show(new))
-            })
-        })
-        .collect()
+    let empty = Map::new();
+    for key in keys.into_iter().filter(|key| key.as_str() != "version") {
+        let (old, new) = (before.get(key), after.get(key));
+        if old == new {
+            continue;
+        }
+        let field = format!("{prefix}{key}");
+        let nested = [old, new]
+            .into_iter()
+            .all(|value| value.is_none_or(Value::is_object));
+        if nested {
+            let old = old.and_then(Value::as_object).unwrap_or(&empty);
+            let new = new.and_then(Value::as_object).unwrap_or(&empty);
+            diff_fields(&format!("{field}."), old, new, lines);
+        } else {
+            let show = |v: Option<&Value>| v.map_or_else(|| "∅".to_owned(), short);
+            lines.push(format!("{field}: {} → {}", show(old), show(new)));
+        }
+    }
 }
 
 fn short(value: &Value) -> String {
@@ -152,6 +173,40 @@ fn short(value: &Value) -> String {
 pub fn timeout(spec: &JobSpec) -> String {
     spec.timeout_secs
         .map_or_else(|| "none".to_owned(), |secs| format!("{secs} s"))
+}
+
+/// Which workers may run a job, in words.
+pub fn selector(selector: &Selector) -> String {
+    if selector.is_empty() {
+        "any worker".to_owned()
+    } else {
+        selector.describe()
+    }
+}
+
+/// How many workers run each tick, in words.
+pub fn mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::One => "one: one matching worker runs each tick",
+        Mode::All => "all: every live matching worker runs each tick once",
+    }
+}
+
+/// A retry policy in words, or `none`.
+pub fn retry(policy: Option<&RetryPolicy>) -> String {
+    let Some(policy) = policy else {
+        return "none".to_owned();
+    };
+    let mut statuses = vec!["failed", "timed_out"];
+    statuses.extend(policy.also_on.iter().map(|status| status.as_str()));
+    format!(
+        "up to {} attempts of a tick whose run ended {}: {} s before the second, × {} before each next, at most {} s (±20 %)",
+        policy.max_attempts,
+        statuses.join(", "),
+        policy.initial_delay_secs,
+        policy.multiplier,
+        policy.max_delay_secs,
+    )
 }
 
 /// The starting deadline of a job, in words.
@@ -188,6 +243,24 @@ mod tests {
         let after = serde_json::json!({"command": "b", "cronExpr": "@daily", "version": 2});
         assert_eq!(diff(Some(&before), Some(&after)), ["command: a → b"]);
         assert_eq!(diff(None, Some(&after)).len(), 2);
+    }
+
+    #[test]
+    fn nested_objects_diff_key_by_key() {
+        let before = serde_json::json!({"selector": {"zone": "eu"}, "env": {"A": "1"}});
+        let after = serde_json::json!({
+            "selector": {"zone": "eu", "disk": ["ssd", "nvme"]},
+            "retry": {"maxAttempts": 3, "multiplier": 2.0},
+        });
+        assert_eq!(
+            diff(Some(&before), Some(&after)),
+            [
+                "env.A: 1 → ∅",
+                "retry.maxAttempts: ∅ → 3",
+                "retry.multiplier: ∅ → 2.0",
+                r#"selector.disk: ∅ → ["ssd","nvme"]"#,
+            ]
+        );
     }
 
     #[test]

@@ -151,6 +151,28 @@ impl Reads {
         Ok(found.as_ref().and_then(Run::decode))
     }
 
+    /// The records of one tick of a job (its retry attempts, or each worker's run of it), in
+    /// the order they started: at most `limit`, from `since` (the tick's planned time, before
+    /// which none of them started) on, so the `(jobName, startTime)` index bounds the scan.
+    pub async fn tick_runs(
+        &self,
+        job: &str,
+        tick_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<Run>, ReadError> {
+        let filter = doc! { "jobName": job, "startTime": { "$gte": since }, "tickId": tick_id };
+        let documents: Vec<RawDocumentBuf> = self
+            .log
+            .find(filter)
+            .sort(doc! { "startTime": 1, "runId": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(documents.iter().filter_map(Run::decode).collect())
+    }
+
     /// The newest record of each named job: one indexed `(jobName, startTime desc)` lookup per
     /// job, all at once (an aggregation over the whole collection is far slower).
     pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, Run>, ReadError> {

@@ -417,6 +417,8 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
             job_version: 1,
             trigger: Trigger::Schedule,
             reason: None,
+            tick_id: None,
+            attempt: None,
         })
         .collect();
     log.insert_many(&records).await.unwrap();

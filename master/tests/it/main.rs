@@ -11,6 +11,8 @@ mod input;
 mod legacy;
 mod names;
 mod pages;
+mod policies;
+mod policy_pages;
 mod projector;
 mod services;
 mod support;

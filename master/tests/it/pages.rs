@@ -213,6 +213,8 @@ async fn hostile_job(master: &Master) -> String {
         job_version: 1,
         trigger: Trigger::Schedule,
         reason: None,
+        tick_id: None,
+        attempt: None,
     };
     let missed = ExecutionRecord {
         run_id: "missed-hostile-1763999700000".into(),

@@ -102,6 +102,8 @@ fn record(run_id: &str, start_time: i64) -> ExecutionRecord {
         job_version: 1,
         trigger: Trigger::Schedule,
         reason: None,
+        tick_id: None,
+        attempt: None,
     }
 }
 

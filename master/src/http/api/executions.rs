@@ -20,8 +20,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionPage {
     #[schema(value_type = Vec<Object>)]
-    /// Records of go-crontab workers carry `"legacy": true`, a run id made from their
-    /// `_id`, and a status derived from their `err`.
+    /// Execution records, as stored in `cron.log`. A run of a tick carries `tickId`, shared
+    /// by every attempt of the tick and, with `mode: all`, by every worker's run of it, and
+    /// `attempt` (1 for the first); a `missed` record carries its `reason`. Records of
+    /// go-crontab workers carry `"legacy": true`, a run id made from their `_id`, and a
+    /// status derived from their `err`.
     pub items: Vec<Run>,
     pub next_cursor: Option<String>,
 }

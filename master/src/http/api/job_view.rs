@@ -1,10 +1,13 @@
 //! A job as the API shows it, in answers to reads and to writes.
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::JobSpec;
+use std::collections::BTreeMap;
+
+use cronfleet_common::{JobSpec, Mode, RetryPolicy, Selector};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::policy::{RetrySchema, RunMode, SelectorValues};
 use crate::store::JobRow;
 
 /// A job as the API shows it.
@@ -23,9 +26,21 @@ pub struct JobView {
     pub concurrency: String,
     pub paused: bool,
     pub description: String,
-    pub env: std::collections::BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
     /// The shell the command runs under.
     pub shell: String,
+    /// The directory the command starts in; none: the worker's own.
+    pub working_dir: Option<String>,
+    /// Which workers may run the job: label key to the value, or values, its label must
+    /// have. Empty: any worker.
+    #[schema(value_type = BTreeMap<String, SelectorValues>)]
+    pub selector: Selector,
+    /// `one` matching worker runs each tick, or `all` of them do.
+    #[schema(value_type = RunMode)]
+    pub mode: Mode,
+    /// How a failed tick is attempted again, with every default filled in; none: it is not.
+    #[schema(value_type = Option<RetrySchema>)]
+    pub retry: Option<RetryPolicy>,
     /// A go-crontab job adopted from etcd (its value has only name, command and cronExpr):
     /// workers read it in their local time zone under `/bin/bash`. An update makes it a
     /// cronfleet job.
@@ -54,6 +69,10 @@ impl JobView {
             description: spec.description.clone(),
             env: spec.env.clone(),
             shell: spec.shell().to_owned(),
+            working_dir: spec.working_dir.clone(),
+            selector: spec.selector.clone(),
+            mode: spec.mode,
+            retry: spec.retry.clone(),
             legacy: spec.legacy,
             version,
             created_at: None,

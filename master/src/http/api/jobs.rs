@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::job_view::JobView;
+use super::policy::{RetrySchema, RunMode, SelectorValues};
 use super::write::{expected_version, set_etag, write};
 use super::{job_name, limit, page_cursor};
 use crate::domain::Command;
@@ -56,6 +57,20 @@ pub struct JobInput {
     /// The shell the command runs under, an absolute path; default `/bin/sh`. A worker runs
     /// only the shells it was started with (`--shell`); a run under another fails to start.
     pub shell: Option<String>,
+    /// The directory the command starts in, an absolute path; default: the worker's own. A
+    /// run on a worker where it does not exist fails to start (`failed_to_start`).
+    pub working_dir: Option<String>,
+    /// Which workers may run the job, by the labels they were started with (`--label
+    /// key=value`): at most 16 label keys (1-63 of `[A-Za-z0-9._/-]`), each with the value,
+    /// or the values, the worker's label must have. A worker matches when it has every key
+    /// with an accepted value. Default: any worker. While no live worker matches, each tick
+    /// is recorded `missed` with reason `no_matching_worker`.
+    pub selector: Option<std::collections::BTreeMap<String, SelectorValues>>,
+    /// `one` (default): one matching worker runs each tick; `all`: every live matching
+    /// worker runs it once.
+    pub mode: Option<RunMode>,
+    /// Attempt a failed tick again; none by default. Refused with `mode: all`.
+    pub retry: Option<RetrySchema>,
     /// On update: the version you last saw (or send `If-Match`).
     pub version: Option<u64>,
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod executions;
 mod job_view;
 pub mod jobs;
+pub mod policy;
 pub mod tokens;
 pub mod users;
 pub mod workers;

@@ -19,7 +19,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkerList {
     /// Each worker's registration: id, hostname, pid, version, startedAt, slots, running,
-    /// heartbeatAt, and holds (why it claims nothing now; empty while it claims).
+    /// heartbeatAt, holds (why it claims nothing now; empty while it claims), and labels
+    /// (its `--label`s, key to value, which job selectors match).
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Registration>,
     /// go-crontab workers registered beside them, by address. They claim through

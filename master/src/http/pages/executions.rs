@@ -1,9 +1,11 @@
-//! One run's page.
+//! One run's page, with the other records of its tick (retry attempts, or each worker's run
+//! of a job run on every worker).
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
+use cronfleet_common::{ExecutionRecord, MissReason};
 
 use super::show;
 use crate::accounts::Session;
@@ -11,6 +13,13 @@ use crate::http::error::HttpError;
 use crate::http::layout::Nav;
 use crate::http::views;
 use crate::http::AppState;
+use crate::read::Run;
+
+/// Most records of one tick the page lists.
+const TICK_RUNS: i64 = 100;
+/// How long before its planned time a record of a tick may say it started: the clocks of
+/// workers disagree a little.
+const CLOCK_MARGIN_MS: i64 = 60_000;
 
 struct ExecutionView {
     run_id: String,
@@ -26,6 +35,10 @@ struct ExecutionView {
     worker: String,
     fencing_token: i64,
     trigger: String,
+    /// Why a missed tick did not start.
+    reason: Option<&'static str>,
+    tick_id: Option<String>,
+    attempt: Option<u32>,
     command: String,
     output: String,
     output_bytes: i64,
@@ -37,6 +50,59 @@ struct ExecutionView {
 struct ExecutionPage {
     nav: Nav,
     run: ExecutionView,
+    /// Every record of this run's tick, this one included, when there are others.
+    tick_runs: Vec<TickRunView>,
+}
+
+/// One record of the tick, as a row.
+struct TickRunView {
+    run_id: String,
+    attempt: String,
+    status: String,
+    started: String,
+    worker: String,
+    this: bool,
+}
+
+impl TickRunView {
+    fn new(run: &Run, this: &str) -> Self {
+        let r = &run.record;
+        Self {
+            run_id: r.run_id.clone(),
+            attempt: r.attempt.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            status: r.status.as_str().to_owned(),
+            started: views::when_ms(r.start_time),
+            worker: r.worker_id.clone(),
+            this: r.run_id == this,
+        }
+    }
+}
+
+/// Every record of `record`'s tick, in the order they started: none when it has no tick id
+/// or is alone in it.
+async fn tick_runs(
+    state: &AppState,
+    record: &ExecutionRecord,
+) -> Result<Vec<TickRunView>, HttpError> {
+    let Some(tick_id) = record.tick_id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let planned = tick_id
+        .strip_prefix("schedule-")
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .unwrap_or(record.plan_time);
+    let since = planned.min(record.start_time) - CLOCK_MARGIN_MS;
+    let runs = state
+        .reads
+        .tick_runs(&record.job_name, tick_id, since, TICK_RUNS)
+        .await?;
+    if runs.len() < 2 {
+        return Ok(Vec::new());
+    }
+    Ok(runs
+        .iter()
+        .map(|run| TickRunView::new(run, &record.run_id))
+        .collect())
 }
 
 pub(super) async fn page(
@@ -50,6 +116,7 @@ pub(super) async fn page(
         .execution(&run_id)
         .await?
         .ok_or_else(|| HttpError::not_found("There is no such run."))?;
+    let tick_runs = tick_runs(&state, &run.record).await?;
     let r = run.record;
     let run = ExecutionView {
         status: r.status.as_str().to_owned(),
@@ -60,6 +127,9 @@ pub(super) async fn page(
         duration: views::duration_ms(r.end_time - r.start_time),
         exit: views::exit(&r),
         trigger: format!("{:?}", r.trigger).to_lowercase(),
+        reason: r.reason.map(MissReason::as_str),
+        tick_id: r.tick_id,
+        attempt: r.attempt,
         run_id: r.run_id,
         job: r.job_name,
         err: r.err,
@@ -74,5 +144,9 @@ pub(super) async fn page(
         output_bytes: r.output_bytes,
         truncated: r.truncated,
     };
-    show(&ExecutionPage { nav, run })
+    show(&ExecutionPage {
+        nav,
+        run,
+        tick_runs,
+    })
 }

@@ -13,6 +13,7 @@ use cronfleet_common::JobSpec;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::job_policy::{FormError, PolicyForm};
 use super::show;
 use super::{meta, no_such_job, parse_name};
 use crate::accounts::Session;
@@ -52,6 +53,8 @@ struct JobForm {
     version: String,
     #[serde(default)]
     intent: String,
+    #[serde(flatten)]
+    policy: PolicyForm,
 }
 
 impl JobForm {
@@ -76,11 +79,12 @@ impl JobForm {
                 .collect(),
             version: version.to_string(),
             intent: String::new(),
+            policy: PolicyForm::from_spec(spec),
         }
     }
 
     /// The spec, through the same validation as the API.
-    fn spec(&self, paused: bool) -> Result<JobSpec, (String, String)> {
+    fn spec(&self, paused: bool) -> Result<JobSpec, FormError> {
         let mut body = Map::new();
         body.insert("name".into(), json!(self.name.trim()));
         body.insert("command".into(), json!(self.command.replace("\r\n", "\n")));
@@ -118,6 +122,7 @@ impl JobForm {
         }
         body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
+        self.policy.fill(&mut body)?;
         JobSpec::from_user_json(Value::Object(body).to_string().as_bytes())
             .map_err(|e| (e.field.clone(), e.to_string()))
     }
@@ -132,6 +137,8 @@ struct JobFormPage {
     errors: HashMap<String, String>,
     /// An error about any environment variable (`env` or `env.NAME`).
     env_error: Option<String>,
+    /// An error about the selector or one of its keys (`selector`, `selector.KEY`).
+    selector_error: Option<String>,
     preview: Vec<String>,
     conflict: Option<String>,
 }
@@ -145,16 +152,21 @@ impl JobFormPage {
         preview: Vec<String>,
         conflict: Option<String>,
     ) -> Self {
-        let env_error = errors
-            .iter()
-            .find(|(field, _)| field.starts_with("env"))
-            .map(|(_, e)| e.clone());
+        let error_under = |prefix: &str| {
+            errors
+                .iter()
+                .find(|(field, _)| field.starts_with(prefix))
+                .map(|(_, e)| e.clone())
+        };
+        let env_error = error_under("env");
+        let selector_error = error_under("selector");
         Self {
             nav,
             form,
             editing,
             errors,
             env_error,
+            selector_error,
             preview,
             conflict,
         }
@@ -166,6 +178,10 @@ pub(super) async fn new(Extension(session): Extension<Session>) -> Result<Respon
         timezone: "UTC".into(),
         concurrency: "forbid".into(),
         version: "0".into(),
+        policy: PolicyForm {
+            mode: "one".into(),
+            ..PolicyForm::default()
+        },
         ..JobForm::default()
     };
     show(&JobFormPage::new(

@@ -1,4 +1,4 @@
-//! The dashboard (every job, filtered and paged), one job's page, and its buttons.
+//! The dashboard (every job, filtered and paged), and the buttons of a job's page.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -6,12 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chrono::{DateTime, Utc};
-use cronfleet_common::{JobSpec, MissReason};
+use cronfleet_common::JobSpec;
 use serde::Deserialize;
 
-use super::audit::ChangeView;
 use super::show;
-use super::{change_view, meta, no_such_job, parse_name, DoneQuery, PAGE_SIZE};
+use super::{meta, parse_name, PAGE_SIZE};
 use crate::accounts::Session;
 use crate::domain::Command;
 use crate::http::error::HttpError;
@@ -21,7 +20,7 @@ use crate::http::views;
 use crate::http::AppState;
 use crate::identity::Role;
 use crate::read::Run;
-use crate::store::{EventFilter, JobFilter, JobRow};
+use crate::store::JobFilter;
 
 struct LastRun {
     status: String,
@@ -135,144 +134,6 @@ pub(super) async fn dashboard(
         filter_name: name,
         filter_status: status,
         next_page,
-    })
-}
-
-struct JobView {
-    name: String,
-    command: String,
-    cron_expr: String,
-    schedule_words: String,
-    timezone: String,
-    paused: bool,
-    timeout: String,
-    starting_deadline: String,
-    concurrency: String,
-    shell: String,
-    /// A go-crontab job (its three fields only): workers read it in their own time zone.
-    legacy: bool,
-    description: String,
-    version: i64,
-    updated_at: String,
-    updated_by: String,
-    next_runs: Vec<String>,
-}
-
-struct RunView {
-    run_id: String,
-    status: String,
-    /// Why a missed tick did not start.
-    reason: Option<&'static str>,
-    planned: String,
-    started: String,
-    duration: String,
-    exit: String,
-    worker: String,
-    excerpt: String,
-}
-
-impl JobView {
-    fn new(row: &JobRow) -> Self {
-        let spec = &row.spec;
-        Self {
-            name: spec.name.to_string(),
-            command: spec.command.clone(),
-            cron_expr: spec.cron_expr.clone(),
-            schedule_words: views::schedule_words(&spec.cron_expr),
-            timezone: spec.timezone.name().to_owned(),
-            paused: spec.paused,
-            timeout: views::timeout(spec),
-            starting_deadline: views::starting_deadline(spec),
-            concurrency: spec.concurrency.as_str().to_owned(),
-            shell: spec.shell().to_owned(),
-            legacy: spec.legacy,
-            description: spec.description.clone(),
-            version: row.version,
-            updated_at: views::when(row.updated_at),
-            updated_by: row.updated_by.clone(),
-            next_runs: spec
-                .schedule()
-                .upcoming(Utc::now(), 5)
-                .into_iter()
-                .map(|t| views::when_in(t, spec.timezone))
-                .collect(),
-        }
-    }
-}
-
-impl RunView {
-    fn new(run: &Run) -> Self {
-        let r = &run.record;
-        Self {
-            run_id: r.run_id.clone(),
-            status: r.status.as_str().to_owned(),
-            reason: r.reason.map(MissReason::as_str),
-            planned: views::when_ms(r.plan_time),
-            started: views::when_ms(r.start_time),
-            duration: views::duration_ms(r.end_time - r.start_time),
-            exit: views::exit(r),
-            worker: if run.legacy {
-                "go-crontab worker".to_owned()
-            } else {
-                r.worker_id.clone()
-            },
-            excerpt: views::excerpt(&r.output),
-        }
-    }
-}
-
-#[derive(Template)]
-#[template(path = "job.html")]
-struct JobPage {
-    nav: Nav,
-    job: JobView,
-    executions: Vec<RunView>,
-    history: Vec<ChangeView>,
-    /// Addresses of registered go-crontab workers, which run this job by their own rules.
-    legacy_workers: Vec<String>,
-    /// When the job's latest change was written to etcd outside the master.
-    changed_outside: Option<String>,
-}
-
-pub(super) async fn detail(
-    State(state): State<AppState>,
-    Extension(session): Extension<Session>,
-    Path(name): Path<String>,
-    Query(query): Query<DoneQuery>,
-) -> Result<Response, HttpError> {
-    let nav = Nav::new(&session, query.done.as_deref());
-    let name = parse_name(&name)?;
-    let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
-    let job = JobView::new(&row);
-    let (records, fleet) = tokio::try_join!(
-        state.reads.executions(&name, None, 20),
-        state.reads.workers()
-    )?;
-    let executions = records.runs.iter().map(RunView::new).collect();
-    let legacy_workers = fleet.legacy.into_iter().map(|w| w.address).collect();
-    let filter = EventFilter {
-        job: Some(name.to_string()),
-        limit: 20,
-        ..EventFilter::default()
-    };
-    let history: Vec<ChangeView> = state
-        .reads
-        .events(&filter)
-        .await?
-        .into_iter()
-        .map(change_view)
-        .collect();
-    let changed_outside = history
-        .first()
-        .filter(|change| change.kind == "JobChangedOutsideMaster")
-        .map(|change| change.at.clone());
-    show(&JobPage {
-        nav,
-        job,
-        executions,
-        history,
-        legacy_workers,
-        changed_outside,
     })
 }
 

@@ -8,6 +8,8 @@
 mod audit;
 mod executions;
 mod job_form;
+mod job_page;
+mod job_policy;
 mod jobs;
 mod sign_in;
 mod tokens;
@@ -41,7 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(sign_in::form).post(sign_in::login))
         .route("/logout", post(sign_in::logout))
         .route("/jobs/new", get(job_form::new).post(job_form::create))
-        .route("/jobs/{name}", get(jobs::detail))
+        .route("/jobs/{name}", get(job_page::detail))
         .route(
             "/jobs/{name}/edit",
             get(job_form::edit).post(job_form::update),

@@ -20,6 +20,8 @@ struct WorkerView {
     version: String,
     started: String,
     slots: String,
+    /// `key=value`, one per label.
+    labels: Vec<String>,
     running: Vec<String>,
     heartbeat: String,
     /// Why the worker claims nothing now; empty while it claims.
@@ -48,6 +50,11 @@ pub(super) async fn page(
             version: w.version,
             started: w.started_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             slots: w.slots.to_string(),
+            labels: w
+                .labels
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect(),
             running: w
                 .running
                 .into_iter()

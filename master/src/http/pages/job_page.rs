@@ -1,0 +1,226 @@
+//! One job's page: its spec and run policies, its recent executions grouped by tick, its
+//! history, and the warnings about who may run it.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Extension;
+use chrono::Utc;
+use cronfleet_common::values::Registration;
+use cronfleet_common::{JobSpec, MissReason};
+
+use super::audit::ChangeView;
+use super::show;
+use super::{change_view, no_such_job, parse_name, DoneQuery};
+use crate::accounts::Session;
+use crate::http::error::HttpError;
+use crate::http::layout::Nav;
+use crate::http::views;
+use crate::http::AppState;
+use crate::read::Run;
+use crate::store::{EventFilter, JobRow};
+
+/// Executions the page shows.
+const RECENT_RUNS: usize = 20;
+
+struct JobView {
+    name: String,
+    command: String,
+    cron_expr: String,
+    schedule_words: String,
+    timezone: String,
+    paused: bool,
+    timeout: String,
+    starting_deadline: String,
+    concurrency: String,
+    shell: String,
+    working_dir: String,
+    selector: String,
+    mode: &'static str,
+    retry: String,
+    /// A go-crontab job (its three fields only): workers read it in their own time zone.
+    legacy: bool,
+    description: String,
+    version: i64,
+    updated_at: String,
+    updated_by: String,
+    next_runs: Vec<String>,
+}
+
+impl JobView {
+    fn new(row: &JobRow) -> Self {
+        let spec = &row.spec;
+        Self {
+            name: spec.name.to_string(),
+            command: spec.command.clone(),
+            cron_expr: spec.cron_expr.clone(),
+            schedule_words: views::schedule_words(&spec.cron_expr),
+            timezone: spec.timezone.name().to_owned(),
+            paused: spec.paused,
+            timeout: views::timeout(spec),
+            starting_deadline: views::starting_deadline(spec),
+            concurrency: spec.concurrency.as_str().to_owned(),
+            shell: spec.shell().to_owned(),
+            working_dir: spec
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "the worker's own".to_owned()),
+            selector: views::selector(&spec.selector),
+            mode: views::mode(spec.mode),
+            retry: views::retry(spec.retry.as_ref()),
+            legacy: spec.legacy,
+            description: spec.description.clone(),
+            version: row.version,
+            updated_at: views::when(row.updated_at),
+            updated_by: row.updated_by.clone(),
+            next_runs: spec
+                .schedule()
+                .upcoming(Utc::now(), 5)
+                .into_iter()
+                .map(|t| views::when_in(t, spec.timezone))
+                .collect(),
+        }
+    }
+}
+
+struct RunView {
+    run_id: String,
+    status: String,
+    /// Why a missed tick did not start.
+    reason: Option<&'static str>,
+    attempt: String,
+    planned: String,
+    started: String,
+    duration: String,
+    exit: String,
+    worker: String,
+    excerpt: String,
+}
+
+impl RunView {
+    fn new(run: &Run) -> Self {
+        let r = &run.record;
+        Self {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_owned(),
+            reason: r.reason.map(MissReason::as_str),
+            attempt: r.attempt.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            planned: views::when_ms(r.plan_time),
+            started: views::when_ms(r.start_time),
+            duration: views::duration_ms(r.end_time - r.start_time),
+            exit: views::exit(r),
+            worker: if run.legacy {
+                "go-crontab worker".to_owned()
+            } else {
+                r.worker_id.clone()
+            },
+            excerpt: views::excerpt(&r.output),
+        }
+    }
+}
+
+/// The records of one tick on the page: a tick with several (its retry attempts, or each
+/// worker's run of a job run on every worker) gets a heading row and its records in attempt
+/// order beneath it.
+struct TickGroup {
+    /// `tick <id>, planned <time>: <n> attempts`, for a tick with several records.
+    heading: Option<String>,
+    runs: Vec<RunView>,
+}
+
+/// Groups records that share a `tickId`, each group where its newest record is.
+fn tick_groups(runs: &[Run]) -> Vec<TickGroup> {
+    let mut groups: Vec<(Option<&str>, Vec<&Run>)> = Vec::new();
+    for run in runs {
+        let tick = run.record.tick_id.as_deref();
+        match groups
+            .iter_mut()
+            .find(|(id, _)| tick.is_some() && *id == tick)
+        {
+            Some((_, members)) => members.push(run),
+            None => groups.push((tick, vec![run])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(tick, mut members)| {
+            members.sort_by_key(|run| (run.record.attempt, run.record.start_time));
+            let heading = tick.filter(|_| members.len() > 1).map(|tick| {
+                let attempts = members.iter().filter_map(|r| r.record.attempt).max();
+                let what = if attempts.unwrap_or(1) > 1 {
+                    format!("{} attempts", members.len())
+                } else {
+                    format!("{} runs, one per worker", members.len())
+                };
+                let planned = views::when_ms(members.first().map_or(0, |r| r.record.plan_time));
+                format!("tick {tick}, planned {planned}: {what}")
+            });
+            TickGroup {
+                heading,
+                runs: members.into_iter().map(RunView::new).collect(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    nav: Nav,
+    job: JobView,
+    ticks: Vec<TickGroup>,
+    history: Vec<ChangeView>,
+    /// Addresses of registered go-crontab workers, which run this job by their own rules.
+    legacy_workers: Vec<String>,
+    /// The job's selector, in words, when no live worker's labels match it.
+    unmatched_selector: Option<String>,
+    /// When the job's latest change was written to etcd outside the master.
+    changed_outside: Option<String>,
+}
+
+/// The selector in words when the job has one and no registered worker matches it.
+fn unmatched_selector(spec: &JobSpec, workers: &[Registration]) -> Option<String> {
+    let selector = &spec.selector;
+    let matched = workers.iter().any(|w| selector.matches(&w.labels));
+    (!selector.is_empty() && !matched).then(|| selector.describe())
+}
+
+pub(super) async fn detail(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(name): Path<String>,
+    Query(query): Query<DoneQuery>,
+) -> Result<Response, HttpError> {
+    let nav = Nav::new(&session, query.done.as_deref());
+    let name = parse_name(&name)?;
+    let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
+    let (records, fleet) = tokio::try_join!(
+        state.reads.executions(&name, None, RECENT_RUNS),
+        state.reads.workers()
+    )?;
+    let filter = EventFilter {
+        job: Some(name.to_string()),
+        limit: 20,
+        ..EventFilter::default()
+    };
+    let history: Vec<ChangeView> = state
+        .reads
+        .events(&filter)
+        .await?
+        .into_iter()
+        .map(change_view)
+        .collect();
+    let changed_outside = history
+        .first()
+        .filter(|change| change.kind == "JobChangedOutsideMaster")
+        .map(|change| change.at.clone());
+    show(&JobPage {
+        nav,
+        job: JobView::new(&row),
+        ticks: tick_groups(&records.runs),
+        history,
+        legacy_workers: fleet.legacy.into_iter().map(|w| w.address).collect(),
+        unmatched_selector: unmatched_selector(&row.spec, &fleet.workers),
+        changed_outside,
+    })
+}
