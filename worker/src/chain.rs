@@ -17,8 +17,7 @@ use cronfleet_common::values::Chain;
 use cronfleet_common::{JobName, JobSpec, RunStatus};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use crate::claim::{applied_before, first_kv, needs_free_lock, Claimed, Claimer, Guard, Holder};
-use crate::metrics::TxnResult;
+use crate::claim::{first_kv, needs_free_lock, Claimed, Claimer, Holder};
 
 impl Claimer {
     /// The put that starts a job's chain with `holder`'s run as attempt 1, for jobs with a
@@ -54,72 +53,27 @@ impl Claimer {
         holder: &Holder,
     ) -> Result<Claimed, etcd_client::Error> {
         let retry_key = self.keys.retry(&job.name);
-        let lock_key = self.keys.lock(&job.name);
-        let mut when = vec![Compare::mod_revision(
-            retry_key.as_str(),
-            CompareOp::Equal,
-            revision,
-        )];
-        if needs_free_lock(job) {
-            when.push(Compare::create_revision(
-                lock_key.as_str(),
-                CompareOp::Equal,
-                0,
-            ));
-        }
         let running = Chain {
             run_id: holder.run_id.clone(),
             pending: false,
             ..chain.clone()
         };
-        let mut then = vec![
-            TxnOp::get(lock_key.as_str(), None),
-            TxnOp::put(
-                retry_key.as_str(),
-                serde_json::to_vec(&running).unwrap_or_default(),
-                None,
-            ),
-        ];
-        then.extend(self.run_keys(job, holder, lease));
-        let txn = Txn::new().when(when).and_then(then).or_else([
-            TxnOp::get(retry_key.as_str(), None),
-            TxnOp::get(lock_key.as_str(), None),
-            self.own_key(job, holder),
-        ]);
-        let answer = self.send(&job.name, txn).await?;
-        let replies = &answer.replies;
-        if answer.succeeded {
-            self.metrics.txn(TxnResult::Won);
-            let replaced = first_kv(replies, 0)
-                .and_then(|(value, _)| serde_json::from_slice::<Holder>(&value).ok());
-            return Ok(Claimed::Start {
-                revision: answer.revision,
-                previous: Guard::default(),
-                replaced,
-            });
-        }
-        if let Some(revision) = applied_before(replies, holder) {
-            self.metrics.txn(TxnResult::Won);
-            return Ok(Claimed::Start {
-                revision,
-                previous: Guard::default(),
-                replaced: None,
-            });
-        }
-        if first_kv(replies, 0).map(|(_, mod_rev)| mod_rev) != Some(revision) {
-            self.metrics.txn(TxnResult::Lost);
-            return Ok(Claimed::Lost);
-        }
-        self.metrics.txn(TxnResult::Locked);
-        let holder =
-            first_kv(replies, 1).and_then(|(value, _)| serde_json::from_slice(&value).ok());
-        if self.end_chain_at(&job.name, revision).await? {
-            return Ok(Claimed::Skip {
-                previous: Guard::default(),
-                holder,
-            });
-        }
-        Ok(Claimed::Lost)
+        let take = vec![TxnOp::put(
+            retry_key.as_str(),
+            serde_json::to_vec(&running).unwrap_or_default(),
+            None,
+        )];
+        let free = if needs_free_lock(job) {
+            vec![Compare::create_revision(
+                self.keys.lock(&job.name),
+                CompareOp::Equal,
+                0,
+            )]
+        } else {
+            Vec::new()
+        };
+        self.claim_request(job, (retry_key, revision), take, free, (lease, holder))
+            .await
     }
 
     /// Deletes `retry/<job>` if it is still at `revision`; whether this call did.
@@ -129,17 +83,7 @@ impl Claimer {
         revision: i64,
     ) -> Result<bool, etcd_client::Error> {
         let retry_key = self.keys.retry(job);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                retry_key.as_str(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then([TxnOp::delete(retry_key.as_str(), None)]);
-        let won = self.send(job, txn).await?.succeeded;
-        self.metrics
-            .txn(if won { TxnResult::Won } else { TxnResult::Lost });
-        Ok(won)
+        self.delete_at(job, &retry_key, revision).await
     }
 
     /// After attempt `run_id` of `job` ended with `status` at `now_ms`: schedules the next

@@ -7,7 +7,8 @@
 //!   the fleet ([`rendezvous`]) has come and a [`slot`] is free.
 //! * [`claim`] makes each (job, tick) start at most once in the fleet; the claim's revision is
 //!   the run's fencing token; [`fanout`] claims each worker's own run of a job run on every
-//!   worker, and [`chain`] the attempts of a tick being retried. [`records`] builds what a
+//!   worker, [`requests`] run-now requests and pending attempts, and [`chain`] the attempts of
+//!   a tick being retried. [`records`] builds what a
 //!   tick writes to the log, and [`missed`] writes each `missed` record once.
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
 //!   timeout and kill, under a [`supervisor`] that takes the run down if the worker dies;
@@ -35,6 +36,7 @@ pub mod output;
 pub mod queue;
 pub mod records;
 pub mod rendezvous;
+pub mod requests;
 pub mod run_limits;
 pub mod run_server;
 pub mod runs;

@@ -28,6 +28,7 @@ use crate::slot::Slot;
 use crate::tick::{self, Context, Source, CLAIM_LEAD};
 use crate::turn::{self, last_tick_by, Turn};
 use crate::watcher::Change;
+use cronfleet_common::values::Chain;
 
 mod attempts;
 mod changes;
@@ -58,6 +59,8 @@ pub struct Scheduler {
     jobs: HashMap<JobName, Entry>,
     plan: BTreeSet<(DateTime<Utc>, JobName)>,
     guards: HashMap<JobName, Guard>,
+    /// Each job's `retry/<job>`, as last seen, at its mod revision.
+    chains: HashMap<JobName, (Arc<Chain>, i64)>,
     queue: Queue,
     peers: Peers,
     /// The session's lease, as this dispatcher last looked at it.
@@ -89,6 +92,7 @@ impl Scheduler {
             jobs: HashMap::new(),
             plan: BTreeSet::new(),
             guards: HashMap::new(),
+            chains: HashMap::new(),
             queue: Queue::default(),
             peers: Peers::default(),
         }
@@ -368,22 +372,25 @@ impl Scheduler {
             },
         );
         // Ticks already waiting follow the new spec; a pause gives them up: those already due
-        // and pending attempts are recorded as missed, ticks queued ahead of their time (the
-        // claim lead) fall in the pause, when the job plans no ticks, and go unrecorded.
+        // are recorded as missed, ticks queued ahead of their time (the claim lead) fall in the
+        // pause, when the job plans no ticks, and go unrecorded. A pending attempt is placed
+        // again under the new spec (its selector may have changed).
         for mut pending in self.queue.take_job(&name) {
-            let given_up = match pending.origin {
-                Origin::Schedule => pending.planned <= now,
-                Origin::Retry(..) => true,
-                Origin::Manual(_) => false,
-            };
-            if spec.paused && !matches!(pending.origin, Origin::Manual(_)) {
-                if given_up {
-                    self.miss(pending, MissReason::Paused);
+            match pending.origin {
+                Origin::Retry(..) => {}
+                Origin::Schedule if spec.paused => {
+                    if pending.planned <= now {
+                        self.miss(pending, MissReason::Paused);
+                    }
                 }
-            } else {
-                pending.spec = Arc::clone(&spec);
-                self.queue.push(pending);
+                Origin::Schedule | Origin::Manual(_) => {
+                    pending.spec = Arc::clone(&spec);
+                    self.queue.push(pending);
+                }
             }
+        }
+        if let Some((chain, revision)) = self.chains.get(&name).cloned() {
+            self.chain(&name, chain, revision);
         }
         if !spec.paused {
             if let Some(tick) = self.catch_up(&spec, now) {

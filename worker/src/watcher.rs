@@ -87,8 +87,10 @@ pub struct Watcher {
     client: Client,
     keys: Keys,
     clock: Clock,
-    /// Holder and revision (the fencing token) of every live `lock/` and `runs/` key.
-    holders: HashMap<Vec<u8>, (Holder, i64)>,
+    /// Holder, revision (the fencing token) and lease of every live `lock/` and `runs/` key.
+    holders: HashMap<Vec<u8>, (Holder, i64, i64)>,
+    /// The lease each registered worker's registration is on.
+    registrations: HashMap<String, i64>,
     /// The zone go-crontab's job values are read in: this machine's.
     local: Tz,
 }
@@ -108,6 +110,7 @@ impl Watcher {
             keys,
             clock,
             holders: HashMap::new(),
+            registrations: HashMap::new(),
             local: legacy::local_timezone(),
         }
     }
@@ -152,6 +155,7 @@ impl Watcher {
         let (mut jobs, mut guards, mut triggers) = (Vec::new(), HashMap::new(), Vec::new());
         let (mut workers, mut legacy, mut chains) = (Vec::new(), Vec::new(), Vec::new());
         self.holders.clear();
+        self.registrations.clear();
         loop {
             let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
             if revision > 0 {
@@ -200,7 +204,7 @@ impl Watcher {
         let live_runs = self
             .holders
             .values()
-            .map(|(holder, _)| holder.run_id.clone())
+            .map(|(holder, _, _)| holder.run_id.clone())
             .collect();
         changes
             .send(Change::Snapshot {
@@ -220,7 +224,7 @@ impl Watcher {
     fn remember(&mut self, kv: &KeyValue) {
         if let Ok(holder) = serde_json::from_slice::<Holder>(kv.value()) {
             self.holders
-                .insert(kv.key().to_vec(), (holder, kv.mod_revision()));
+                .insert(kv.key().to_vec(), (holder, kv.mod_revision(), kv.lease()));
         }
     }
 
@@ -231,8 +235,9 @@ impl Watcher {
     /// The id of a cronfleet worker's registration, whether it claims now (its `holds` are
     /// empty), and its labels. go-crontab's workers register with an empty value; they take
     /// no part in cronfleet's order of preference.
-    fn registered_worker(&self, kv: &KeyValue) -> Option<(String, bool, Labels)> {
+    fn registered_worker(&mut self, kv: &KeyValue) -> Option<(String, bool, Labels)> {
         let id = self.worker_id_of(kv)?;
+        self.registrations.insert(id.clone(), kv.lease());
         let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
         let claiming = value
             .get("holds")
@@ -295,7 +300,7 @@ impl Watcher {
             });
         };
         let mut dead_workers: HashSet<(i64, String)> = HashSet::new();
-        let mut deleted_runs: Vec<(i64, Holder, i64)> = Vec::new();
+        let mut deleted_runs: Vec<(i64, Holder, i64, i64)> = Vec::new();
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let put = event.event_type() == EventType::Put;
@@ -363,6 +368,7 @@ impl Watcher {
                 }
                 (KeyKind::Worker, false) => {
                     if let Some(id) = self.worker_id_of(kv) {
+                        self.registrations.remove(&id);
                         dead_workers.insert((kv.mod_revision(), id.clone()));
                         out.push(Change::WorkerDown(id));
                     }
@@ -374,19 +380,25 @@ impl Watcher {
                     self.remember(kv);
                 }
                 (KeyKind::Lock | KeyKind::Run, false) => {
-                    if let Some((holder, token)) = self.holders.remove(kv.key()) {
-                        deleted_runs.push((kv.mod_revision(), holder, token));
+                    if let Some((holder, token, lease)) = self.holders.remove(kv.key()) {
+                        deleted_runs.push((kv.mod_revision(), holder, token, lease));
                     }
                 }
                 _ => {}
             }
         }
-        // A run of `allow` or `replace` concurrency has a lock and a run key: one record.
+        // A run's keys went with its worker's lease when the registration went in the same
+        // revision, or when the worker is registered again on another lease (it restarted
+        // under the same id before the old lease expired). A run of `allow` or `replace`
+        // concurrency has a lock and a run key: one record.
         let mut abandoned = HashSet::new();
-        for (revision, holder, fencing_token) in deleted_runs {
-            if dead_workers.contains(&(revision, holder.worker_id.clone()))
-                && abandoned.insert(holder.run_id.clone())
-            {
+        for (revision, holder, fencing_token, lease) in deleted_runs {
+            let died = dead_workers.contains(&(revision, holder.worker_id.clone()))
+                || self
+                    .registrations
+                    .get(&holder.worker_id)
+                    .is_some_and(|current| lease != 0 && *current != lease);
+            if died && abandoned.insert(holder.run_id.clone()) {
                 out.push(Change::Abandoned {
                     holder,
                     fencing_token,

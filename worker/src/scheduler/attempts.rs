@@ -16,15 +16,23 @@ use crate::turn::MISS_STAGGER;
 
 impl Scheduler {
     /// Acts on `retry/<job>` as it stood at `revision`: a pending attempt is queued for its
-    /// turn, from its due time; a running one needs nothing until its run ends. A paused
-    /// job's pending attempt is given up. (The master deletes a job's chain with the job.)
-    pub(super) fn chain(&mut self, job: &JobName, chain: Chain, revision: i64) {
+    /// turn, from its due time, on the workers the job's selector matches now; a running one
+    /// needs nothing until its run ends. A paused job's pending attempt is given up (recorded
+    /// missed); a job that no longer retries, or no longer exists, has its chain ended.
+    pub(super) fn chain(&mut self, job: &JobName, chain: Arc<Chain>, revision: i64) {
         self.queue.chain_moved(job, revision);
-        let chain = Arc::new(chain);
+        self.queue.take_attempts(job);
+        self.chains
+            .insert(job.clone(), (Arc::clone(&chain), revision));
         let Some(spec) = self.jobs.get(job).map(|entry| Arc::clone(&entry.spec)) else {
+            self.end_chain(job, revision);
             return;
         };
         if !chain.pending {
+            return;
+        }
+        if spec.retry.is_none() {
+            self.end_chain(job, revision);
             return;
         }
         let Some(due) = DateTime::from_timestamp_millis(chain.not_before) else {
@@ -81,10 +89,11 @@ impl Scheduler {
     ) {
         for (job, chain, revision) in chains {
             let orphan = !chain.pending && !live_runs.contains(&chain.run_id);
+            let run_id = chain.run_id.clone();
+            self.chain(&job, Arc::new(chain), revision);
             let spec = self.jobs.get(&job).map(|entry| Arc::clone(&entry.spec));
-            match spec {
-                Some(spec) if orphan => self.attempt_abandoned(&spec, &chain.run_id),
-                _ => self.chain(&job, chain, revision),
+            if let Some(spec) = spec.filter(|_| orphan) {
+                self.attempt_abandoned(&spec, &run_id);
             }
         }
     }
@@ -93,7 +102,11 @@ impl Scheduler {
     /// chain, the chain moves on to its next attempt (when the policy retries abandoned runs)
     /// or ends. Every surviving worker tries; the chain's mod revision lets one through.
     pub(super) fn attempt_abandoned(&self, spec: &Arc<JobSpec>, run_id: &str) {
-        if spec.retry.is_none() {
+        let running = self
+            .chains
+            .get(&spec.name)
+            .is_some_and(|(chain, _)| !chain.pending && chain.run_id == run_id);
+        if !running {
             return;
         }
         let mut claimer = self.context.claimer.clone();
@@ -121,5 +134,17 @@ impl Scheduler {
                 ));
             }
         }
+    }
+
+    /// Ends `job`'s chain if it is still at `revision`, recording nothing: the job is gone or
+    /// no longer retries, so the tick's last attempt stands as its outcome.
+    pub(super) fn end_chain(&self, job: &JobName, revision: i64) {
+        let mut claimer = self.context.claimer.clone();
+        let job = job.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = claimer.end_chain_at(&job, revision).await {
+                tracing::warn!(job.name = %job, error = %e, "could not end the retries of a job that no longer retries them; the next snapshot does");
+            }
+        });
     }
 }

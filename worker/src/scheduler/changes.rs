@@ -22,6 +22,7 @@ impl Scheduler {
                 chains,
                 live_runs,
             } => {
+                self.chains.clear();
                 self.context.legacy.reset(legacy);
                 for (job, guard) in &guards {
                     self.queue.settled(job, guard.planned_ms);
@@ -56,6 +57,9 @@ impl Scheduler {
                 self.remove(&name);
                 self.queue.take_job(&name);
                 self.guards.remove(&name);
+                if let Some((_, revision)) = self.chains.remove(&name) {
+                    self.end_chain(&name, revision);
+                }
             }
             Change::Kill(job, revision) => {
                 let stopped = self
@@ -84,8 +88,11 @@ impl Scheduler {
                 }
             }
             Change::WorkerUp(id, labels) => self.peers.up(id, labels),
-            Change::Chain(job, chain, revision) => self.chain(&job, chain, revision),
-            Change::ChainEnded(job, revision) => self.queue.chain_moved(&job, revision + 1),
+            Change::Chain(job, chain, revision) => self.chain(&job, Arc::new(chain), revision),
+            Change::ChainEnded(job, revision) => {
+                self.chains.remove(&job);
+                self.queue.chain_moved(&job, revision + 1);
+            }
             Change::PeerClock {
                 worker,
                 theirs_ms,

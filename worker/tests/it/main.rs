@@ -18,6 +18,7 @@ mod legacy_fleet;
 mod legacy_log;
 mod mongo_outage;
 mod policies;
+mod policy_faults;
 mod record_path;
 mod run_now;
 mod support;
