@@ -57,6 +57,7 @@ impl Scheduler {
                 self.remove(&name);
                 self.queue.take_job(&name);
                 self.guards.remove(&name);
+                self.context.runs.forget_job(&name);
                 if let Some((_, revision)) = self.chains.remove(&name) {
                     self.end_chain(&name, revision);
                 }

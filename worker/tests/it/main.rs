@@ -14,6 +14,7 @@ mod etcd_secure;
 mod executor;
 mod fleet;
 mod job_env;
+mod kill_window;
 mod legacy_fleet;
 mod legacy_log;
 mod mongo_outage;
