@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::outcome::{self, NotifyRule};
 use crate::policy::{validate_working_dir, Mode, RetryPolicy, Selector};
 use crate::schedule::Schedule;
 
@@ -211,6 +212,15 @@ pub struct JobSpec {
     /// Whether, when and how often a failed tick is attempted again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Channels told of the job's tick outcomes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyRule>,
+    /// Jobs run once each when a tick of this one ends succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<JobName>,
+    /// Jobs run once each when a tick of this one ends failed (the `failure` outcomes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<JobName>,
     /// Per-job version from the master's event log; 0 for keys written by go-crontab.
     pub version: u64,
     /// The value had go-crontab's fields only: it is read as go-crontab reads it, in the
@@ -239,6 +249,9 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "selector",
     "mode",
     "retry",
+    "notify",
+    "onSuccess",
+    "onFailure",
     "version",
 ];
 
@@ -258,6 +271,9 @@ struct RawSpec {
     selector: Option<Value>,
     mode: Option<String>,
     retry: Option<Value>,
+    notify: Option<Value>,
+    on_success: Option<Value>,
+    on_failure: Option<Value>,
     version: u64,
     legacy: bool,
 }
@@ -280,6 +296,9 @@ impl RawSpec {
             selector: optional(&mut object, "selector")?,
             mode: optional(&mut object, "mode")?,
             retry: optional(&mut object, "retry")?,
+            notify: optional(&mut object, "notify")?,
+            on_success: optional(&mut object, "onSuccess")?,
+            on_failure: optional(&mut object, "onFailure")?,
             version: optional(&mut object, "version")?.unwrap_or_default(),
             legacy: optional(&mut object, "legacy")?.unwrap_or_default(),
         })
@@ -442,6 +461,21 @@ impl JobSpec {
                 "is not available with mode \"all\": each worker's run of a tick stands alone",
             ));
         }
+        let notify = raw
+            .notify
+            .map(NotifyRule::list_from_json)
+            .transpose()?
+            .unwrap_or_default();
+        let on_success = raw
+            .on_success
+            .map(|list| outcome::chain_from_json(list, "onSuccess"))
+            .transpose()?
+            .unwrap_or_default();
+        let on_failure = raw
+            .on_failure
+            .map(|list| outcome::chain_from_json(list, "onFailure"))
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             name,
             command: raw.command,
@@ -458,6 +492,9 @@ impl JobSpec {
             selector,
             mode,
             retry,
+            notify,
+            on_success,
+            on_failure,
             version: raw.version,
             legacy: raw.legacy,
             schedule,

@@ -23,6 +23,7 @@ pub mod endpoints;
 pub mod etcd;
 pub mod job;
 pub mod keys;
+pub mod outcome;
 pub mod policy;
 pub mod record;
 pub mod schedule;
@@ -33,6 +34,7 @@ pub mod values;
 
 pub use job::{Concurrency, FieldError, JobName, JobSpec};
 pub use keys::Keys;
+pub use outcome::{ChannelName, NotifyOn, NotifyRule};
 pub use policy::{Labels, Mode, RetryPolicy, Selector};
 pub use record::{ExecutionRecord, MissReason, RunStatus, Trigger};
 pub use schedule::{Schedule, ScheduleError};

@@ -138,6 +138,9 @@ pub struct ExecutionRecord {
     /// Which attempt of its tick this run was (1 for the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// The run whose outcome started this one through a chain (`onSuccess`/`onFailure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub struct Holder {
     /// Which attempt of its tick the run is; 0 from older workers, meaning the first.
     #[serde(default)]
     pub attempt: u32,
+    /// The run whose outcome chained to this one, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run_id: Option<String>,
 }
 
 /// The per-tick guard: the last planned tick claimed for a job, and the job version it was
@@ -141,6 +144,9 @@ pub struct Chain {
     pub pending: bool,
     /// When a pending attempt may start, Unix ms.
     pub not_before: i64,
+    /// The run whose outcome chained to this tick, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run_id: Option<String>,
 }
 
 /// A run-now or kill request: the request id the API answered, and the audit log sequence
@@ -150,6 +156,9 @@ pub struct Chain {
 pub struct Request {
     pub request_id: String,
     pub seq: i64,
+    /// The run whose outcome asked for this run-now (a chain), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run_id: Option<String>,
 }
 
 #[cfg(test)]

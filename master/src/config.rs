@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use cronfleet_common::etcd::EtcdArgs;
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
+use crate::notify::settings::NotifyArgs;
+
 /// cronfleet master: takes job commands over REST, records each as an event in PostgreSQL and
 /// projects the jobs into etcd for the workers.
 #[derive(Debug, Clone, Parser)]
@@ -125,6 +127,9 @@ pub struct Config {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CRON_LOG_JSON", global = true)]
     pub log_json: bool,
+
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 /// Credentials live in the URLs; never print them.

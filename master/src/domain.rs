@@ -4,6 +4,10 @@
 use cronfleet_common::{JobName, JobSpec};
 use serde::{Deserialize, Serialize};
 
+mod links;
+
+pub use links::{check_links, needs_links, Links};
+
 /// What someone asks to happen to a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -14,6 +18,8 @@ pub enum Command {
     ResumeJob,
     RunJobNow {
         request_id: String,
+        /// The run whose outcome chained to this one, if one did.
+        source_run_id: Option<String>,
     },
     KillJob {
         request_id: String,
@@ -67,6 +73,9 @@ pub enum Event {
     },
     RunRequested {
         request_id: String,
+        /// The run whose outcome chained to this one, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_run_id: Option<String>,
     },
     KillRequested {
         request_id: String,
@@ -136,6 +145,14 @@ pub enum DomainError {
     NotPaused(JobName),
     #[error("the spec names job {spec}, but the command is for job {target}")]
     NameMismatch { target: JobName, spec: JobName },
+    /// A channel or chain target the spec names is wrong ([`links`]).
+    #[error("{field}: {reason}")]
+    Link { field: String, reason: String },
+    #[error("job {job} is chained to from {}; remove it from their onSuccess/onFailure first", .upstream.iter().map(JobName::as_str).collect::<Vec<_>>().join(", "))]
+    ChainedFrom {
+        job: JobName,
+        upstream: Vec<JobName>,
+    },
 }
 
 /// Decides `command` for job `name` in `state`. `expected` is the version the caller last saw,
@@ -173,9 +190,15 @@ pub fn decide(
         Command::DeleteJob => Event::JobDeleted { before: live()? },
         Command::PauseJob => set_paused(name, live()?, true, next)?,
         Command::ResumeJob => set_paused(name, live()?, false, next)?,
-        Command::RunJobNow { request_id } => {
+        Command::RunJobNow {
+            request_id,
+            source_run_id,
+        } => {
             live()?;
-            Event::RunRequested { request_id }
+            Event::RunRequested {
+                request_id,
+                source_run_id,
+            }
         }
         Command::KillJob { request_id } => {
             live()?;

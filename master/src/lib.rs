@@ -17,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod notify;
 pub mod projector;
 pub mod read;
 pub mod rebuild;
@@ -36,6 +37,8 @@ use crate::config::{redact, Config};
 use crate::health::Health;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::notify::settings::NotifyArgs;
+use crate::notify::Notifier;
 use crate::projector::Projector;
 use crate::read::Reads;
 use crate::store::Store;
@@ -58,6 +61,11 @@ pub struct Services {
     pub log: mongodb::Collection<mongodb::bson::RawDocumentBuf>,
     /// Mark session cookies `Secure`.
     pub secure_cookies: bool,
+    /// Counters every part of this master adds to.
+    pub metrics: Arc<Metrics>,
+    pub notify: NotifyArgs,
+    /// Where users reach this master, for links in notifications.
+    pub public_url: String,
     /// Whether PostgreSQL and etcd answer, kept by a watcher task.
     pub health: Arc<Health>,
 }
@@ -123,6 +131,13 @@ impl Services {
             keys,
             log,
             secure_cookies: config.secure_cookies,
+            metrics: Arc::new(Metrics::default()),
+            notify: config.notify.clone(),
+            public_url: config
+                .notify
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.listen)),
         })
     }
 
@@ -136,11 +151,23 @@ impl Services {
                 etcd: self.etcd.clone(),
                 keys: self.keys.clone(),
             },
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::clone(&self.metrics),
             throttle: Arc::default(),
             health: Arc::clone(&self.health),
             secure_cookies: self.secure_cookies,
+            webhook_allow_link_local: self.notify.webhook_allow_link_local,
         }
+    }
+
+    /// This master's notifier candidate.
+    pub fn notifier(&self) -> anyhow::Result<Notifier> {
+        Notifier::new(
+            self.store.clone(),
+            self.log.clone(),
+            &self.notify,
+            self.public_url.clone(),
+            Arc::clone(&self.metrics),
+        )
     }
 
     /// A projector candidate named `candidate`.
@@ -190,6 +217,7 @@ impl App {
             format!("{address}-{}", std::process::id()),
         );
         let projecting = tokio::spawn(projector.run(shutdown.clone()));
+        let notifying = tokio::spawn(self.services.notifier()?.run(shutdown.clone()));
         tracing::info!(%address, "master serving");
         let serving = shutdown.clone();
         axum::serve(self.listener, http::router(state))
@@ -198,6 +226,7 @@ impl App {
             .context("serving HTTP")?;
         shutdown.cancel();
         projecting.await.context("projector task")?;
+        notifying.await.context("notifier task")?;
         Ok(())
     }
 }

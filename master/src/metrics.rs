@@ -1,9 +1,10 @@
 //! Prometheus metrics in text format: requests by route and status, request latency, events
-//! appended, and the projector's lag behind the log.
+//! appended, the projector's lag behind the log, and — on the master that runs the notifier —
+//! runs by status, notifications sent and failed, and the notifier's lag behind the records.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     events_appended: AtomicU64,
+    runs: Mutex<BTreeMap<String, u64>>,
+    notifications_sent: AtomicU64,
+    notifications_failed: AtomicU64,
+    notifier_lag_secs: AtomicI64,
 }
 
 impl Metrics {
@@ -51,6 +56,54 @@ impl Metrics {
     pub fn events_appended(&self, count: usize) {
         self.events_appended
             .fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// One execution record read by the notifier, counted once.
+    pub fn run_recorded(&self, status: &str) {
+        *lock(&self.runs).entry(status.to_owned()).or_default() += 1;
+    }
+
+    pub fn notification_sent(&self) {
+        self.notifications_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One failed try of a delivery.
+    pub fn notification_failed(&self) {
+        self.notifications_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn notifier_lag(&self, secs: i64) {
+        self.notifier_lag_secs.store(secs, Ordering::Relaxed);
+    }
+
+    fn render_outcomes(&self, out: &mut String) {
+        out.push_str("# HELP cronfleet_runs_total Execution records read by this master's notifier, by status.\n");
+        out.push_str("# TYPE cronfleet_runs_total counter\n");
+        for (status, count) in lock(&self.runs).iter() {
+            let _ = writeln!(out, "cronfleet_runs_total{{status=\"{status}\"}} {count}");
+        }
+        for (name, help, value) in [
+            (
+                "cronfleet_notifications_sent_total",
+                "Notifications delivered (a 2xx answer, or mail accepted by the relay).",
+                &self.notifications_sent,
+            ),
+            (
+                "cronfleet_notifications_failed_total",
+                "Delivery tries that failed (each is tried again until it is given up).",
+                &self.notifications_failed,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP cronfleet_notifier_lag_seconds How far the newest execution record is ahead of what the notifier has read.\n");
+        out.push_str("# TYPE cronfleet_notifier_lag_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "cronfleet_notifier_lag_seconds {}",
+            self.notifier_lag_secs.load(Ordering::Relaxed)
+        );
     }
 
     /// The text exposition.
@@ -100,6 +153,7 @@ impl Metrics {
             }
             None => out.push_str("cronfleet_projector_lag_events NaN\n"),
         }
+        self.render_outcomes(&mut out);
         out
     }
 }

@@ -300,12 +300,15 @@ impl Projector {
             }
             // etcd already holds what the event records.
             Event::JobChangedOutsideMaster { .. } => return Ok(None),
-            Event::RunRequested { request_id } => {
-                let value = request_value(request_id, event.seq);
+            Event::RunRequested {
+                request_id,
+                source_run_id,
+            } => {
+                let value = request_value(request_id, event.seq, source_run_id.clone());
                 (self.keys.trigger(&name), value, Some(TRIGGER_TTL_SECS))
             }
             Event::KillRequested { request_id } => {
-                let value = request_value(request_id, event.seq);
+                let value = request_value(request_id, event.seq, None);
                 (self.keys.killer(&name), value, Some(KILL_TTL_SECS))
             }
         };
@@ -343,11 +346,13 @@ async fn keep_alive(etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationT
     lost.cancel();
 }
 
-/// The value of a `trigger/<job>` or `killer/<job>` key.
-fn request_value(request_id: &str, seq: i64) -> Vec<u8> {
+/// The value of a `trigger/<job>` or `killer/<job>` key; a chain's run-now names the run
+/// that set it off.
+fn request_value(request_id: &str, seq: i64, source_run_id: Option<String>) -> Vec<u8> {
     let request = Request {
         request_id: request_id.to_owned(),
         seq,
+        source_run_id,
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }

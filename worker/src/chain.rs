@@ -33,6 +33,7 @@ impl Claimer {
             run_id: holder.run_id.clone(),
             pending: false,
             not_before: 0,
+            source_run_id: holder.source_run_id.clone(),
         };
         Some(TxnOp::put(
             self.keys.retry(&job.name),

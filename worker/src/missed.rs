@@ -199,6 +199,7 @@ fn holder(context: &Context, job: &JobSpec, planned: DateTime<Utc>, run_id: Stri
         job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
         tick_id: schedule_tick_id(planned),
         attempt: 1,
+        source_run_id: None,
     }
 }
 

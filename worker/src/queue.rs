@@ -22,8 +22,9 @@ use cronfleet_common::{JobName, JobSpec};
 pub enum Origin {
     /// The job's schedule.
     Schedule,
-    /// A run-now request at this mod revision of `trigger/<job>`.
-    Manual(i64),
+    /// A run-now request at this mod revision of `trigger/<job>`, and the run that chained
+    /// to it, if one did.
+    Manual(i64, Option<Arc<str>>),
     /// The next attempt of a tick, as `retry/<job>` held it at this mod revision.
     Retry(Arc<Chain>, i64),
 }
@@ -63,7 +64,7 @@ impl Pending {
         let name = self.spec.name.clone();
         match &self.origin {
             Origin::Schedule => (name, self.planned.timestamp_millis(), 0),
-            Origin::Manual(revision) => (name, MANUAL, *revision),
+            Origin::Manual(revision, _) => (name, MANUAL, *revision),
             Origin::Retry(_, revision) => (name, RETRY, *revision),
         }
     }
@@ -307,14 +308,14 @@ mod tests {
         queue.push(tick("a", 3, 3));
         queue.push(tick("ab", 1, 1));
         let mut manual = tick("a", 1, 1);
-        manual.origin = Origin::Manual(42);
+        manual.origin = Origin::Manual(42, None);
         manual.deadline = None;
         manual.expire_at = None;
         queue.push(manual);
         queue.settled(&JobName::parse("a").unwrap(), at(2).timestamp_millis());
         assert_eq!(queue.len(), 3);
         let mut again = tick("a", 5, 5);
-        again.origin = Origin::Manual(42);
+        again.origin = Origin::Manual(42, None);
         queue.push(again);
         assert_eq!(queue.len(), 3, "a run-now request is queued once");
         queue.promote(at(9));
@@ -325,14 +326,14 @@ mod tests {
         assert_eq!(left.len(), 3);
         assert!(left.contains(&("a".to_owned(), at(3), Origin::Schedule)));
         assert!(left.contains(&("ab".to_owned(), at(1), Origin::Schedule)));
-        assert!(left.contains(&("a".to_owned(), at(1), Origin::Manual(42))));
+        assert!(left.contains(&("a".to_owned(), at(1), Origin::Manual(42, None))));
     }
 
     #[test]
     fn a_consumed_run_now_request_leaves_the_queue() {
         let mut queue = Queue::default();
         let mut manual = tick("a", 1, 1);
-        manual.origin = Origin::Manual(7);
+        manual.origin = Origin::Manual(7, None);
         queue.push(manual);
         queue.consumed(&JobName::parse("a").unwrap(), 7);
         assert_eq!(queue.len(), 1);

@@ -47,6 +47,7 @@ impl Base<'_> {
             reason: None,
             tick_id: Some(self.holder.tick_id.clone()),
             attempt: Some(self.holder.attempt.max(1)),
+            source_run_id: self.holder.source_run_id.clone(),
         }
     }
 
@@ -111,5 +112,6 @@ pub fn abandoned(
         reason: None,
         tick_id: (!holder.tick_id.is_empty()).then(|| holder.tick_id.clone()),
         attempt: Some(holder.attempt.max(1)),
+        source_run_id: holder.source_run_id.clone(),
     }
 }

@@ -259,7 +259,7 @@ impl Scheduler {
                         .copied()
                         .unwrap_or_default(),
                 ),
-                Origin::Manual(revision) => Source::Manual(revision),
+                Origin::Manual(revision, source) => Source::Manual(revision, source),
                 Origin::Retry(chain, revision) => Source::Retry(chain, revision),
             };
             let context = Arc::clone(&self.context);
@@ -341,7 +341,7 @@ impl Scheduler {
                 self.tasks
                     .spawn(missed::miss_own(context, spec, planned, reason));
             }
-            Origin::Schedule | Origin::Manual(_) => {
+            Origin::Schedule | Origin::Manual(..) => {
                 let guard = self.guards.get(&spec.name).copied().unwrap_or_default();
                 self.tasks
                     .spawn(missed::miss(context, spec, planned, guard, reason));
@@ -383,7 +383,7 @@ impl Scheduler {
                         self.miss(pending, MissReason::Paused);
                     }
                 }
-                Origin::Schedule | Origin::Manual(_) => {
+                Origin::Schedule | Origin::Manual(..) => {
                     pending.spec = Arc::clone(&spec);
                     self.queue.push(pending);
                 }

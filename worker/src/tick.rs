@@ -56,8 +56,9 @@ pub struct Context {
 pub enum Source {
     /// The schedule, with the guard this worker last saw.
     Schedule(Guard),
-    /// A run-now request at this mod revision of `trigger/<job>`.
-    Manual(i64),
+    /// A run-now request at this mod revision of `trigger/<job>`, and the run that chained
+    /// to it, if one did.
+    Manual(i64, Option<Arc<str>>),
     /// A next attempt, as `retry/<job>` held it at this mod revision.
     Retry(Arc<Chain>, i64),
 }
@@ -67,15 +68,24 @@ impl Source {
     fn tick(&self, planned: DateTime<Utc>) -> (String, u32) {
         match self {
             Source::Schedule(_) => (schedule_tick_id(planned), 1),
-            Source::Manual(revision) => (format!("manual-{revision}"), 1),
+            Source::Manual(revision, _) => (format!("manual-{revision}"), 1),
             Source::Retry(chain, _) => (chain.tick_id.clone(), chain.attempt),
+        }
+    }
+
+    /// The run that chained to this tick, if one did.
+    fn source_run(&self) -> Option<String> {
+        match self {
+            Source::Schedule(_) => None,
+            Source::Manual(_, source) => source.as_deref().map(str::to_owned),
+            Source::Retry(chain, _) => chain.source_run_id.clone(),
         }
     }
 
     fn trigger(&self) -> Trigger {
         match self {
             Source::Schedule(_) => Trigger::Schedule,
-            Source::Manual(_) => Trigger::Manual,
+            Source::Manual(..) => Trigger::Manual,
             Source::Retry(chain, _) => chain.trigger,
         }
     }
@@ -129,6 +139,7 @@ async fn claim_and_run(
         job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
         tick_id,
         attempt,
+        source_run_id: source.source_run(),
     };
     let (claimed, prepared) = claim(context, job, planned, &source, lease, &holder).await;
     // Dispatched now: at the planned time for a scheduled tick (its claim came earlier), as
@@ -235,7 +246,7 @@ async fn claim(
                 other => (other, prepared),
             }
         }
-        Source::Manual(revision) => (
+        Source::Manual(revision, _) => (
             claimer.claim_trigger(job, *revision, lease, holder).await,
             None,
         ),

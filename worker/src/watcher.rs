@@ -7,11 +7,12 @@
 //! `runs/` key from the puts it saw, which is all a deletion needs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use cronfleet_common::keys::KeyKind;
-use cronfleet_common::values::Chain;
+use cronfleet_common::values::{Chain, Request};
 use cronfleet_common::{JobName, JobSpec, Keys, Labels};
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use tokio::sync::mpsc;
@@ -31,7 +32,7 @@ pub enum Change {
     Snapshot {
         jobs: Vec<JobSpec>,
         guards: HashMap<JobName, Guard>,
-        triggers: Vec<(JobName, i64)>,
+        triggers: Vec<(JobName, i64, Option<Arc<str>>)>,
         /// Ids and labels of the cronfleet workers registered under `workers/` that claim now.
         workers: Vec<(String, Labels)>,
         /// The attempts of ticks being retried, at their mod revisions.
@@ -46,7 +47,7 @@ pub enum Change {
     /// A kill request for `job`, written at `revision`.
     Kill(JobName, i64),
     /// A run-now request for `job`, at its mod revision.
-    Trigger(JobName, i64),
+    Trigger(JobName, i64, Option<Arc<str>>),
     /// The run-now requests of `job` written before this revision were consumed (or expired).
     TriggerConsumed(JobName, i64),
     /// `lock/<job>` was written by `run_id` at `revision`.
@@ -173,9 +174,10 @@ impl Watcher {
                             guards.insert(job, Guard::decode(kv.value(), kv.mod_revision()));
                         }
                     }
-                    KeyKind::Trigger => {
-                        triggers.extend(self.job_of(kv).map(|job| (job, kv.mod_revision())))
-                    }
+                    KeyKind::Trigger => triggers.extend(
+                        self.job_of(kv)
+                            .map(|job| (job, kv.mod_revision(), source_run(kv))),
+                    ),
                     KeyKind::Worker if LegacyWorkers::is_legacy(kv.value()) => {
                         legacy.extend(self.worker_id_of(kv));
                     }
@@ -313,7 +315,7 @@ impl Watcher {
                 ),
                 (KeyKind::Trigger, true) => out.extend(
                     self.job_of(kv)
-                        .map(|job| Change::Trigger(job, kv.mod_revision())),
+                        .map(|job| Change::Trigger(job, kv.mod_revision(), source_run(kv))),
                 ),
                 (KeyKind::Trigger, false) => out.extend(
                     self.job_of(kv)
@@ -414,6 +416,14 @@ fn heartbeat_ms(kv: &KeyValue) -> Option<i64> {
     let value: serde_json::Value = serde_json::from_slice(kv.value()).ok()?;
     let at = chrono::DateTime::parse_from_rfc3339(value.get("heartbeatAt")?.as_str()?).ok()?;
     Some(at.timestamp_millis())
+}
+
+/// The run a run-now request names as its source (a chain), if it names one.
+fn source_run(kv: &KeyValue) -> Option<Arc<str>> {
+    serde_json::from_slice::<Request>(kv.value())
+        .ok()?
+        .source_run_id
+        .map(Arc::from)
 }
 
 fn parse_job(kv: &KeyValue, local: Tz) -> Option<JobSpec> {

@@ -100,6 +100,7 @@ fn update_kill_run_pause_resume_delete_of_a_missing_job_are_refused() {
             Command::ResumeJob,
             Command::RunJobNow {
                 request_id: "r".into(),
+                source_run_id: None,
             },
             Command::KillJob {
                 request_id: "k".into(),
@@ -151,6 +152,7 @@ fn run_now_and_kill_bump_the_version_but_not_the_spec() {
         Command::CreateJob(spec("a")),
         Command::RunJobNow {
             request_id: "r1".into(),
+            source_run_id: None,
         },
         Command::KillJob {
             request_id: "k1".into(),

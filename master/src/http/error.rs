@@ -190,6 +190,15 @@ impl From<DomainError> for HttpError {
                 Self::new(StatusCode::CONFLICT, "already_paused", message)
             }
             DomainError::NotPaused(_) => Self::new(StatusCode::CONFLICT, "not_paused", message),
+            DomainError::Link { field, .. } => Self::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                field,
+                message,
+            ),
+            DomainError::ChainedFrom { .. } => {
+                Self::new(StatusCode::CONFLICT, "chained_from", message)
+            }
             DomainError::NameMismatch { .. } => Self::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",

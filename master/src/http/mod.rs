@@ -55,6 +55,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Mark the session cookie `Secure` (the master is served over TLS, e.g. behind a proxy).
     pub secure_cookies: bool,
+    /// Webhook channels may point at link-local and metadata addresses.
+    pub webhook_allow_link_local: bool,
 }
 
 impl std::fmt::Debug for AppState {

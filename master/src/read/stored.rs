@@ -101,6 +101,7 @@ fn tolerant(doc: &Document) -> Option<Run> {
         reason: None,
         tick_id: doc.get_str("tickId").ok().map(str::to_owned),
         attempt: small("attempt").and_then(|n| u32::try_from(n).ok()),
+        source_run_id: doc.get_str("sourceRunId").ok().map(str::to_owned),
         err,
     };
     Some(Run { record, legacy })

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row, Transaction};
 use super::{
     append, begin, event_row, NewEvent, RequestMeta, Store, StoreError, StoredEvent, Written,
 };
-use crate::domain::{apply, decide, Command, Event, JobState};
+use crate::domain::{apply, check_links, decide, needs_links, Command, Event, JobState, Links};
 
 impl Store {
     /// Decides `command` against the job's current state and appends the events, with the read
@@ -24,52 +24,9 @@ impl Store {
         meta: &RequestMeta,
     ) -> Result<Written, StoreError> {
         let mut tx = begin(&self.pool).await?;
-        if let Some(idempotency) = &meta.idempotency {
-            let found =
-                sqlx::query("SELECT request_hash, job_version FROM idempotency WHERE key = $1")
-                    .bind(&idempotency.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(row) = found {
-                if row.try_get::<String, _>("request_hash")? != idempotency.request_hash {
-                    return Err(StoreError::IdempotencyMismatch);
-                }
-                let version: Option<i64> = row.try_get("job_version")?;
-                return replay(&mut tx, name, &idempotency.key, version).await;
-            }
-        }
-        let mut state = load_state(&mut tx, name).await?;
-        let events = decide(name, &state, command, expected)?;
-        let mut stored = Vec::with_capacity(events.len());
-        for event in events {
-            let before = state.clone();
-            state = apply(state, &event);
-            let row = append_job_event(&mut tx, name, &state, event, meta).await?;
-            update_read_model(&mut tx, name, &before, &state, &row).await?;
-            stored.push(row);
-        }
-        if let Some(idempotency) = &meta.idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency (key, request_hash, job_version) VALUES ($1, $2, $3)",
-            )
-            .bind(&idempotency.key)
-            .bind(&idempotency.request_hash)
-            .bind(i64::try_from(state.version).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(last) = stored.last() {
-            sqlx::query("SELECT pg_notify('cron_events', $1)")
-                .bind(last.seq.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let written = execute_in(&mut tx, name, command, expected, meta).await?;
         tx.commit().await?;
-        Ok(Written {
-            events: stored,
-            state,
-            replayed: false,
-        })
+        Ok(written)
     }
 
     #[tracing::instrument(skip_all)]
@@ -104,6 +61,62 @@ impl Store {
             last,
         ))
     }
+}
+
+/// [`Store::execute`] inside `tx`, which holds the append lock ([`begin`]); the caller
+/// commits. A refused command leaves `tx` as it was.
+pub(crate) async fn execute_in(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &JobName,
+    command: Command,
+    expected: Option<u64>,
+    meta: &RequestMeta,
+) -> Result<Written, StoreError> {
+    if let Some(idempotency) = &meta.idempotency {
+        let found = sqlx::query("SELECT request_hash, job_version FROM idempotency WHERE key = $1")
+            .bind(&idempotency.key)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = found {
+            if row.try_get::<String, _>("request_hash")? != idempotency.request_hash {
+                return Err(StoreError::IdempotencyMismatch);
+            }
+            let version: Option<i64> = row.try_get("job_version")?;
+            return replay(tx, name, &idempotency.key, version).await;
+        }
+    }
+    let mut state = load_state(tx, name).await?;
+    if needs_links(&command) {
+        check_links(name, &command, &load_links(tx).await?)?;
+    }
+    let events = decide(name, &state, command, expected)?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let before = state.clone();
+        state = apply(state, &event);
+        let row = append_job_event(tx, name, &state, event, meta).await?;
+        update_read_model(tx, name, &before, &state, &row).await?;
+        stored.push(row);
+    }
+    if let Some(idempotency) = &meta.idempotency {
+        sqlx::query("INSERT INTO idempotency (key, request_hash, job_version) VALUES ($1, $2, $3)")
+            .bind(&idempotency.key)
+            .bind(&idempotency.request_hash)
+            .bind(i64::try_from(state.version).unwrap_or(i64::MAX))
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(last) = stored.last() {
+        sqlx::query("SELECT pg_notify('cron_events', $1)")
+            .bind(last.seq.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Written {
+        events: stored,
+        state,
+        replayed: false,
+    })
 }
 
 /// Appends `event` of job `name`, whose state after it is `state`.
@@ -172,6 +185,45 @@ async fn replay(
         state,
         replayed: true,
     })
+}
+
+/// Every live job and its chain targets, and every channel. Read under the append lock, so no
+/// other write can close a cycle between this check and the commit.
+async fn load_links(tx: &mut Transaction<'_, Postgres>) -> Result<Links, StoreError> {
+    let rows = sqlx::query(
+        "SELECT name, spec->'onSuccess' AS on_success, spec->'onFailure' AS on_failure
+         FROM jobs WHERE NOT deleted",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut links = Links::default();
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    for row in &rows {
+        let name =
+            JobName::parse(row.try_get::<&str, _>("name")?).map_err(|e| corrupt(e.to_string()))?;
+        let mut targets = Vec::new();
+        for column in ["on_success", "on_failure"] {
+            if let Some(list) = row.try_get::<Option<Value>, _>(column)? {
+                let list: Vec<JobName> =
+                    serde_json::from_value(list).map_err(|e| corrupt(e.to_string()))?;
+                targets.extend(list);
+            }
+        }
+        if !targets.is_empty() {
+            links.chains.insert(name.clone(), targets);
+        }
+        links.jobs.insert(name);
+    }
+    let channels: Vec<String> = sqlx::query_scalar("SELECT name FROM channels")
+        .fetch_all(&mut **tx)
+        .await?;
+    for channel in channels {
+        links.channels.insert(
+            cronfleet_common::ChannelName::parse(&channel, "channel")
+                .map_err(|e| corrupt(e.to_string()))?,
+        );
+    }
+    Ok(links)
 }
 
 async fn load_state(

@@ -14,6 +14,7 @@ mod append;
 mod commands;
 
 pub(crate) use append::{append, begin, NewEvent};
+pub(crate) use commands::execute_in;
 
 use crate::domain::{DomainError, Event, JobState};
 

@@ -41,8 +41,8 @@ impl Scheduler {
                 for spec in jobs {
                     self.put(spec);
                 }
-                for (job, revision) in triggers {
-                    self.trigger(&job, revision);
+                for (job, revision, source) in triggers {
+                    self.trigger(&job, revision, source);
                 }
                 self.chains_loaded(chains, &live_runs);
                 tracing::info!(
@@ -72,7 +72,7 @@ impl Scheduler {
                 }
                 self.cancel_attempts(&job);
             }
-            Change::Trigger(job, revision) => self.trigger(&job, revision),
+            Change::Trigger(job, revision, source) => self.trigger(&job, revision, source),
             Change::TriggerConsumed(job, revision) => self.queue.consumed(&job, revision),
             Change::LockTaken {
                 job,
@@ -141,7 +141,7 @@ impl Scheduler {
 
     /// Queues a run-now request: it waits for a slot as long as it takes, and whichever
     /// worker consumes `trigger/<job>` first runs it.
-    fn trigger(&mut self, job: &JobName, revision: i64) {
+    fn trigger(&mut self, job: &JobName, revision: i64, source: Option<Arc<str>>) {
         let Some(entry) = self.jobs.get(job) else {
             tracing::warn!(job.name = %job, "run-now request for an unknown job");
             return;
@@ -155,7 +155,7 @@ impl Scheduler {
         self.queue.push(Pending {
             spec,
             planned: now,
-            origin: Origin::Manual(revision),
+            origin: Origin::Manual(revision, source),
             rank: rank.unsigned_abs(),
             try_at: now + self.handoff() * rank,
             deadline: None,

@@ -263,7 +263,8 @@ action!(
     "/jobs/{name}/run",
     StatusCode::ACCEPTED,
     |meta| Command::RunJobNow {
-        request_id: meta.request_id.clone()
+        request_id: meta.request_id.clone(),
+        source_run_id: None,
     },
     "Run a job now, once, on one worker."
 );

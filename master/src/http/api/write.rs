@@ -31,7 +31,7 @@ pub async fn write(
     let job = &written.state;
     let version = i64::try_from(job.version).unwrap_or(0);
     let body = match (&job.spec, written.events.last().map(|e| &e.event)) {
-        (_, Some(Event::RunRequested { request_id } | Event::KillRequested { request_id })) => {
+        (_, Some(Event::RunRequested { request_id, .. } | Event::KillRequested { request_id })) => {
             json!({ "requestId": request_id, "version": job.version })
         }
         (Some(spec), _) => serde_json::to_value(JobView::new(spec, version)).unwrap_or(Value::Null),

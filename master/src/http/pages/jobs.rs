@@ -166,7 +166,10 @@ pub(super) async fn action(
     let command = match action.as_str() {
         "pause" => Command::PauseJob,
         "resume" => Command::ResumeJob,
-        "run" => Command::RunJobNow { request_id },
+        "run" => Command::RunJobNow {
+            request_id,
+            source_run_id: None,
+        },
         "kill" => Command::KillJob { request_id },
         "delete" => {
             let confirmed = serde_urlencoded::from_bytes::<ConfirmForm>(&body)

@@ -1,0 +1,198 @@
+//! Sending what the reader queued in `deliveries`, at least once: a due delivery is leased
+//! (its next try pushed [`LEASE`] ahead) before it is sent, so a notifier that dies mid-send
+//! leaves it to be sent again; every try is logged in `delivery_attempts`; a failed one is
+//! tried again after an exponential backoff (1 s doubling, at most [`MAX_BACKOFF`], ±20 %)
+//! until [`GIVE_UP_AFTER`] has passed since it was queued.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::channel::Target;
+use super::email::Mailer;
+use super::payload;
+use super::webhook::{Delivery, Webhooks};
+use super::NotifyError;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Deliveries sent at once.
+const BATCH: i64 = 32;
+/// How long a leased delivery is left alone.
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest wait between two tries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After this long, a delivery that never went through is marked failed.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub store: Store,
+    pub webhooks: Webhooks,
+    pub mailer: Mailer,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+struct Due {
+    id: i64,
+    run_id: String,
+    channel: String,
+    outcome: String,
+    payload: Value,
+    attempts: i32,
+    expired: bool,
+}
+
+impl Sender {
+    /// Sends the deliveries that are due; returns how many were tried.
+    pub async fn send_due(&self) -> Result<usize, NotifyError> {
+        let rows = sqlx::query(
+            "UPDATE deliveries SET next_at = now() + make_interval(secs => $2), attempts = attempts + 1
+             WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= now()
+                          ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, run_id, channel, outcome, payload, attempts,
+                       created_at < now() - make_interval(secs => $3) AS expired",
+        )
+        .bind(BATCH)
+        .bind(LEASE.as_secs_f64())
+        .bind(GIVE_UP_AFTER.as_secs_f64())
+        .fetch_all(&self.store.pool)
+        .await?;
+        let due = rows
+            .iter()
+            .map(|row| {
+                Ok(Due {
+                    id: row.try_get("id")?,
+                    run_id: row.try_get("run_id")?,
+                    channel: row.try_get("channel")?,
+                    outcome: row.try_get("outcome")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                    expired: row.try_get("expired")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let tried = due.len();
+        let results = join_all(due.iter().map(|delivery| self.try_one(delivery))).await;
+        for (delivery, result) in due.iter().zip(results) {
+            self.settle(delivery, result).await?;
+        }
+        Ok(tried)
+    }
+
+    async fn try_one(&self, due: &Due) -> Result<String, String> {
+        let channel = match self.store.channel(&due.channel).await {
+            Ok(Some(channel)) => channel,
+            Ok(None) => return Err(format!("channel {} no longer exists", due.channel)),
+            Err(e) => return Err(format!("reading channel {}: {e}", due.channel)),
+        };
+        match &channel.target {
+            Target::Webhook { url, headers } => {
+                let body = serde_json::to_vec(&due.payload).unwrap_or_default();
+                let secret = channel.secret.unwrap_or_default();
+                self.webhooks
+                    .send(&Delivery {
+                        url,
+                        headers,
+                        secret: &secret,
+                        body: &body,
+                        run_id: &due.run_id,
+                        delivery_id: due.id,
+                        outcome: &due.outcome,
+                    })
+                    .await
+            }
+            Target::Email { recipients } => {
+                let (subject, text) = payload::email(&due.payload);
+                let message_id = format!("{}.{}", due.run_id, due.channel);
+                self.mailer
+                    .send(recipients, &subject, &text, &message_id)
+                    .await
+            }
+        }
+    }
+
+    /// Records a try and moves the delivery on: sent, retried later, or given up.
+    async fn settle(&self, due: &Due, result: Result<String, String>) -> Result<(), NotifyError> {
+        let ok = result.is_ok();
+        let detail = match &result {
+            Ok(answer) => answer.clone(),
+            Err(error) => error.clone(),
+        };
+        let mut tx = self.store.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, ok, detail) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        )
+        .bind(due.id)
+        .bind(due.attempts)
+        .bind(ok)
+        .bind(&detail)
+        .execute(&mut *tx)
+        .await?;
+        if ok {
+            sqlx::query(
+                "UPDATE deliveries SET state = 'sent', sent_at = now(), last_error = NULL WHERE id = $1",
+            )
+            .bind(due.id)
+            .execute(&mut *tx)
+            .await?;
+        } else if due.expired {
+            sqlx::query("UPDATE deliveries SET state = 'failed', last_error = $2 WHERE id = $1")
+                .bind(due.id)
+                .bind(&detail)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "UPDATE deliveries SET next_at = now() + make_interval(secs => $2), last_error = $3
+                 WHERE id = $1",
+            )
+            .bind(due.id)
+            .bind(backoff(due.attempts, rand_unit()).as_secs_f64())
+            .bind(&detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if ok {
+            self.metrics.notification_sent();
+        } else {
+            tracing::warn!(delivery = due.id, channel = %due.channel, run.id = %due.run_id, error = %detail, "delivery failed");
+            self.metrics.notification_failed();
+        }
+        Ok(())
+    }
+}
+
+/// The wait after try `attempts` failed: 1 s doubling per try, at most [`MAX_BACKOFF`], spread
+/// by `jitter` (0..1) over ±20 %.
+pub fn backoff(attempts: i32, jitter: f64) -> Duration {
+    let exponent = attempts.clamp(1, 30) - 1;
+    let base = (2f64.powi(exponent)).min(MAX_BACKOFF.as_secs_f64());
+    Duration::from_secs_f64(base * (0.8 + 0.4 * jitter.clamp(0.0, 1.0)))
+}
+
+fn rand_unit() -> f64 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_within_the_jitter() {
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(3, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff(12, 0.5), MAX_BACKOFF);
+        assert!(backoff(3, 0.0) >= Duration::from_secs_f64(3.2));
+        assert!(backoff(3, 1.0) <= Duration::from_secs_f64(4.8));
+    }
+}

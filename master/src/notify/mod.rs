@@ -1,0 +1,128 @@
+//! Outcomes: what a job's finished ticks set off beside their records — notifications to the
+//! channels its rules name, and run-nows of the jobs it chains to.
+//!
+//! One notifier runs among all masters: the one holding a PostgreSQL session advisory lock
+//! (all of its state — checkpoint, outcomes, deliveries — lives in PostgreSQL, so leadership
+//! does too; a master that dies drops its connection and the lock with it). Correctness does
+//! not rest on the lock: every record is acted on once through the `outcomes` table
+//! ([`reader`]), and every delivery is leased before it is sent ([`deliver`]), so two
+//! notifiers for a moment repeat nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::RawDocumentBuf;
+use mongodb::Collection;
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
+use tokio_util::sync::CancellationToken;
+
+pub mod channel;
+pub mod channel_store;
+pub mod deliver;
+pub mod email;
+pub mod payload;
+pub mod reader;
+pub mod rules;
+pub mod settings;
+pub mod webhook;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// The advisory lock the notifier holds ("notifier").
+const NOTIFIER_LOCK: i64 = 0x6e6f_7469_6669_6572;
+/// How often the notifier reads new records and sends due deliveries.
+const POLL: Duration = Duration::from_millis(500);
+/// How often a master that is not the notifier tries to become it.
+const CAMPAIGN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("mongo: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+}
+
+/// The notifier of one master: campaigns, and reads and delivers while it leads.
+#[derive(Debug)]
+pub struct Notifier {
+    pub reader: reader::Reader,
+    pub sender: deliver::Sender,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Store,
+        log: Collection<RawDocumentBuf>,
+        settings: &settings::NotifyArgs,
+        public_url: String,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            reader: reader::Reader::new(
+                store.clone(),
+                log,
+                public_url,
+                settings.notify_lookback_secs,
+                Arc::clone(&metrics),
+            ),
+            sender: deliver::Sender {
+                store,
+                webhooks: webhook::Webhooks::new(settings.webhook_allow_link_local)?,
+                mailer: email::Mailer::new(settings),
+                metrics,
+            },
+        })
+    }
+
+    /// Campaigns, leads, and campaigns again after losing, until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.campaign().await {
+                Ok(Some(lock)) => {
+                    tracing::info!("notifier elected");
+                    self.reader.reset();
+                    let result = tokio::select! {
+                        result = self.lead(lock) => result,
+                        () = shutdown.cancelled() => Ok(()),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "notifier stopped leading; campaigning again");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "notifier campaign failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(CAMPAIGN) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The connection holding the notifier lock, if this master got it.
+    async fn campaign(&self) -> Result<Option<PoolConnection<Postgres>>, NotifyError> {
+        let mut connection = self.reader.store.pool.acquire().await?;
+        let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(NOTIFIER_LOCK)
+            .fetch_one(&mut *connection)
+            .await?;
+        Ok(won.then_some(connection))
+    }
+
+    /// Reads and delivers while `lock`'s connection answers. The lock goes with the
+    /// connection, which is closed rather than returned to the pool.
+    async fn lead(&mut self, mut lock: PoolConnection<Postgres>) -> Result<(), NotifyError> {
+        lock.close_on_drop();
+        loop {
+            sqlx::query("SELECT 1").execute(&mut *lock).await?;
+            self.reader.poll().await?;
+            self.sender.send_due().await?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Reading execution records in the order they reached MongoDB (`_id`, whose first four bytes
+//! are the insert's second) and acting on each exactly once.
+//!
+//! Each record gets a row in `outcomes`, inserted in the same PostgreSQL transaction as
+//! everything it sets off — the job's run of failures, its deliveries, the run-now events of
+//! its chains — and the checkpoint; a record whose row exists is skipped. So a crash, a
+//! restart, a second notifier for a moment, or reading a record twice neither loses nor
+//! repeats anything. The forward read follows the newest `_id` acted on; because `_id`s come
+//! from the inserting clients' clocks, a record can land behind it (an upload held back, a
+//! clock behind), so every [`SWEEP_EVERY`] the reader goes over the last lookback window again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cronfleet_common::{ExecutionRecord, JobName, JobSpec, NotifyOn};
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, oid::ObjectId, RawDocumentBuf};
+use mongodb::Collection;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::payload;
+use super::rules::{judge, Judgement};
+use super::NotifyError;
+use crate::domain::{Command, DomainError};
+use crate::metrics::Metrics;
+use crate::read::Run;
+use crate::store::{begin, execute_in, RequestMeta, Store, StoreError};
+
+/// Records read per query.
+const BATCH: i64 = 500;
+/// How often the last lookback window is read again.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// The notifier's reading position and what it needs to act.
+#[derive(Debug)]
+pub struct Reader {
+    pub store: Store,
+    pub log: Collection<RawDocumentBuf>,
+    pub public_url: String,
+    pub lookback_secs: u32,
+    pub metrics: std::sync::Arc<Metrics>,
+    /// The newest `_id` acted on; `None` until read from the checkpoint.
+    position: Option<ObjectId>,
+    last_sweep: Option<Instant>,
+}
+
+impl Reader {
+    pub fn new(
+        store: Store,
+        log: Collection<RawDocumentBuf>,
+        public_url: String,
+        lookback_secs: u32,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            public_url,
+            lookback_secs,
+            metrics,
+            position: None,
+            last_sweep: None,
+        }
+    }
+
+    /// Forgets the position: the next poll starts from the checkpoint, a lookback behind it
+    /// (after a change of leader).
+    pub fn reset(&mut self) {
+        self.position = None;
+        self.last_sweep = None;
+    }
+
+    /// Acts on the records that arrived since the last poll (and, when due, on any that
+    /// landed behind it); returns how many were new.
+    pub async fn poll(&mut self) -> Result<usize, NotifyError> {
+        let mut acted = 0;
+        let position = match self.position {
+            Some(position) => position,
+            None => {
+                let checkpoint = self.checkpoint().await?;
+                let from = at_secs(checkpoint.saturating_sub(i64::from(self.lookback_secs)));
+                acted += self.read_from(from).await?;
+                self.last_sweep = Some(Instant::now());
+                self.position.unwrap_or(from)
+            }
+        };
+        acted += self.read_from(position).await?;
+        if self.last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            let now = chrono::Utc::now().timestamp();
+            acted += self
+                .read_from(at_secs(now - i64::from(self.lookback_secs)))
+                .await?;
+            self.last_sweep = Some(Instant::now());
+            self.prune().await?;
+        }
+        self.update_lag().await;
+        Ok(acted)
+    }
+
+    async fn read_from(&mut self, mut after: ObjectId) -> Result<usize, NotifyError> {
+        let mut acted = 0;
+        loop {
+            let batch = self.batch(after).await?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(acted);
+            };
+            after = *last;
+            let full = batch.len() as i64 >= BATCH;
+            acted += self.act(&batch).await?;
+            if self.position.is_none_or(|position| after > position) {
+                self.position = Some(after);
+            }
+            if !full {
+                return Ok(acted);
+            }
+        }
+    }
+
+    /// Up to [`BATCH`] records after `after`, without their output.
+    async fn batch(
+        &self,
+        after: ObjectId,
+    ) -> Result<Vec<(ObjectId, ExecutionRecord)>, NotifyError> {
+        let found: Vec<RawDocumentBuf> = self
+            .log
+            .find(doc! {"_id": {"$gt": after}})
+            .sort(doc! {"_id": 1})
+            .limit(BATCH)
+            .projection(doc! {"output": 0})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(found
+            .iter()
+            .filter_map(|raw| {
+                let id = raw.get_object_id("_id").ok()?;
+                Some((id, Run::decode(raw)?.record))
+            })
+            .collect())
+    }
+
+    /// Acts on the records of `batch` not acted on before, in one transaction.
+    async fn act(&self, batch: &[(ObjectId, ExecutionRecord)]) -> Result<usize, NotifyError> {
+        let mut tx = begin(&self.store.pool).await?;
+        let run_ids: Vec<&str> = batch.iter().map(|(_, r)| r.run_id.as_str()).collect();
+        let jobs: Vec<&str> = batch.iter().map(|(_, r)| r.job_name.as_str()).collect();
+        let statuses: Vec<&str> = batch.iter().map(|(_, r)| r.status.as_str()).collect();
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO outcomes (run_id, job_name, status)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+             ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+        )
+        .bind(&run_ids)
+        .bind(&jobs)
+        .bind(&statuses)
+        .fetch_all(&mut *tx)
+        .await?;
+        let new: std::collections::HashSet<String> = new.into_iter().collect();
+        let fresh: Vec<&ExecutionRecord> = batch
+            .iter()
+            .map(|(_, record)| record)
+            .filter(|record| new.contains(&record.run_id))
+            .collect();
+        let specs = watched(&mut tx, &fresh).await?;
+        for record in &fresh {
+            if let Some(spec) = specs.get(&record.job_name) {
+                self.judge_one(&mut tx, record, spec).await?;
+            }
+        }
+        if let Some((newest, _)) = batch.last() {
+            sqlx::query(
+                "INSERT INTO notifier_checkpoint (oid_secs) VALUES ($1)
+                 ON CONFLICT (id) DO UPDATE
+                 SET oid_secs = greatest(notifier_checkpoint.oid_secs, $1), updated_at = now()",
+            )
+            .bind(newest.timestamp().timestamp_millis() / 1000)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        for record in &fresh {
+            self.metrics.run_recorded(record.status.as_str());
+        }
+        Ok(fresh.len())
+    }
+
+    async fn judge_one(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        record: &ExecutionRecord,
+        spec: &JobSpec,
+    ) -> Result<(), NotifyError> {
+        let before: i32 = sqlx::query_scalar(
+            "SELECT failures FROM failure_streaks WHERE job_name = $1 FOR UPDATE",
+        )
+        .bind(&record.job_name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0);
+        let judgement = judge(record, spec, u32::try_from(before).unwrap_or(0));
+        let Judgement {
+            outcome,
+            failures,
+            notify,
+            chain,
+        } = judgement;
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO failure_streaks (job_name, failures) VALUES ($1, $2)
+             ON CONFLICT (job_name) DO UPDATE SET failures = $2",
+        )
+        .bind(&record.job_name)
+        .bind(i32::try_from(failures).unwrap_or(i32::MAX))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE outcomes SET outcome = $2 WHERE run_id = $1")
+            .bind(&record.run_id)
+            .bind(outcome.as_str())
+            .execute(&mut **tx)
+            .await?;
+        if !notify.is_empty() {
+            let mut full = record.clone();
+            full.output = self.output_of(&record.run_id).await?;
+            for (channel, told) in &notify {
+                let body = payload::body(&full, *told, &self.public_url);
+                sqlx::query(
+                    "INSERT INTO deliveries (run_id, job_name, channel, outcome, payload)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, channel) DO NOTHING",
+                )
+                .bind(&record.run_id)
+                .bind(&record.job_name)
+                .bind(channel.as_str())
+                .bind(told.as_str())
+                .bind(&body)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        for target in &chain {
+            run_chained(tx, record, outcome, target).await?;
+        }
+        Ok(())
+    }
+
+    /// The output of one run, which the batch read left out.
+    async fn output_of(&self, run_id: &str) -> Result<String, NotifyError> {
+        let found = self
+            .log
+            .find_one(doc! {"runId": run_id})
+            .projection(doc! {"output": 1})
+            .await?;
+        Ok(found
+            .and_then(|raw| raw.get_str("output").ok().map(str::to_owned))
+            .unwrap_or_default())
+    }
+
+    /// The checkpoint's second; on a first start, a lookback ahead of now, so that the read
+    /// begins at now and no history is replayed.
+    async fn checkpoint(&self) -> Result<i64, NotifyError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT oid_secs FROM notifier_checkpoint WHERE id")
+                .fetch_optional(&self.store.pool)
+                .await?;
+        Ok(found.unwrap_or_else(|| chrono::Utc::now().timestamp() + i64::from(self.lookback_secs)))
+    }
+
+    /// Forgets outcome rows no read can reach again.
+    async fn prune(&self) -> Result<(), NotifyError> {
+        sqlx::query("DELETE FROM outcomes WHERE recorded_at < now() - make_interval(secs => $1)")
+            .bind(f64::from(self.lookback_secs) * 2.0 + 3600.0)
+            .execute(&self.store.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How far, in seconds, the newest record is ahead of the position.
+    async fn update_lag(&self) {
+        let newest = self
+            .log
+            .find_one(doc! {})
+            .sort(doc! {"_id": -1})
+            .projection(doc! {"_id": 1})
+            .await;
+        let newest = newest
+            .ok()
+            .flatten()
+            .and_then(|raw| raw.get_object_id("_id").ok());
+        let lag = match (newest, self.position) {
+            (Some(newest), Some(position)) if newest > position => {
+                (newest.timestamp().timestamp_millis() - position.timestamp().timestamp_millis())
+                    / 1000
+            }
+            _ => 0,
+        };
+        self.metrics.notifier_lag(lag);
+    }
+}
+
+/// An ObjectId below every one made at or after `secs`.
+fn at_secs(secs: i64) -> ObjectId {
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&u32::try_from(secs.max(0)).unwrap_or(u32::MAX).to_be_bytes());
+    ObjectId::from_bytes(bytes)
+}
+
+/// The specs of the jobs among `records` that notify or chain.
+async fn watched(
+    tx: &mut Transaction<'static, Postgres>,
+    records: &[&ExecutionRecord],
+) -> Result<HashMap<String, JobSpec>, NotifyError> {
+    if records.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let names: Vec<&str> = records.iter().map(|r| r.job_name.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT name, spec FROM jobs WHERE name = ANY($1) AND NOT deleted
+           AND (spec ? 'notify' OR spec ? 'onSuccess' OR spec ? 'onFailure')",
+    )
+    .bind(&names)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut specs = HashMap::new();
+    for row in rows {
+        let spec: JobSpec = serde_json::from_value(row.try_get("spec")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        specs.insert(row.try_get("name")?, spec);
+    }
+    Ok(specs)
+}
+
+/// Appends the run-now of `target` that `record`'s outcome sets off; the event's actor names
+/// the source run. A target that is gone is logged and skipped.
+async fn run_chained(
+    tx: &mut Transaction<'static, Postgres>,
+    record: &ExecutionRecord,
+    outcome: NotifyOn,
+    target: &JobName,
+) -> Result<(), NotifyError> {
+    let meta = RequestMeta {
+        actor: format!(
+            "chain: {} run {} ({})",
+            record.job_name,
+            record.run_id,
+            outcome.as_str()
+        ),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        idempotency: None,
+    };
+    let command = Command::RunJobNow {
+        request_id: meta.request_id.clone(),
+        source_run_id: Some(record.run_id.clone()),
+    };
+    match execute_in(tx, target, command, None, &meta).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Domain(DomainError::NotFound(_))) => {
+            tracing::warn!(job.name = %record.job_name, target = %target, "chained job is gone; not run");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
