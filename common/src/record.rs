@@ -170,6 +170,7 @@ mod tests {
             reason: None,
             tick_id: Some("schedule-1764072000000".to_owned()),
             attempt: Some(2),
+            source_run_id: None,
         }
     }
 

@@ -99,6 +99,7 @@ async fn main() {
                 reason: None,
                 tick_id: None,
                 attempt: None,
+                source_run_id: None,
             }
         })
         .collect();

@@ -42,7 +42,7 @@ pub enum Change {
         /// Addresses of the go-crontab workers registered under `workers/`.
         legacy: Vec<String>,
     },
-    JobPut(JobSpec),
+    JobPut(Box<JobSpec>),
     JobDeleted(JobName),
     /// A kill request for `job`, written at `revision`.
     Kill(JobName, i64),
@@ -307,7 +307,9 @@ impl Watcher {
             let Some(kv) = event.kv() else { continue };
             let put = event.event_type() == EventType::Put;
             match (self.keys.kind(kv.key()), put) {
-                (KeyKind::Job, true) => out.extend(parse_job(kv, self.local).map(Change::JobPut)),
+                (KeyKind::Job, true) => {
+                    out.extend(parse_job(kv, self.local).map(|spec| Change::JobPut(Box::new(spec))))
+                }
                 (KeyKind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
                 (KeyKind::Killer, true) => out.extend(
                     self.job_of(kv)

@@ -16,6 +16,7 @@ use super::layout::{self, Nav};
 use crate::accounts::AccountError;
 use crate::domain::DomainError;
 use crate::health::Dependency;
+use crate::notify::channel_store::ChannelError;
 use crate::read::ReadError;
 use crate::store::StoreError;
 
@@ -263,6 +264,23 @@ impl From<AccountError> for HttpError {
             ),
             AccountError::NoSuchToken(_) => Self::not_found(message),
             AccountError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<ChannelError> for HttpError {
+    fn from(error: ChannelError) -> Self {
+        let message = error.to_string();
+        match error {
+            ChannelError::Invalid(field) => Self::invalid(field),
+            ChannelError::Exists(_) => {
+                Self::field(StatusCode::CONFLICT, "already_exists", "name", message)
+            }
+            ChannelError::NotFound(_) => Self::not_found(message),
+            ChannelError::InUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "channel_in_use", message)
+            }
+            ChannelError::Store(store) => store.into(),
         }
     }
 }

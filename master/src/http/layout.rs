@@ -49,6 +49,9 @@ fn flash(code: &str) -> Option<String> {
         "run" => "Run requested: a worker starts it within a second.",
         "kill" => "Kill requested: running runs get SIGTERM now.",
         "revoked" => "Token revoked.",
+        "channel-created" => "Channel created.",
+        "channel-updated" => "Channel saved.",
+        "channel-deleted" => "Channel deleted.",
         _ => return None,
     };
     Some(text.to_owned())

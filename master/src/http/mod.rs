@@ -69,9 +69,9 @@ impl std::fmt::Debug for AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "cronfleet", description = "Distributed crontab: jobs, executions, audit log, workers."),
+    info(title = "cronfleet", description = "Distributed crontab: jobs, executions, notification channels, audit log, workers."),
     servers((url = "/api/v1")),
-    tags((name = "jobs"), (name = "executions"), (name = "audit"), (name = "workers"), (name = "access")),
+    tags((name = "jobs"), (name = "executions"), (name = "channels"), (name = "audit"), (name = "workers"), (name = "access")),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

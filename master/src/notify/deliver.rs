@@ -82,12 +82,23 @@ impl Sender {
         Ok(tried)
     }
 
-    async fn try_one(&self, due: &Due) -> Result<String, String> {
+    /// One try: the answer, or the error and whether trying again is pointless.
+    async fn try_one(&self, due: &Due) -> Result<String, (String, bool)> {
         let channel = match self.store.channel(&due.channel).await {
             Ok(Some(channel)) => channel,
-            Ok(None) => return Err(format!("channel {} no longer exists", due.channel)),
-            Err(e) => return Err(format!("reading channel {}: {e}", due.channel)),
+            Ok(None) => return Err((format!("channel {} no longer exists", due.channel), true)),
+            Err(e) => return Err((format!("reading channel {}: {e}", due.channel), false)),
         };
+        self.send(due, channel)
+            .await
+            .map_err(|error| (error, false))
+    }
+
+    async fn send(
+        &self,
+        due: &Due,
+        channel: super::channel_store::Channel,
+    ) -> Result<String, String> {
         match &channel.target {
             Target::Webhook { url, headers } => {
                 let body = serde_json::to_vec(&due.payload).unwrap_or_default();
@@ -115,11 +126,15 @@ impl Sender {
     }
 
     /// Records a try and moves the delivery on: sent, retried later, or given up.
-    async fn settle(&self, due: &Due, result: Result<String, String>) -> Result<(), NotifyError> {
+    async fn settle(
+        &self,
+        due: &Due,
+        result: Result<String, (String, bool)>,
+    ) -> Result<(), NotifyError> {
         let ok = result.is_ok();
-        let detail = match &result {
-            Ok(answer) => answer.clone(),
-            Err(error) => error.clone(),
+        let (detail, permanent) = match result {
+            Ok(answer) => (answer, false),
+            Err(error) => error,
         };
         let mut tx = self.store.pool.begin().await?;
         sqlx::query(
@@ -139,7 +154,7 @@ impl Sender {
             .bind(due.id)
             .execute(&mut *tx)
             .await?;
-        } else if due.expired {
+        } else if due.expired || permanent {
             sqlx::query("UPDATE deliveries SET state = 'failed', last_error = $2 WHERE id = $1")
                 .bind(due.id)
                 .bind(&detail)

@@ -59,7 +59,7 @@ impl Mailer {
             .send(message)
             .await
             .map_err(|e| format!("SMTP: {e}"))?;
-        Ok(format!("SMTP {}", answer.code().to_string()))
+        Ok(format!("SMTP {}", answer.code()))
     }
 }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub mod channel;
 pub mod channel_store;
 pub mod deliver;
+pub mod delivery_log;
 pub mod email;
 pub mod payload;
 pub mod reader;
@@ -114,15 +115,35 @@ impl Notifier {
         Ok(won.then_some(connection))
     }
 
-    /// Reads and delivers while `lock`'s connection answers. The lock goes with the
+    /// Reads and delivers while `lock`'s connection answers: reading and sending run side by
+    /// side, so a slow receiver does not hold up the records. The lock goes with the
     /// connection, which is closed rather than returned to the pool.
     async fn lead(&mut self, mut lock: PoolConnection<Postgres>) -> Result<(), NotifyError> {
         lock.close_on_drop();
-        loop {
-            sqlx::query("SELECT 1").execute(&mut *lock).await?;
-            self.reader.poll().await?;
-            self.sender.send_due().await?;
-            tokio::time::sleep(POLL).await;
+        let reader = &mut self.reader;
+        let sender = &self.sender;
+        let holding = async {
+            loop {
+                sqlx::query("SELECT 1").execute(&mut *lock).await?;
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        let reading = async {
+            loop {
+                reader.poll().await?;
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        let sending = async {
+            loop {
+                sender.send_due().await?;
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        tokio::select! {
+            result = holding => result,
+            result = reading => result,
+            result = sending => result,
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use cronfleet_common::{ExecutionRecord, NotifyOn};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 /// Most bytes of the run's output a notification carries: its end, where errors are.
@@ -34,7 +33,7 @@ pub fn body(record: &ExecutionRecord, outcome: NotifyOn, public_url: &str) -> Va
         "url": format!(
             "{}/executions/{}",
             public_url.trim_end_matches('/'),
-            utf8_percent_encode(&record.run_id, NON_ALPHANUMERIC)
+            crate::http::views::path_segment(&record.run_id)
         ),
     })
 }

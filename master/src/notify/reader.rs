@@ -24,7 +24,7 @@ use super::NotifyError;
 use crate::domain::{Command, DomainError};
 use crate::metrics::Metrics;
 use crate::read::Run;
-use crate::store::{begin, execute_in, RequestMeta, Store, StoreError};
+use crate::store::{execute_in, lock_appends, RequestMeta, Store, StoreError};
 
 /// Records read per query.
 const BATCH: i64 = 500;
@@ -141,7 +141,9 @@ impl Reader {
 
     /// Acts on the records of `batch` not acted on before, in one transaction.
     async fn act(&self, batch: &[(ObjectId, ExecutionRecord)]) -> Result<usize, NotifyError> {
-        let mut tx = begin(&self.store.pool).await?;
+        // Appends (chained run-nows) take the append lock when they come; most batches have
+        // none, and job writes are not held up while records are read.
+        let mut tx = self.store.pool.begin().await?;
         let run_ids: Vec<&str> = batch.iter().map(|(_, r)| r.run_id.as_str()).collect();
         let jobs: Vec<&str> = batch.iter().map(|(_, r)| r.job_name.as_str()).collect();
         let statuses: Vec<&str> = batch.iter().map(|(_, r)| r.status.as_str()).collect();
@@ -352,6 +354,7 @@ async fn run_chained(
         request_id: meta.request_id.clone(),
         source_run_id: Some(record.run_id.clone()),
     };
+    lock_appends(tx).await?;
     match execute_in(tx, target, command, None, &meta).await {
         Ok(_) => Ok(()),
         Err(StoreError::Domain(DomainError::NotFound(_))) => {

@@ -16,11 +16,18 @@ const APPEND_LOCK: i64 = 0x6372_6f6e_6665_6c74; // "cronfelt"
 /// A transaction that holds the append lock.
 pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    lock_appends(&mut tx).await?;
+    Ok(tx)
+}
+
+/// Takes the append lock in `tx` (until it ends), for a transaction that appends only
+/// sometimes and so did not start with [`begin`].
+pub async fn lock_appends(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(APPEND_LOCK)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    Ok(tx)
+    Ok(())
 }
 
 /// An event to append.

@@ -12,8 +12,9 @@ use sqlx::{PgPool, Row};
 
 mod append;
 mod commands;
+mod references;
 
-pub(crate) use append::{append, begin, NewEvent};
+pub(crate) use append::{append, begin, lock_appends, NewEvent};
 pub(crate) use commands::execute_in;
 
 use crate::domain::{DomainError, Event, JobState};

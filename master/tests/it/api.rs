@@ -419,6 +419,7 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
             reason: None,
             tick_id: None,
             attempt: None,
+            source_run_id: None,
         })
         .collect();
     log.insert_many(&records).await.unwrap();

@@ -5,11 +5,14 @@
 
 mod access;
 mod api;
+mod channel_pages;
+mod channels;
 mod etcd_failover;
 mod fail_fast;
 mod input;
 mod legacy;
 mod names;
+mod outcomes;
 mod pages;
 mod policies;
 mod policy_pages;

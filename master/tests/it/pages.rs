@@ -215,6 +215,7 @@ async fn hostile_job(master: &Master) -> String {
         reason: None,
         tick_id: None,
         attempt: None,
+        source_run_id: None,
     };
     let missed = ExecutionRecord {
         run_id: "missed-hostile-1763999700000".into(),

@@ -104,6 +104,7 @@ fn record(run_id: &str, start_time: i64) -> ExecutionRecord {
         reason: None,
         tick_id: None,
         attempt: None,
+        source_run_id: None,
     }
 }
 

@@ -51,7 +51,7 @@ impl Scheduler {
                     "plan loaded from the snapshot"
                 );
             }
-            Change::JobPut(spec) => self.put(spec),
+            Change::JobPut(spec) => self.put(*spec),
             Change::JobDeleted(name) => {
                 tracing::debug!(job.name = %name, "job removed from the plan");
                 self.remove(&name);

@@ -51,3 +51,39 @@ async fn a_run_now_written_before_any_worker_starts_runs_once() {
         "the request ran exactly once"
     );
 }
+
+/// A run-now a chain wrote names the run that set it off; the record of the run it starts,
+/// and of every retry of it, carries that run id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_run_now_records_its_source_run_through_its_retries() {
+    let mut fleet = Fleet::new().await;
+    let job = JobName::parse("chained").unwrap();
+    let _worker = fleet.worker("solo", &[]);
+    fleet.registered(&["solo"]).await;
+    fleet
+        .put_job(
+            json!({"name": "chained", "command": "exit 1", "cronExpr": "@every 1h",
+            "retry": {"maxAttempts": 2, "initialDelaySecs": 1}}),
+        )
+        .await;
+    fleet
+        .put(
+            fleet.env.keys.trigger(&job),
+            "{\"requestId\":\"r-chain\",\"seq\":1,\"sourceRunId\":\"upstream-run-1\"}",
+        )
+        .await;
+    let records = fleet
+        .wait_for_records(
+            "chained",
+            Duration::from_secs(20),
+            "both attempts of the chained run",
+            |r| r.status == RunStatus::Failed,
+            2,
+        )
+        .await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for record in &records {
+        assert_eq!(record.trigger, Trigger::Manual);
+        assert_eq!(record.source_run_id.as_deref(), Some("upstream-run-1"));
+    }
+}

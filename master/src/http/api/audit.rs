@@ -1,4 +1,4 @@
-//! The audit log: every change to a job, a user or a token, filtered and paged.
+//! The audit log: every change to a job, a user, a token or a channel, filtered and paged.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,6 +15,7 @@ use super::{bad_cursor, job_name, limit, page_cursor, time_param, PageQuery};
 use crate::domain::Event;
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{ApiQuery, AppState};
+use crate::notify::channel_store;
 use crate::store::{AuditRow, EventFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,9 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub seq: i64,
-    /// `job`, `user` or `token`.
+    /// `job`, `user`, `token` or `channel`.
     pub stream: String,
-    /// The job name, user name or token id.
+    /// The job name, user name, token id or channel name.
     pub subject: String,
     /// The subject's version after this event.
     pub version: i64,
@@ -96,7 +97,8 @@ pub struct EventQuery {
     /// Only events by this actor.
     actor: Option<String>,
     /// Only events of this type (JobCreated, JobUpdated, JobDeleted, JobPaused, JobResumed,
-    /// RunRequested, KillRequested).
+    /// RunRequested, KillRequested, UserCreated, TokenCreated, TokenRevoked, ChannelCreated,
+    /// ChannelUpdated, ChannelDeleted).
     #[serde(rename = "type")]
     #[param(rename = "type")]
     kind: Option<String>,
@@ -136,17 +138,15 @@ async fn list_events(
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, HttpError> {
     if let Some(kind) = &query.kind {
-        if !Event::KINDS.contains(&kind.as_str())
-            && !crate::accounts::KINDS.contains(&kind.as_str())
-        {
+        let streams = [Event::KINDS, crate::accounts::KINDS, channel_store::KINDS];
+        if !streams.iter().any(|kinds| kinds.contains(&kind.as_str())) {
             return Err(HttpError::field(
                 StatusCode::BAD_REQUEST,
                 "invalid_field",
                 "type",
                 format!(
-                    "type: {kind:?} is not one of {}, {}",
-                    Event::KINDS.join(", "),
-                    crate::accounts::KINDS.join(", ")
+                    "type: {kind:?} is not one of {}",
+                    streams.concat().join(", ")
                 ),
             ));
         }

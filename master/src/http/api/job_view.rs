@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use cronfleet_common::{JobSpec, Mode, RetryPolicy, Selector};
+use cronfleet_common::{JobName, JobSpec, Mode, NotifyRule, RetryPolicy, Selector};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -41,6 +41,15 @@ pub struct JobView {
     /// How a failed tick is attempted again, with every default filled in; none: it is not.
     #[schema(value_type = Option<RetrySchema>)]
     pub retry: Option<RetryPolicy>,
+    /// Channels told of the job's tick outcomes: `{channel, on, afterFailures}` each.
+    #[schema(value_type = Vec<Object>)]
+    pub notify: Vec<NotifyRule>,
+    /// Jobs run once each when a tick ends succeeded.
+    #[schema(value_type = Vec<String>)]
+    pub on_success: Vec<JobName>,
+    /// Jobs run once each when a tick ends failed.
+    #[schema(value_type = Vec<String>)]
+    pub on_failure: Vec<JobName>,
     /// A go-crontab job adopted from etcd (its value has only name, command and cronExpr):
     /// workers read it in their local time zone under `/bin/bash`. An update makes it a
     /// cronfleet job.
@@ -73,6 +82,9 @@ impl JobView {
             selector: spec.selector.clone(),
             mode: spec.mode,
             retry: spec.retry.clone(),
+            notify: spec.notify.clone(),
+            on_success: spec.on_success.clone(),
+            on_failure: spec.on_failure.clone(),
             legacy: spec.legacy,
             version,
             created_at: None,

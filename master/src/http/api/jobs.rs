@@ -71,6 +71,17 @@ pub struct JobInput {
     pub mode: Option<RunMode>,
     /// Attempt a failed tick again; none by default. Refused with `mode: all`.
     pub retry: Option<RetrySchema>,
+    /// Channels told of the job's tick outcomes (at most 8 rules, one per channel):
+    /// `{"channel": "<name>", "on": ["failure"|"missed"|"recovery"|"success", ...],
+    /// "afterFailures": n}`; `afterFailures` (1-1000, default 1) holds back failure reports
+    /// until that many ticks in a row have failed. Unknown channels are refused.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub notify: Option<Vec<serde_json::Value>>,
+    /// Jobs to run once each when a tick ends succeeded (at most 16). Each must exist, and no
+    /// chain may lead back to this job.
+    pub on_success: Option<Vec<String>>,
+    /// Jobs to run once each when a tick ends failed (at most 16), as `onSuccess`.
+    pub on_failure: Option<Vec<String>>,
     /// On update: the version you last saw (or send `If-Match`).
     pub version: Option<u64>,
 }

@@ -2,6 +2,8 @@
 //! size, cursors, the job name in the path, RFC 3339 parameters).
 
 pub mod audit;
+pub mod channels;
+pub mod deliveries;
 pub mod executions;
 mod job_view;
 pub mod jobs;
@@ -14,7 +16,7 @@ mod write;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use cronfleet_common::job::reject_unknown_fields;
-use cronfleet_common::{FieldError, JobName};
+use cronfleet_common::{ChannelName, FieldError, JobName};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
@@ -35,6 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(workers::router())
         .merge(users::router())
         .merge(tokens::router())
+        .merge(channels::router())
+        .merge(deliveries::router())
 }
 
 /// A page of a list: a cursor and a size.
@@ -70,6 +74,11 @@ fn bad_cursor() -> HttpError {
 
 fn job_name(raw: &str) -> Result<JobName, HttpError> {
     JobName::parse(raw)
+        .map_err(|e| HttpError::field(StatusCode::NOT_FOUND, "not_found", "name", e.to_string()))
+}
+
+fn channel_name(raw: &str) -> Result<ChannelName, HttpError> {
+    ChannelName::parse(raw, "name")
         .map_err(|e| HttpError::field(StatusCode::NOT_FOUND, "not_found", "name", e.to_string()))
 }
 

@@ -13,6 +13,7 @@ use cronfleet_common::JobSpec;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::job_outcomes::{OutcomeErrors, OutcomesForm};
 use super::job_policy::{FormError, PolicyForm};
 use super::show;
 use super::{meta, no_such_job, parse_name};
@@ -55,6 +56,8 @@ struct JobForm {
     intent: String,
     #[serde(flatten)]
     policy: PolicyForm,
+    #[serde(flatten)]
+    outcomes: OutcomesForm,
 }
 
 impl JobForm {
@@ -80,6 +83,7 @@ impl JobForm {
             version: version.to_string(),
             intent: String::new(),
             policy: PolicyForm::from_spec(spec),
+            outcomes: OutcomesForm::from_spec(spec),
         }
     }
 
@@ -123,6 +127,7 @@ impl JobForm {
         body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
         self.policy.fill(&mut body)?;
+        self.outcomes.fill(&mut body)?;
         JobSpec::from_user_json(Value::Object(body).to_string().as_bytes())
             .map_err(|e| (e.field.clone(), e.to_string()))
     }
@@ -139,41 +144,112 @@ struct JobFormPage {
     env_error: Option<String>,
     /// An error about the selector or one of its keys (`selector`, `selector.KEY`).
     selector_error: Option<String>,
+    /// Errors about the notify rules and the chains, by input.
+    outcome_errors: OutcomeErrors,
+    /// The channels a rule may name.
+    channels: Vec<String>,
     preview: Vec<String>,
     conflict: Option<String>,
 }
 
-impl JobFormPage {
-    fn new(
-        nav: Nav,
+/// The form page: a new or an edited job's form, as typed, with its errors.
+struct Again {
+    nav: Nav,
+    editing: bool,
+    /// The channels a notify rule may name, for the help text.
+    channels: Vec<String>,
+}
+
+impl Again {
+    async fn new(state: &AppState, session: &Session, editing: bool) -> Result<Self, HttpError> {
+        let channels = state.store.channels().await?;
+        Ok(Self {
+            nav: Nav::for_session(session),
+            editing,
+            channels: channels.into_iter().map(|c| c.name).collect(),
+        })
+    }
+
+    fn page(
+        &self,
         form: JobForm,
-        editing: bool,
         errors: HashMap<String, String>,
         preview: Vec<String>,
         conflict: Option<String>,
-    ) -> Self {
+    ) -> JobFormPage {
         let error_under = |prefix: &str| {
             errors
                 .iter()
                 .find(|(field, _)| field.starts_with(prefix))
                 .map(|(_, e)| e.clone())
         };
-        let env_error = error_under("env");
-        let selector_error = error_under("selector");
-        Self {
-            nav,
+        JobFormPage {
+            nav: self.nav.clone(),
             form,
-            editing,
+            editing: self.editing,
+            env_error: error_under("env"),
+            selector_error: error_under("selector"),
+            outcome_errors: OutcomeErrors::new(&errors),
             errors,
-            env_error,
-            selector_error,
+            channels: self.channels.clone(),
             preview,
             conflict,
         }
     }
+
+    fn show(
+        &self,
+        form: JobForm,
+        errors: HashMap<String, String>,
+        conflict: Option<String>,
+        status: StatusCode,
+    ) -> Result<Response, HttpError> {
+        let mut response = show(&self.page(form, errors, Vec::new(), conflict))?;
+        *response.status_mut() = status;
+        Ok(response)
+    }
+
+    /// With the next five fire times of the schedule as typed.
+    fn preview(&self, form: JobForm, spec: &JobSpec) -> Result<Response, HttpError> {
+        let preview = spec
+            .schedule()
+            .upcoming(Utc::now(), 5)
+            .into_iter()
+            .map(|t| views::when_in(t, spec.timezone))
+            .collect();
+        show(&self.page(form, HashMap::new(), preview, None))
+    }
+
+    /// With why the store refused it, when the user can act on that.
+    fn refused(&self, form: JobForm, error: StoreError) -> Result<Response, HttpError> {
+        let (field, message, status) = match error {
+            StoreError::Domain(DomainError::VersionConflict { current, .. }) => {
+                let message = format!(
+                    "Someone changed this job while you were editing it (it is now at version {current}). Reload it to see their change; your edits are below."
+                );
+                return self.show(form, HashMap::new(), Some(message), StatusCode::CONFLICT);
+            }
+            StoreError::Domain(DomainError::AlreadyExists(_)) => (
+                "name".to_owned(),
+                "name: a job with this name already exists".to_owned(),
+                StatusCode::CONFLICT,
+            ),
+            // An unknown channel or chain target, or a chain that would close a cycle.
+            StoreError::Domain(DomainError::Link { field, reason }) => (
+                field.clone(),
+                format!("{field}: {reason}"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            other => return Err(other.into()),
+        };
+        self.show(form, HashMap::from([(field, message)]), None, status)
+    }
 }
 
-pub(super) async fn new(Extension(session): Extension<Session>) -> Result<Response, HttpError> {
+pub(super) async fn new(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, HttpError> {
     let form = JobForm {
         timezone: "UTC".into(),
         concurrency: "forbid".into(),
@@ -184,14 +260,8 @@ pub(super) async fn new(Extension(session): Extension<Session>) -> Result<Respon
         },
         ..JobForm::default()
     };
-    show(&JobFormPage::new(
-        Nav::for_session(&session),
-        form,
-        false,
-        HashMap::new(),
-        Vec::new(),
-        None,
-    ))
+    let again = Again::new(&state, &session, false).await?;
+    again.show(form, HashMap::new(), None, StatusCode::OK)
 }
 
 pub(super) async fn edit(
@@ -202,14 +272,8 @@ pub(super) async fn edit(
     let name = parse_name(&name)?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
     let form = JobForm::from_spec(&row.spec, row.version);
-    show(&JobFormPage::new(
-        Nav::for_session(&session),
-        form,
-        true,
-        HashMap::new(),
-        Vec::new(),
-        None,
-    ))
+    let again = Again::new(&state, &session, true).await?;
+    again.show(form, HashMap::new(), None, StatusCode::OK)
 }
 
 pub(super) async fn create(
@@ -238,7 +302,6 @@ async fn save_job(
     editing: Option<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let nav = Nav::for_session(&session);
     let mut form = serde_urlencoded::from_bytes::<JobForm>(&body).map_err(|_| {
         HttpError::new(
             StatusCode::BAD_REQUEST,
@@ -249,10 +312,7 @@ async fn save_job(
     if let Some(name) = &editing {
         form.name.clone_from(name);
     }
-    let again = Again {
-        nav: &nav,
-        editing: editing.is_some(),
-    };
+    let again = Again::new(&state, &session, editing.is_some()).await?;
     let spec = match form.spec(false) {
         Ok(spec) => spec,
         Err((field, message)) => {
@@ -283,72 +343,5 @@ async fn save_job(
         ))
         .into_response()),
         Err(e) => again.refused(form, e),
-    }
-}
-
-/// The form again, as typed.
-struct Again<'a> {
-    nav: &'a Nav,
-    editing: bool,
-}
-
-impl Again<'_> {
-    fn show(
-        &self,
-        form: JobForm,
-        errors: HashMap<String, String>,
-        conflict: Option<String>,
-        status: StatusCode,
-    ) -> Result<Response, HttpError> {
-        let page = JobFormPage::new(
-            self.nav.clone(),
-            form,
-            self.editing,
-            errors,
-            Vec::new(),
-            conflict,
-        );
-        let mut response = show(&page)?;
-        *response.status_mut() = status;
-        Ok(response)
-    }
-
-    /// With the next five fire times of the schedule as typed.
-    fn preview(&self, form: JobForm, spec: &JobSpec) -> Result<Response, HttpError> {
-        let preview = spec
-            .schedule()
-            .upcoming(Utc::now(), 5)
-            .into_iter()
-            .map(|t| views::when_in(t, spec.timezone))
-            .collect();
-        let page = JobFormPage::new(
-            self.nav.clone(),
-            form,
-            self.editing,
-            HashMap::new(),
-            preview,
-            None,
-        );
-        show(&page)
-    }
-
-    /// With why the store refused it, when the user can act on that.
-    fn refused(&self, form: JobForm, error: StoreError) -> Result<Response, HttpError> {
-        match error {
-            StoreError::Domain(DomainError::VersionConflict { current, .. }) => {
-                let message = format!(
-                    "Someone changed this job while you were editing it (it is now at version {current}). Reload it to see their change; your edits are below."
-                );
-                self.show(form, HashMap::new(), Some(message), StatusCode::CONFLICT)
-            }
-            StoreError::Domain(DomainError::AlreadyExists(_)) => {
-                let errors = HashMap::from([(
-                    "name".to_owned(),
-                    "name: a job with this name already exists".to_owned(),
-                )]);
-                self.show(form, errors, None, StatusCode::CONFLICT)
-            }
-            other => Err(other.into()),
-        }
     }
 }

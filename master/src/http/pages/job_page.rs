@@ -1,5 +1,6 @@
-//! One job's page: its spec and run policies, its recent executions grouped by tick, its
-//! history, and the warnings about who may run it.
+//! One job's page: its spec and run policies, its outcomes (notify rules, the jobs that chain
+//! to it and those it chains to, its recent deliveries), its recent executions grouped by
+//! tick, its history, and the warnings about who may run it.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -7,9 +8,10 @@ use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
 use cronfleet_common::values::Registration;
-use cronfleet_common::{JobSpec, MissReason};
+use cronfleet_common::{JobSpec, MissReason, NotifyRule};
 
 use super::audit::ChangeView;
+use super::deliveries::{DeliveryRow, RECENT_DELIVERIES};
 use super::show;
 use super::{change_view, no_such_job, parse_name, DoneQuery};
 use crate::accounts::Session;
@@ -17,6 +19,7 @@ use crate::http::error::HttpError;
 use crate::http::layout::Nav;
 use crate::http::views;
 use crate::http::AppState;
+use crate::notify::delivery_log::DeliveryFilter;
 use crate::read::Run;
 use crate::store::{EventFilter, JobRow};
 
@@ -41,6 +44,10 @@ struct JobView {
     /// A go-crontab job (its three fields only): workers read it in their own time zone.
     legacy: bool,
     description: String,
+    /// Each notify rule: the channel, and what it is told of.
+    notify: Vec<(String, String)>,
+    on_success: Vec<String>,
+    on_failure: Vec<String>,
     version: i64,
     updated_at: String,
     updated_by: String,
@@ -70,6 +77,9 @@ impl JobView {
             retry: views::retry(spec.retry.as_ref()),
             legacy: spec.legacy,
             description: spec.description.clone(),
+            notify: spec.notify.iter().map(rule_words).collect(),
+            on_success: spec.on_success.iter().map(|j| j.to_string()).collect(),
+            on_failure: spec.on_failure.iter().map(|j| j.to_string()).collect(),
             version: row.version,
             updated_at: views::when(row.updated_at),
             updated_by: row.updated_by.clone(),
@@ -81,6 +91,17 @@ impl JobView {
                 .collect(),
         }
     }
+}
+
+/// A notify rule as the page shows it: the channel, and its outcomes in words.
+fn rule_words(rule: &NotifyRule) -> (String, String) {
+    let on: Vec<&str> = rule.on.iter().map(|outcome| outcome.as_str()).collect();
+    let mut words = on.join(", ");
+    if rule.after_failures > 1 {
+        let n = rule.after_failures;
+        words.push_str(&format!(" (a failure once {n} ticks in a row have failed)"));
+    }
+    (rule.channel.to_string(), words)
 }
 
 struct RunView {
@@ -170,6 +191,9 @@ struct JobPage {
     job: JobView,
     ticks: Vec<TickGroup>,
     history: Vec<ChangeView>,
+    /// The live jobs that chain to this one.
+    upstream: Vec<String>,
+    deliveries: Vec<DeliveryRow>,
     /// Addresses of registered go-crontab workers, which run this job by their own rules.
     legacy_workers: Vec<String>,
     /// The job's selector, in words, when no live worker's labels match it.
@@ -198,6 +222,11 @@ pub(super) async fn detail(
         state.reads.executions(&name, None, RECENT_RUNS),
         state.reads.workers()
     )?;
+    let filter = DeliveryFilter::Job(name.clone());
+    let (upstream, deliveries) = tokio::try_join!(
+        state.store.upstream(&name),
+        state.store.deliveries(&filter, RECENT_DELIVERIES)
+    )?;
     let filter = EventFilter {
         job: Some(name.to_string()),
         limit: 20,
@@ -219,6 +248,8 @@ pub(super) async fn detail(
         job: JobView::new(&row),
         ticks: tick_groups(&records.runs),
         history,
+        upstream,
+        deliveries: deliveries.into_iter().map(DeliveryRow::new).collect(),
         legacy_workers: fleet.legacy.into_iter().map(|w| w.address).collect(),
         unmatched_selector: unmatched_selector(&row.spec, &fleet.workers),
         changed_outside,

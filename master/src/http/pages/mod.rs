@@ -6,8 +6,13 @@
 //! error answer as a page in the layout for the signed-in user.
 
 mod audit;
+mod channel_form;
+mod channel_page;
+mod channels;
+mod deliveries;
 mod executions;
 mod job_form;
+mod job_outcomes;
 mod job_page;
 mod job_policy;
 mod jobs;
@@ -52,6 +57,10 @@ pub fn router() -> Router<AppState> {
         .route("/executions/{run_id}", get(executions::page))
         .route("/workers", get(workers::page))
         .route("/audit", get(audit::page))
+        .route("/channels", get(channels::list).post(channels::create))
+        .route("/channels/{name}", get(channel_page::detail))
+        .route("/channels/{name}/edit", post(channel_page::update))
+        .route("/channels/{name}/delete", post(channel_page::delete))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/static/style.css", get(stylesheet))
