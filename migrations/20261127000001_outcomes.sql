@@ -28,9 +28,11 @@ CREATE TABLE outcomes (
     -- failure, missed, recovery, success; NULL when the record reports nothing (a killed
     -- run, an attempt that is retried).
     outcome     TEXT,
+    -- The second of the record's `_id`: rows older than any read can reach are pruned.
+    oid_secs    BIGINT NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX outcomes_by_time ON outcomes (recorded_at);
+CREATE INDEX outcomes_by_oid ON outcomes (oid_secs);
 
 -- Each job's current run of failed ticks, for `afterFailures` and `recovery`.
 CREATE TABLE failure_streaks (

@@ -141,6 +141,10 @@ pub struct ExecutionRecord {
     /// The run whose outcome started this one through a chain (`onSuccess`/`onFailure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run_id: Option<String>,
+    /// Whether another attempt of the tick was scheduled when this one ended (jobs with a
+    /// retry policy): `false` makes this record the tick's outcome. Absent from older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will_retry: Option<bool>,
 }
 
 #[cfg(test)]
@@ -171,6 +175,7 @@ mod tests {
             tick_id: Some("schedule-1764072000000".to_owned()),
             attempt: Some(2),
             source_run_id: None,
+            will_retry: None,
         }
     }
 

@@ -100,6 +100,7 @@ async fn main() {
                 tick_id: None,
                 attempt: None,
                 source_run_id: None,
+                will_retry: None,
             }
         })
         .collect();

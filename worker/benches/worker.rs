@@ -363,6 +363,7 @@ fn record(i: usize) -> ExecutionRecord {
         tick_id: Some(format!("schedule-{}", 1_700_000_000_000 + i as i64)),
         attempt: Some(1),
         source_run_id: None,
+        will_retry: None,
     }
 }
 

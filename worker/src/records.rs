@@ -48,6 +48,7 @@ impl Base<'_> {
             tick_id: Some(self.holder.tick_id.clone()),
             attempt: Some(self.holder.attempt.max(1)),
             source_run_id: self.holder.source_run_id.clone(),
+            will_retry: None,
         }
     }
 
@@ -113,5 +114,6 @@ pub fn abandoned(
         tick_id: (!holder.tick_id.is_empty()).then(|| holder.tick_id.clone()),
         attempt: Some(holder.attempt.max(1)),
         source_run_id: holder.source_run_id.clone(),
+        will_retry: None,
     }
 }

@@ -308,10 +308,13 @@ async fn execute(
         status = outcome.status.as_str(),
         "run ended"
     );
-    if job.retry.is_some() || base.holder.attempt > 1 {
-        next_attempt(context, job, &base.holder.run_id, outcome.status, lease).await;
-    }
-    let record = base.finished(outcome, revision);
+    let will_retry = if job.retry.is_some() || base.holder.attempt > 1 {
+        next_attempt(context, job, &base.holder.run_id, outcome.status, lease).await
+    } else {
+        None
+    };
+    let mut record = base.finished(outcome, revision);
+    record.will_retry = will_retry;
     let hold = (context.legacy.present() && base.holder.trigger == Trigger::Schedule)
         .then(|| legacy::lock_held_until(job, planned))
         .flatten();
@@ -352,14 +355,15 @@ async fn release(context: &Context, job: &JobSpec, run_id: &str, (revision, leas
 
 /// Moves the tick's chain on after an attempt ended with `status`: to its next attempt, or to
 /// its end. Sent again while etcd cannot take it, before the run's lock is released, so a
-/// `forbid` tick cannot slip in between.
+/// `forbid` tick cannot slip in between. Whether a next attempt was scheduled (the record's
+/// `willRetry`); `None` when the lease ended first and a survivor decides.
 async fn next_attempt(
     context: &Context,
     job: &JobSpec,
     run_id: &str,
     status: RunStatus,
     lease: i64,
-) {
+) -> Option<bool> {
     let mut claimer = context.claimer.clone();
     loop {
         let now = context.clock.now_ms();
@@ -373,12 +377,12 @@ async fn next_attempt(
                     not_before = next.not_before,
                     "next attempt scheduled"
                 );
-                return;
+                return Some(true);
             }
-            Ok(None) => return,
+            Ok(None) => return Some(false),
             Err(_) if *context.lease.borrow() != Some(lease) => {
                 tracing::warn!("the session's lease ended; a surviving worker moves the chain on");
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not schedule the next attempt yet; trying again");

@@ -222,11 +222,27 @@ pub fn forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => ip.is_link_local() || ip.octets() == [100, 100, 100, 200],
         IpAddr::V6(ip) => {
-            if let Some(v4) = ip.to_ipv4_mapped() {
-                return forbidden(IpAddr::V4(v4));
+            let s = ip.segments();
+            let v4 = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            // IPv4 inside IPv6: mapped and compatible (::ffff:a.b.c.d, ::a.b.c.d), NAT64
+            // (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address they carry.
+            let mapped = s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0);
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let embedded = if mapped || nat64 {
+                Some(v4(s[6], s[7]))
+            } else if s[0] == 0x2002 {
+                Some(v4(s[1], s[2]))
+            } else {
+                None
+            };
+            if embedded.is_some_and(|v4| forbidden(IpAddr::V4(v4))) {
+                return true;
             }
-            let segments = ip.segments();
-            (segments[0] & 0xffc0) == 0xfe80 || segments == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254]
+            (s[0] & 0xffc0) == 0xfe80 || s == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254]
         }
     }
 }
@@ -326,6 +342,14 @@ mod tests {
         assert!(check_url("http://10.1.2.3/hook", false).is_ok());
         assert!(check_url("http://169.254.169.254/", true).is_ok());
         assert!(forbidden("::ffff:169.254.169.254".parse().unwrap()));
+        assert!(forbidden("::a9fe:a9fe".parse().unwrap()));
+        assert!(forbidden("64:ff9b::a9fe:a9fe".parse().unwrap()));
+        assert!(forbidden("2002:a9fe:a9fe::1".parse().unwrap()));
+        assert!(!forbidden("::1".parse().unwrap()));
+        assert!(
+            check_url("http://2852039166/", false).is_err(),
+            "169.254.169.254 spelled as a number"
+        );
         assert!(forbidden("fd00:ec2::254".parse().unwrap()));
         assert!(forbidden("100.100.100.200".parse().unwrap()));
         assert!(!forbidden("100.100.100.201".parse().unwrap()));

@@ -125,7 +125,8 @@ impl Sender {
         }
     }
 
-    /// Records a try and moves the delivery on: sent, retried later, or given up.
+    /// Records a try and moves the delivery on: sent, retried later, or given up — only if no
+    /// later lease took it meanwhile (a notifier that stalled past its lease settles nothing).
     async fn settle(
         &self,
         due: &Due,
@@ -149,25 +150,32 @@ impl Sender {
         .await?;
         if ok {
             sqlx::query(
-                "UPDATE deliveries SET state = 'sent', sent_at = now(), last_error = NULL WHERE id = $1",
+                "UPDATE deliveries SET state = 'sent', sent_at = now(), last_error = NULL
+                 WHERE id = $1 AND state = 'pending' AND attempts = $2",
             )
             .bind(due.id)
+            .bind(due.attempts)
             .execute(&mut *tx)
             .await?;
         } else if due.expired || permanent {
-            sqlx::query("UPDATE deliveries SET state = 'failed', last_error = $2 WHERE id = $1")
-                .bind(due.id)
-                .bind(&detail)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE deliveries SET state = 'failed', last_error = $2
+                 WHERE id = $1 AND state = 'pending' AND attempts = $3",
+            )
+            .bind(due.id)
+            .bind(&detail)
+            .bind(due.attempts)
+            .execute(&mut *tx)
+            .await?;
         } else {
             sqlx::query(
                 "UPDATE deliveries SET next_at = now() + make_interval(secs => $2), last_error = $3
-                 WHERE id = $1",
+                 WHERE id = $1 AND state = 'pending' AND attempts = $4",
             )
             .bind(due.id)
             .bind(backoff(due.attempts, rand_unit()).as_secs_f64())
             .bind(&detail)
+            .bind(due.attempts)
             .execute(&mut *tx)
             .await?;
         }

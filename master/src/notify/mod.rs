@@ -35,6 +35,8 @@ use crate::store::{Store, StoreError};
 const NOTIFIER_LOCK: i64 = 0x6e6f_7469_6669_6572;
 /// How often the notifier reads new records and sends due deliveries.
 const POLL: Duration = Duration::from_millis(500);
+/// How long the lock's connection may take to answer before this master steps down.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a master that is not the notifier tries to become it.
 const CAMPAIGN: Duration = Duration::from_secs(2);
 
@@ -46,6 +48,8 @@ pub enum NotifyError {
     Store(#[from] StoreError),
     #[error("mongo: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    #[error("the connection holding the notifier lock stopped answering")]
+    LockLost,
 }
 
 /// The notifier of one master: campaigns, and reads and delivers while it leads.
@@ -108,6 +112,9 @@ impl Notifier {
     /// The connection holding the notifier lock, if this master got it.
     async fn campaign(&self) -> Result<Option<PoolConnection<Postgres>>, NotifyError> {
         let mut connection = self.reader.store.pool.acquire().await?;
+        // Whatever happens next, the connection never goes back to the pool: it may hold the
+        // lock.
+        connection.close_on_drop();
         let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(NOTIFIER_LOCK)
             .fetch_one(&mut *connection)
@@ -119,12 +126,14 @@ impl Notifier {
     /// side, so a slow receiver does not hold up the records. The lock goes with the
     /// connection, which is closed rather than returned to the pool.
     async fn lead(&mut self, mut lock: PoolConnection<Postgres>) -> Result<(), NotifyError> {
-        lock.close_on_drop();
         let reader = &mut self.reader;
         let sender = &self.sender;
         let holding = async {
             loop {
-                sqlx::query("SELECT 1").execute(&mut *lock).await?;
+                // A half-open connection would keep this master leading beside the next one.
+                tokio::time::timeout(ALIVE_TIMEOUT, sqlx::query("SELECT 1").execute(&mut *lock))
+                    .await
+                    .map_err(|_| NotifyError::LockLost)??;
                 tokio::time::sleep(POLL).await;
             }
         };

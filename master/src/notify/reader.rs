@@ -28,6 +28,11 @@ use crate::store::{execute_in, lock_appends, RequestMeta, Store, StoreError};
 
 /// Records read per query.
 const BATCH: i64 = 500;
+/// How far ahead of this master's clock the position may move: a record stamped by a worker
+/// whose clock runs ahead does not carry the checkpoint into the future.
+const FUTURE_MARGIN_SECS: i64 = 60;
+/// How long delivery logs are kept.
+const DELIVERY_RETENTION_DAYS: i32 = 30;
 /// How often the last lookback window is read again.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -42,6 +47,8 @@ pub struct Reader {
     /// The newest `_id` acted on; `None` until read from the checkpoint.
     position: Option<ObjectId>,
     last_sweep: Option<Instant>,
+    /// Where the first read of this leadership began; sweeps start no earlier.
+    floor_secs: i64,
 }
 
 impl Reader {
@@ -60,6 +67,7 @@ impl Reader {
             metrics,
             position: None,
             last_sweep: None,
+            floor_secs: 0,
         }
     }
 
@@ -78,7 +86,8 @@ impl Reader {
             Some(position) => position,
             None => {
                 let checkpoint = self.checkpoint().await?;
-                let from = at_secs(checkpoint.saturating_sub(i64::from(self.lookback_secs)));
+                self.floor_secs = checkpoint.saturating_sub(i64::from(self.lookback_secs));
+                let from = at_secs(self.floor_secs);
                 acted += self.read_from(from).await?;
                 self.last_sweep = Some(Instant::now());
                 self.position.unwrap_or(from)
@@ -87,9 +96,8 @@ impl Reader {
         acted += self.read_from(position).await?;
         if self.last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
             let now = chrono::Utc::now().timestamp();
-            acted += self
-                .read_from(at_secs(now - i64::from(self.lookback_secs)))
-                .await?;
+            let from = (now - i64::from(self.lookback_secs)).max(self.floor_secs);
+            acted += self.read_from(at_secs(from)).await?;
             self.last_sweep = Some(Instant::now());
             self.prune().await?;
         }
@@ -99,16 +107,17 @@ impl Reader {
 
     async fn read_from(&mut self, mut after: ObjectId) -> Result<usize, NotifyError> {
         let mut acted = 0;
+        let ceiling = at_secs(chrono::Utc::now().timestamp() + FUTURE_MARGIN_SECS);
         loop {
-            let batch = self.batch(after).await?;
-            let Some((last, _)) = batch.last() else {
+            let (batch, last, full) = self.batch(after).await?;
+            let Some(last) = last else {
                 return Ok(acted);
             };
-            after = *last;
-            let full = batch.len() as i64 >= BATCH;
+            after = last;
             acted += self.act(&batch).await?;
-            if self.position.is_none_or(|position| after > position) {
-                self.position = Some(after);
+            let reached = after.min(ceiling);
+            if self.position.is_none_or(|position| reached > position) {
+                self.position = Some(reached);
             }
             if !full {
                 return Ok(acted);
@@ -116,11 +125,9 @@ impl Reader {
         }
     }
 
-    /// Up to [`BATCH`] records after `after`, without their output.
-    async fn batch(
-        &self,
-        after: ObjectId,
-    ) -> Result<Vec<(ObjectId, ExecutionRecord)>, NotifyError> {
+    /// Up to [`BATCH`] records after `after`, without their output; the last `_id` read
+    /// (decodable or not) and whether the batch was full.
+    async fn batch(&self, after: ObjectId) -> Result<Batch, NotifyError> {
         let found: Vec<RawDocumentBuf> = self
             .log
             .find(doc! {"_id": {"$gt": after}})
@@ -130,13 +137,19 @@ impl Reader {
             .await?
             .try_collect()
             .await?;
-        Ok(found
+        let last = found
+            .iter()
+            .rev()
+            .find_map(|raw| raw.get_object_id("_id").ok());
+        let full = found.len() as i64 >= BATCH;
+        let records = found
             .iter()
             .filter_map(|raw| {
                 let id = raw.get_object_id("_id").ok()?;
                 Some((id, Run::decode(raw)?.record))
             })
-            .collect())
+            .collect();
+        Ok((records, last, full))
     }
 
     /// Acts on the records of `batch` not acted on before, in one transaction.
@@ -147,14 +160,16 @@ impl Reader {
         let run_ids: Vec<&str> = batch.iter().map(|(_, r)| r.run_id.as_str()).collect();
         let jobs: Vec<&str> = batch.iter().map(|(_, r)| r.job_name.as_str()).collect();
         let statuses: Vec<&str> = batch.iter().map(|(_, r)| r.status.as_str()).collect();
+        let seconds: Vec<i64> = batch.iter().map(|(id, _)| secs_of(*id)).collect();
         let new: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO outcomes (run_id, job_name, status)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+            "INSERT INTO outcomes (run_id, job_name, status, oid_secs)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
              ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
         )
         .bind(&run_ids)
         .bind(&jobs)
         .bind(&statuses)
+        .bind(&seconds)
         .fetch_all(&mut *tx)
         .await?;
         let new: std::collections::HashSet<String> = new.into_iter().collect();
@@ -164,9 +179,20 @@ impl Reader {
             .filter(|record| new.contains(&record.run_id))
             .collect();
         let specs = watched(&mut tx, &fresh).await?;
+        // Outputs are read before anything takes the append lock, which job writes wait on.
+        let mut outputs = HashMap::new();
+        for record in &fresh {
+            if specs
+                .get(&record.job_name)
+                .is_some_and(|spec| !spec.notify.is_empty())
+            {
+                outputs.insert(record.run_id.clone(), self.output_of(&record.run_id).await?);
+            }
+        }
         for record in &fresh {
             if let Some(spec) = specs.get(&record.job_name) {
-                self.judge_one(&mut tx, record, spec).await?;
+                let output = outputs.remove(&record.run_id).unwrap_or_default();
+                self.judge_one(&mut tx, record, spec, output).await?;
             }
         }
         if let Some((newest, _)) = batch.last() {
@@ -175,7 +201,7 @@ impl Reader {
                  ON CONFLICT (id) DO UPDATE
                  SET oid_secs = greatest(notifier_checkpoint.oid_secs, $1), updated_at = now()",
             )
-            .bind(newest.timestamp().timestamp_millis() / 1000)
+            .bind(secs_of(*newest).min(chrono::Utc::now().timestamp() + FUTURE_MARGIN_SECS))
             .execute(&mut *tx)
             .await?;
         }
@@ -191,6 +217,7 @@ impl Reader {
         tx: &mut Transaction<'static, Postgres>,
         record: &ExecutionRecord,
         spec: &JobSpec,
+        output: String,
     ) -> Result<(), NotifyError> {
         let before: i32 = sqlx::query_scalar(
             "SELECT failures FROM failure_streaks WHERE job_name = $1 FOR UPDATE",
@@ -224,7 +251,7 @@ impl Reader {
             .await?;
         if !notify.is_empty() {
             let mut full = record.clone();
-            full.output = self.output_of(&record.run_id).await?;
+            full.output = output;
             for (channel, told) in &notify {
                 let body = payload::body(&full, *told, &self.public_url);
                 sqlx::query(
@@ -268,12 +295,22 @@ impl Reader {
         Ok(found.unwrap_or_else(|| chrono::Utc::now().timestamp() + i64::from(self.lookback_secs)))
     }
 
-    /// Forgets outcome rows no read can reach again.
+    /// Forgets outcome rows no read can reach again (by their `_id` second, which reads go
+    /// by), and delivery logs past their retention.
     async fn prune(&self) -> Result<(), NotifyError> {
-        sqlx::query("DELETE FROM outcomes WHERE recorded_at < now() - make_interval(secs => $1)")
-            .bind(f64::from(self.lookback_secs) * 2.0 + 3600.0)
+        // No read, now or after a restart, starts before a lookback ago; an hour's margin.
+        let reachable = chrono::Utc::now().timestamp() - i64::from(self.lookback_secs) - 3600;
+        sqlx::query("DELETE FROM outcomes WHERE oid_secs < $1")
+            .bind(reachable)
             .execute(&self.store.pool)
             .await?;
+        sqlx::query(
+            "DELETE FROM deliveries WHERE state <> 'pending'
+               AND created_at < now() - make_interval(days => $1)",
+        )
+        .bind(DELIVERY_RETENTION_DAYS)
+        .execute(&self.store.pool)
+        .await?;
         Ok(())
     }
 
@@ -291,13 +328,19 @@ impl Reader {
             .and_then(|raw| raw.get_object_id("_id").ok());
         let lag = match (newest, self.position) {
             (Some(newest), Some(position)) if newest > position => {
-                (newest.timestamp().timestamp_millis() - position.timestamp().timestamp_millis())
-                    / 1000
+                secs_of(newest) - secs_of(position)
             }
             _ => 0,
         };
         self.metrics.notifier_lag(lag);
     }
+}
+
+/// A batch of records with their `_id`s, the last `_id` read, and whether it was full.
+type Batch = (Vec<(ObjectId, ExecutionRecord)>, Option<ObjectId>, bool);
+
+fn secs_of(id: ObjectId) -> i64 {
+    id.timestamp().timestamp_millis() / 1000
 }
 
 /// An ObjectId below every one made at or after `secs`.

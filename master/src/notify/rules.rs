@@ -1,9 +1,10 @@
 //! What one execution record sets off, decided from the record, its job's spec and the job's
 //! run of failed ticks before it. Pure.
 //!
-//! A record is a tick's outcome unless the job retries it (an attempt that failed with
-//! attempts left and a status the policy retries): one notification per channel and one run
-//! per chained job per tick, after its last attempt. `killed` and `skipped` report nothing and
+//! A record is a tick's outcome unless its worker scheduled another attempt (`willRetry`; for
+//! older workers, an attempt that failed with attempts left and a status the policy retries):
+//! one notification per channel and one run per chained job per tick, after its last attempt.
+//! A retry that never started (`missed` at attempt 2 or later) makes the tick a failure. `killed` and `skipped` report nothing and
 //! leave the run of failures as it was, and so does `missed` (only the `missed` rule hears of it).
 //! A failure is reported once the run of failures has reached the rule's `afterFailures`; a
 //! success right after such a run is a `recovery` (for a rule that asks for it, else a
@@ -33,12 +34,22 @@ pub fn judge(record: &ExecutionRecord, spec: &JobSpec, failures: u32) -> Judgeme
     let Some(outcome) = NotifyOn::of(record.status) else {
         return unchanged;
     };
-    let retried = spec.retry.as_ref().is_some_and(|retry| {
-        record.attempt.unwrap_or(1) < retry.max_attempts && retry.retries(record.status)
+    // The worker says whether it scheduled another attempt; for records of older workers,
+    // the policy says whether one would follow.
+    let retried = record.will_retry.unwrap_or_else(|| {
+        spec.retry.as_ref().is_some_and(|retry| {
+            record.attempt.unwrap_or(1) < retry.max_attempts && retry.retries(record.status)
+        })
     });
     if retried {
         return unchanged;
     }
+    // A later attempt that never started ends a tick whose attempts failed.
+    let outcome = if outcome == NotifyOn::Missed && record.attempt.unwrap_or(1) > 1 {
+        NotifyOn::Failure
+    } else {
+        outcome
+    };
     match outcome {
         NotifyOn::Failure => {
             let failures = failures.saturating_add(1);
@@ -186,6 +197,17 @@ mod tests {
         // Not a status the policy retries: the tick ends at this attempt.
         let started = judge(&record(RunStatus::FailedToStart, 1), &job, 0);
         assert_eq!(started.outcome, Some(NotifyOn::Failure));
+        // The worker's word wins: no attempt was scheduled (the chain was ended), so this one
+        // is the outcome; and a retry that was never started reports the failure.
+        let mut ended = record(RunStatus::Failed, 1);
+        ended.will_retry = Some(false);
+        assert_eq!(
+            told(&judge(&ended, &job, 0)),
+            vec![("hook", NotifyOn::Failure)]
+        );
+        let mut missed = record(RunStatus::Missed, 2);
+        missed.will_retry = None;
+        assert_eq!(judge(&missed, &job, 0).outcome, Some(NotifyOn::Failure));
     }
 
     #[test]

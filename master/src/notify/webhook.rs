@@ -1,6 +1,7 @@
 //! Webhook deliveries: a JSON POST signed with HMAC-SHA256 over `<timestamp>.<body>`, through
 //! a client that resolves names itself and refuses link-local and cloud metadata addresses
-//! (unless allowed), follows no redirects and gives up after [`TIMEOUT`].
+//! (unless allowed), uses no proxy, follows no redirects and gives up after [`TIMEOUT`].
+//! Errors are logged and stored without the URL, which may itself be a credential.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ impl Webhooks {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(Guarded { allow_link_local }))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, past the guard.
+            .no_proxy()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT / 2)
             .user_agent(concat!("cronfleet/", env!("CARGO_PKG_VERSION")))
@@ -76,7 +79,7 @@ impl Webhooks {
             .body(delivery.body.to_vec())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| describe(&e.without_url()))?;
         let status = answer.status();
         if status.is_success() {
             Ok(format!("HTTP {}", status.as_u16()))

@@ -102,6 +102,7 @@ fn tolerant(doc: &Document) -> Option<Run> {
         tick_id: doc.get_str("tickId").ok().map(str::to_owned),
         attempt: small("attempt").and_then(|n| u32::try_from(n).ok()),
         source_run_id: doc.get_str("sourceRunId").ok().map(str::to_owned),
+        will_retry: doc.get_bool("willRetry").ok(),
         err,
     };
     Some(Run { record, legacy })

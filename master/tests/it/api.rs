@@ -420,6 +420,7 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
             tick_id: None,
             attempt: None,
             source_run_id: None,
+            will_retry: None,
         })
         .collect();
     log.insert_many(&records).await.unwrap();

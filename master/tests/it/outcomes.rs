@@ -328,7 +328,7 @@ async fn a_receiver_down_for_thirty_seconds_gets_the_delivery_once_when_it_retur
     write(&master, &failed).await;
     let pool = master.services.store.pool.clone();
     wait_for(
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "30 s of failed tries",
         async || {
             let (tries, span): (i64, f64) = sqlx::query_as(

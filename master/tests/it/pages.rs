@@ -216,6 +216,7 @@ async fn hostile_job(master: &Master) -> String {
         tick_id: None,
         attempt: None,
         source_run_id: None,
+        will_retry: None,
     };
     let missed = ExecutionRecord {
         run_id: "missed-hostile-1763999700000".into(),

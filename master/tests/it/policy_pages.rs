@@ -192,6 +192,7 @@ fn attempt(run_id: &str, attempt: u32, status: RunStatus, start: i64) -> Executi
         tick_id: Some("schedule-1764072000000".into()),
         attempt: Some(attempt),
         source_run_id: None,
+        will_retry: None,
     }
 }
 

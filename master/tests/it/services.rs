@@ -105,6 +105,7 @@ fn record(run_id: &str, start_time: i64) -> ExecutionRecord {
         tick_id: None,
         attempt: None,
         source_run_id: None,
+        will_retry: None,
     }
 }
 

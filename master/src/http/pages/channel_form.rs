@@ -84,8 +84,12 @@ impl ChannelForm {
                 if !self.secret.is_empty() {
                     body.insert("secret".into(), json!(self.secret));
                 }
+                // Stored values are kept only for the same origin: pointing the URL elsewhere
+                // must not carry credentials in headers to the new host unseen.
                 let kept = match current {
-                    Some(Target::Webhook { headers, .. }) => headers.clone(),
+                    Some(Target::Webhook { headers, url }) if same_origin(url, self.url.trim()) => {
+                        headers.clone()
+                    }
                     _ => BTreeMap::new(),
                 };
                 body.insert("headers".into(), json!(headers(&self.headers, &kept)?));
@@ -97,6 +101,13 @@ impl ChannelForm {
             _ => {}
         }
         Ok(Value::Object(body))
+    }
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
     }
 }
 
@@ -123,7 +134,8 @@ fn headers(
             _ if value.is_empty() => {
                 return Err(FieldError::new(
                     format!("headers.{name}"),
-                    "has no value (a name alone keeps the value of a header the channel has)",
+                    "has no value (a name alone keeps the value of a header the channel has, \
+                     while the URL stays on the same scheme, host and port)",
                 ))
             }
             _ => value.to_owned(),
@@ -171,9 +183,18 @@ mod tests {
     #[test]
     fn a_webhook_form_keeps_named_headers_and_drops_the_other_kinds_inputs() {
         let current = Target::Webhook {
+            url: "https://hooks.example.com/old-path".into(),
+            headers: BTreeMap::from([("authorization".into(), "Bearer old".into())]),
+        };
+        // Pointed at another host, a kept header would go there unseen: its value is asked for.
+        let elsewhere = Target::Webhook {
             url: "https://old.example/x".into(),
             headers: BTreeMap::from([("authorization".into(), "Bearer old".into())]),
         };
+        assert_eq!(
+            parsed(&hook("Authorization:"), Some(&elsewhere)),
+            Err("headers.Authorization".into())
+        );
         let form = hook("Authorization:\r\nX-Team: ops\n\n");
         let input = parsed(&form, Some(&current)).unwrap();
         assert_eq!(input.name.as_str(), "ops");
