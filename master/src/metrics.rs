@@ -97,7 +97,7 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        out.push_str("# HELP cronfleet_notifier_lag_seconds How far the newest execution record is ahead of what the notifier has read.\n");
+        out.push_str("# HELP cronfleet_notifier_lag_seconds Seconds since the notifier last read up to the newest execution record (about zero while it keeps up).\n");
         out.push_str("# TYPE cronfleet_notifier_lag_seconds gauge\n");
         let _ = writeln!(
             out,

@@ -48,6 +48,8 @@ pub enum NotifyError {
     Store(#[from] StoreError),
     #[error("mongo: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    #[error(transparent)]
+    Read(#[from] crate::read::ReadError),
     #[error("the connection holding the notifier lock stopped answering")]
     LockLost,
 }

@@ -23,7 +23,7 @@ use super::rules::{judge, Judgement};
 use super::NotifyError;
 use crate::domain::{Command, DomainError};
 use crate::metrics::Metrics;
-use crate::read::Run;
+use crate::read::{indexes, last_runs, Run};
 use crate::store::{execute_in, lock_appends, RequestMeta, Store, StoreError};
 
 /// Records read per query.
@@ -49,6 +49,12 @@ pub struct Reader {
     last_sweep: Option<Instant>,
     /// Where the first read of this leadership began; sweeps start no earlier.
     floor_secs: i64,
+    /// Whether jobs may be waiting for a row in `last_runs` (see [`last_runs::fill`]).
+    unfilled: bool,
+    /// Whether this leadership has made sure of the indexes its reads need.
+    indexed: bool,
+    /// When a read last reached the newest record.
+    caught_up: Instant,
 }
 
 impl Reader {
@@ -68,6 +74,9 @@ impl Reader {
             position: None,
             last_sweep: None,
             floor_secs: 0,
+            unfilled: true,
+            indexed: false,
+            caught_up: Instant::now(),
         }
     }
 
@@ -76,11 +85,21 @@ impl Reader {
     pub fn reset(&mut self) {
         self.position = None;
         self.last_sweep = None;
+        self.unfilled = true;
+        self.indexed = false;
     }
 
     /// Acts on the records that arrived since the last poll (and, when due, on any that
     /// landed behind it); returns how many were new.
     pub async fn poll(&mut self) -> Result<usize, NotifyError> {
+        if !self.indexed {
+            match indexes::ensure(&self.log).await {
+                Ok(()) => self.indexed = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not create the indexes the notifier reads by; reading without them")
+                }
+            }
+        }
         let mut acted = 0;
         let position = match self.position {
             Some(position) => position,
@@ -100,8 +119,13 @@ impl Reader {
             acted += self.read_from(at_secs(from)).await?;
             self.last_sweep = Some(Instant::now());
             self.prune().await?;
+            self.unfilled = true;
         }
-        self.update_lag().await;
+        if self.unfilled {
+            let filled = last_runs::fill(&self.store.pool, &self.log).await?;
+            self.unfilled = filled >= last_runs::FILL_BATCH;
+        }
+        self.update_lag();
         Ok(acted)
     }
 
@@ -111,6 +135,7 @@ impl Reader {
         loop {
             let (batch, last, full) = self.batch(after).await?;
             let Some(last) = last else {
+                self.caught_up = Instant::now();
                 return Ok(acted);
             };
             after = last;
@@ -120,6 +145,7 @@ impl Reader {
                 self.position = Some(reached);
             }
             if !full {
+                self.caught_up = Instant::now();
                 return Ok(acted);
             }
         }
@@ -172,6 +198,8 @@ impl Reader {
         .bind(&seconds)
         .fetch_all(&mut *tx)
         .await?;
+        let all: Vec<&ExecutionRecord> = batch.iter().map(|(_, record)| record).collect();
+        last_runs::record(&mut tx, &all).await?;
         let new: std::collections::HashSet<String> = new.into_iter().collect();
         let fresh: Vec<&ExecutionRecord> = batch
             .iter()
@@ -314,25 +342,11 @@ impl Reader {
         Ok(())
     }
 
-    /// How far, in seconds, the newest record is ahead of the position.
-    async fn update_lag(&self) {
-        let newest = self
-            .log
-            .find_one(doc! {})
-            .sort(doc! {"_id": -1})
-            .projection(doc! {"_id": 1})
-            .await;
-        let newest = newest
-            .ok()
-            .flatten()
-            .and_then(|raw| raw.get_object_id("_id").ok());
-        let lag = match (newest, self.position) {
-            (Some(newest), Some(position)) if newest > position => {
-                secs_of(newest) - secs_of(position)
-            }
-            _ => 0,
-        };
-        self.metrics.notifier_lag(lag);
+    /// How long, in seconds, since a read last reached the newest record: about zero while
+    /// the notifier keeps up, growing while it is behind or its reads fail.
+    fn update_lag(&self) {
+        self.metrics
+            .notifier_lag(i64::try_from(self.caught_up.elapsed().as_secs()).unwrap_or(i64::MAX));
     }
 }
 

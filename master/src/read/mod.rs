@@ -3,6 +3,8 @@
 //! query each; a failure comes back as a [`ReadError`], which the HTTP layer logs once and
 //! answers 503.
 
+pub mod indexes;
+pub mod last_runs;
 mod stored;
 
 use std::collections::{BTreeSet, HashMap};
@@ -14,6 +16,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 
 use crate::store::{AuditRow, EventFilter, Store, StoreError};
+pub use last_runs::LastRun;
 pub use stored::Run;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,12 @@ pub enum ReadError {
     Etcd(#[from] etcd_client::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(error))
+    }
 }
 
 /// Where a page of execution records starts: after this `(startTime, runId)`, newest first.
@@ -173,22 +182,9 @@ impl Reads {
         Ok(documents.iter().filter_map(Run::decode).collect())
     }
 
-    /// The newest record of each named job: one indexed `(jobName, startTime desc)` lookup per
-    /// job, all at once (an aggregation over the whole collection is far slower).
-    pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, Run>, ReadError> {
-        let lookups = names.iter().map(|name| async move {
-            self.log
-                .find_one(doc! { "jobName": name.as_str() })
-                .sort(doc! { "startTime": -1 })
-                .await
-        });
-        let found = futures_util::future::try_join_all(lookups).await?;
-        Ok(found
-            .iter()
-            .flatten()
-            .filter_map(Run::decode)
-            .map(|run| (run.record.job_name.clone(), run))
-            .collect())
+    /// The newest record of each named job that has one (see [`last_runs`]).
+    pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, LastRun>, ReadError> {
+        last_runs::of(&self.store.pool, &self.log, names).await
     }
 
     /// Runs in progress per job, from the workers' keys: a `forbid` run holds `lock/<job>`,

@@ -10,6 +10,7 @@ mod channels;
 mod etcd_failover;
 mod fail_fast;
 mod input;
+mod last_runs;
 mod legacy;
 mod names;
 mod outcomes;

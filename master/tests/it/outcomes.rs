@@ -79,7 +79,7 @@ async fn receiver(port: u16) -> (Received, CancellationToken) {
 }
 
 /// A notifier on `master`'s slice, with the test SMTP sink; stops with the token.
-async fn notifier(master: &Master) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+pub(crate) async fn notifier(master: &Master) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let mut args = master.env.master_args();
     args.extend(
         [
@@ -101,7 +101,7 @@ async fn notifier(master: &Master) -> (CancellationToken, tokio::task::JoinHandl
     (stop, task)
 }
 
-fn record(job: &str, status: RunStatus) -> ExecutionRecord {
+pub(crate) fn record(job: &str, status: RunStatus) -> ExecutionRecord {
     let run_id = uuid::Uuid::now_v7().to_string();
     let mut record: ExecutionRecord = serde_json::from_value(json!({
         "runId": run_id, "jobName": job, "command": "backup.sh", "err": "",
@@ -121,7 +121,7 @@ fn record(job: &str, status: RunStatus) -> ExecutionRecord {
 }
 
 /// Writes `record` to `log` as a worker does.
-async fn write(master: &Master, record: &ExecutionRecord) {
+pub(crate) async fn write(master: &Master, record: &ExecutionRecord) {
     let log = master
         .env
         .mongo()
@@ -132,7 +132,11 @@ async fn write(master: &Master, record: &ExecutionRecord) {
         .unwrap();
 }
 
-async fn wait_for<T>(within: Duration, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(found) = probe().await {

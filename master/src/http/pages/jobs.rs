@@ -19,10 +19,10 @@ use crate::http::telemetry::RequestId;
 use crate::http::views;
 use crate::http::AppState;
 use crate::identity::Role;
-use crate::read::Run;
+use crate::read::LastRun;
 use crate::store::JobFilter;
 
-struct LastRun {
+struct LastRunView {
     status: String,
     when: String,
     duration: String,
@@ -36,11 +36,11 @@ struct JobRowView {
     next_run: String,
     paused: bool,
     running: usize,
-    last: Option<LastRun>,
+    last: Option<LastRunView>,
 }
 
 impl JobRowView {
-    fn new(spec: &JobSpec, running: usize, last: Option<&Run>, now: DateTime<Utc>) -> Self {
+    fn new(spec: &JobSpec, running: usize, last: Option<&LastRun>, now: DateTime<Utc>) -> Self {
         Self {
             name: spec.name.to_string(),
             cron_expr: spec.cron_expr.clone(),
@@ -55,8 +55,8 @@ impl JobRowView {
             },
             paused: spec.paused,
             running,
-            last: last.map(|run| &run.record).map(|r| LastRun {
-                status: r.status.as_str().to_owned(),
+            last: last.map(|r| LastRunView {
+                status: r.status.clone(),
                 when: views::when_ms(r.start_time),
                 duration: views::duration_ms(r.end_time - r.start_time),
             }),

@@ -1,0 +1,28 @@
+//! The indexes the master's reads of `log` need beyond the workers' (`runId` unique where set,
+//! `(jobName, startTime desc)`), created by the notifier when it starts leading.
+//!
+//! Both exist because a server may not use the index a read would seem to have: the
+//! MongoDB-wire server this project runs scans the whole collection for an `_id` range (the
+//! notifier's forward read) and ignores a partial index for a lookup by run id (an execution's
+//! page, a notification's output). A compound index led by the same field serves both on
+//! every server; on MongoDB itself they cost an index entry per record and nothing else.
+
+use mongodb::bson::{doc, RawDocumentBuf};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+
+/// Creates the indexes if they are missing (a no-op when they exist).
+pub async fn ensure(log: &Collection<RawDocumentBuf>) -> mongodb::error::Result<()> {
+    let index = |keys, name: &str| {
+        IndexModel::builder()
+            .keys(keys)
+            .options(IndexOptions::builder().name(name.to_owned()).build())
+            .build()
+    };
+    log.create_indexes([
+        index(doc! { "_id": 1, "jobName": 1 }, "id_jobName"),
+        index(doc! { "runId": 1, "startTime": 1 }, "runId_startTime"),
+    ])
+    .await?;
+    Ok(())
+}
