@@ -118,12 +118,22 @@ impl Event {
     ];
 }
 
-/// A job's state as of its last event. `version` counts the job's events (0: none yet).
+/// A job's state as of its last event. `version` counts the job's events (0: none yet): the
+/// position appends go by.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobState {
     pub version: u64,
     /// The live spec; `None` before creation and after deletion.
     pub spec: Option<JobSpec>,
+}
+
+impl JobState {
+    /// The version clients see and send back (ETag, `If-Match`, the form's hidden field): that
+    /// of the event that last changed the spec. Run-now and kill requests are events of the
+    /// job too, but change nothing an editor holds, so they leave it as it was.
+    pub fn spec_version(&self) -> u64 {
+        self.spec.as_ref().map_or(self.version, |spec| spec.version)
+    }
 }
 
 /// Why a command was refused. Nothing is appended.
@@ -155,8 +165,8 @@ pub enum DomainError {
     },
 }
 
-/// Decides `command` for job `name` in `state`. `expected` is the version the caller last saw,
-/// if it sent one. An empty result means the command changes nothing (an update to the same
+/// Decides `command` for job `name` in `state`. `expected` is the version the caller last saw
+/// ([`JobState::spec_version`]), if it sent one. An empty result means the command changes nothing (an update to the same
 /// spec).
 pub fn decide(
     name: &JobName,
@@ -165,11 +175,12 @@ pub fn decide(
     expected: Option<u64>,
 ) -> Result<Vec<Event>, DomainError> {
     if let Some(expected) = expected {
-        if expected != state.version {
+        let current = state.spec_version();
+        if expected != current {
             return Err(DomainError::VersionConflict {
                 name: name.clone(),
                 expected,
-                current: state.version,
+                current,
             });
         }
     }

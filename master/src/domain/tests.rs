@@ -147,7 +147,7 @@ fn delete_records_what_was_deleted() {
 }
 
 #[test]
-fn run_now_and_kill_bump_the_version_but_not_the_spec() {
+fn run_now_and_kill_move_the_stream_but_not_the_version_editors_hold() {
     let state = given(vec![
         Command::CreateJob(spec("a")),
         Command::RunJobNow {
@@ -159,7 +159,21 @@ fn run_now_and_kill_bump_the_version_but_not_the_spec() {
         },
     ]);
     assert_eq!(state.version, 3);
-    assert_eq!(state.spec.unwrap().version, 1);
+    assert_eq!(state.spec_version(), 1);
+    assert_eq!(state.spec.as_ref().unwrap().version, 1);
+    // An editor who loaded version 1 before the run-now and the kill still saves.
+    let events = decide(&name(), &state, Command::UpdateJob(spec("b")), Some(1)).unwrap();
+    assert!(matches!(&events[..], [Event::JobUpdated { after, .. }] if after.version == 4));
+    let after = events.iter().fold(state, apply);
+    assert_eq!(after.spec_version(), 4);
+    assert_eq!(
+        decide(&name(), &after, Command::PauseJob, Some(3)),
+        Err(DomainError::VersionConflict {
+            name: name(),
+            expected: 3,
+            current: 4
+        })
+    );
 }
 
 #[test]

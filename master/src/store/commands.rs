@@ -266,8 +266,9 @@ async fn update_read_model(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $7, $8)
          ON CONFLICT (name) DO UPDATE SET
            spec = EXCLUDED.spec, version = EXCLUDED.version, paused = EXCLUDED.paused,
-           deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at,
-           updated_by = EXCLUDED.updated_by, last_seq = EXCLUDED.last_seq,
+           deleted = EXCLUDED.deleted, last_seq = EXCLUDED.last_seq,
+           updated_at = CASE WHEN $9 THEN EXCLUDED.updated_at ELSE jobs.updated_at END,
+           updated_by = CASE WHEN $9 THEN EXCLUDED.updated_by ELSE jobs.updated_by END,
            created_at = CASE WHEN jobs.deleted THEN EXCLUDED.created_at ELSE jobs.created_at END,
            created_by = CASE WHEN jobs.deleted THEN EXCLUDED.created_by ELSE jobs.created_by END",
     )
@@ -279,6 +280,11 @@ async fn update_read_model(
     .bind(event.recorded_at)
     .bind(&event.actor)
     .bind(event.seq)
+    // A run-now or kill request is on the record, but is no change to the job.
+    .bind(!matches!(
+        event.event,
+        Event::RunRequested { .. } | Event::KillRequested { .. }
+    ))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -66,6 +66,8 @@ pub struct AuditRow {
 #[derive(Debug, Clone)]
 pub struct JobRow {
     pub spec: JobSpec,
+    /// The job's version as clients see it (its ETag): the version of the event that last
+    /// changed its spec ([`JobState::spec_version`]).
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
@@ -253,10 +255,11 @@ const JOB_COLUMNS: &str =
     "SELECT spec, version, created_at, created_by, updated_at, updated_by FROM jobs";
 
 fn job_row(row: &PgRow) -> Result<JobRow, StoreError> {
-    let spec: Value = row.try_get("spec")?;
+    let spec: JobSpec = serde_json::from_value(row.try_get("spec")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(JobRow {
-        spec: serde_json::from_value(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        version: row.try_get("version")?,
+        version: i64::try_from(spec.version).unwrap_or(i64::MAX),
+        spec,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
         updated_at: row.try_get("updated_at")?,

@@ -20,3 +20,4 @@ mod policy_pages;
 mod projector;
 mod services;
 mod support;
+mod versions;

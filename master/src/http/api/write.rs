@@ -29,10 +29,10 @@ pub async fn write(
         state.metrics.events_appended(written.events.len());
     }
     let job = &written.state;
-    let version = i64::try_from(job.version).unwrap_or(0);
+    let version = i64::try_from(job.spec_version()).unwrap_or(0);
     let body = match (&job.spec, written.events.last().map(|e| &e.event)) {
         (_, Some(Event::RunRequested { request_id, .. } | Event::KillRequested { request_id })) => {
-            json!({ "requestId": request_id, "version": job.version })
+            json!({ "requestId": request_id, "version": version })
         }
         (Some(spec), _) => serde_json::to_value(JobView::new(spec, version)).unwrap_or(Value::Null),
         (None, _) => Value::Null,

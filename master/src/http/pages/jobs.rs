@@ -142,6 +142,13 @@ struct ConfirmForm {
     confirm: Option<String>,
 }
 
+/// The `confirm` field of a posted form.
+fn confirmed(body: &[u8]) -> Option<String> {
+    serde_urlencoded::from_bytes::<ConfirmForm>(body)
+        .ok()
+        .and_then(|f| f.confirm)
+}
+
 pub(super) async fn action(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
@@ -170,12 +177,19 @@ pub(super) async fn action(
             request_id,
             source_run_id: None,
         },
-        "kill" => Command::KillJob { request_id },
+        "kill" => {
+            if confirmed(&body).as_deref() != Some("kill") {
+                return Err(HttpError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    "confirm",
+                    "Killing stops every run of the job; confirm it with the button under Kill.",
+                ));
+            }
+            Command::KillJob { request_id }
+        }
         "delete" => {
-            let confirmed = serde_urlencoded::from_bytes::<ConfirmForm>(&body)
-                .ok()
-                .and_then(|f| f.confirm);
-            if confirmed.as_deref() != Some(name.as_str()) {
+            if confirmed(&body).as_deref() != Some(name.as_str()) {
                 return Err(HttpError::field(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_field",
