@@ -100,9 +100,13 @@ pub fn schedule_words(expr: &str) -> String {
     }
     match (seconds, minute, hour) {
         ("*", "*", "*") => "every second".to_owned(),
-        (s, "*", "*") if step(s).is_some() => format!("every {} seconds", step(s).unwrap_or(1)),
+        (s, "*", "*") if step(s).is_some() => {
+            stepped(step(s).unwrap_or(1), 60, "second", "every minute")
+        }
         ("0", "*", "*") => "every minute".to_owned(),
-        ("0", m, "*") if step(m).is_some() => format!("every {} minutes", step(m).unwrap_or(1)),
+        ("0", m, "*") if step(m).is_some() => {
+            stepped(step(m).unwrap_or(1), 60, "minute", "every hour")
+        }
         ("0", m, "*") if number(m).is_some() => format!("every hour at minute {m}"),
         ("0", m, h) if number(m).is_some() && number(h).is_some() => {
             format!(
@@ -111,8 +115,41 @@ pub fn schedule_words(expr: &str) -> String {
                 number(m).unwrap_or(0)
             )
         }
-        ("0", "0", h) if step(h).is_some() => format!("every {} hours", step(h).unwrap_or(1)),
+        ("0", "0", h) if step(h).is_some() => match step(h).unwrap_or(1) {
+            n if 24 % n == 0 => stepped(n, 24, "hour", "every day"),
+            n => {
+                let times = (0..24).step_by(n as usize).map(|h| format!("{h:02}:00"));
+                format!("every day at {}", listed(times.collect()))
+            }
+        },
         _ => "custom schedule".to_owned(),
+    }
+}
+
+/// `*/n` over a field of `range` values from 0: "every n units" when `n` divides the range, so
+/// the gaps are all equal; otherwise the values it picks (`*/25` minutes: 0, 25 and 50, and
+/// the gap from 50 to the next hour's 0 is 10 minutes; `*/70`: only 0).
+fn stepped(n: u32, range: u32, unit: &str, within: &str) -> String {
+    match n {
+        0 | 1 => format!("every {unit}"),
+        n if range % n == 0 => format!("every {n} {unit}s"),
+        n => {
+            let values: Vec<String> = (0..range)
+                .step_by(n as usize)
+                .map(|v| v.to_string())
+                .collect();
+            let plural = if values.len() > 1 { "s" } else { "" };
+            format!("{within} at {unit}{plural} {}", listed(values))
+        }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn listed(mut items: Vec<String>) -> String {
+    match items.pop() {
+        None => String::new(),
+        Some(last) if items.is_empty() => last,
+        Some(last) => format!("{} and {last}", items.join(", ")),
     }
 }
 
@@ -232,6 +269,16 @@ mod tests {
             ("@every 90s", "every 90s"),
             ("@daily", "every day at midnight"),
             ("0 9 * * MON-FRI", "custom schedule"),
+            ("*/70 * * * *", "every hour at minute 0"),
+            ("*/25 * * * *", "every hour at minutes 0, 25 and 50"),
+            ("*/1 * * * *", "every minute"),
+            ("*/45 * * * * *", "every minute at seconds 0 and 45"),
+            ("0 */6 * * *", "every 6 hours"),
+            (
+                "0 */5 * * *",
+                "every day at 00:00, 05:00, 10:00, 15:00 and 20:00",
+            ),
+            ("0 */30 * * *", "every day at 00:00"),
         ] {
             assert_eq!(schedule_words(expr), words, "{expr}");
         }
