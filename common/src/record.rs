@@ -95,6 +95,16 @@ pub enum Trigger {
     Manual,
 }
 
+impl Trigger {
+    /// The snake_case name used in JSON and BSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Schedule => "schedule",
+            Self::Manual => "manual",
+        }
+    }
+}
+
 /// One execution, as stored in Mongo. Times are Unix milliseconds, as in go-crontab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

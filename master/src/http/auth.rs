@@ -31,6 +31,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/metrics", Access::At(Role::Viewer)),
     ("GET", "/api/v1/openapi.json", Access::At(Role::Viewer)),
     ("GET", "/api/v1/jobs", Access::At(Role::Viewer)),
+    ("GET", "/api/v1/running", Access::At(Role::Viewer)),
     ("POST", "/api/v1/jobs", Access::At(Role::Admin)),
     ("GET", "/api/v1/jobs/{name}", Access::At(Role::Viewer)),
     ("PUT", "/api/v1/jobs/{name}", Access::At(Role::Admin)),
@@ -100,6 +101,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     // pause, resume, run, kill (operator) and delete (admin, checked again by the handler)
     ("POST", "/jobs/{name}/{action}", Access::At(Role::Operator)),
     ("GET", "/executions/{run_id}", Access::At(Role::Viewer)),
+    ("GET", "/running", Access::At(Role::Viewer)),
     ("GET", "/workers", Access::At(Role::Viewer)),
     ("GET", "/audit", Access::At(Role::Viewer)),
     ("GET", "/channels", Access::At(Role::Operator)),

@@ -5,11 +5,12 @@
 
 pub mod indexes;
 pub mod last_runs;
+mod running;
 mod stored;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use cronfleet_common::values::{Holder, Registration};
+use cronfleet_common::values::Registration;
 use cronfleet_common::{JobName, Keys};
 use etcd_client::GetOptions;
 use futures_util::TryStreamExt;
@@ -17,6 +18,7 @@ use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 
 use crate::store::{AuditRow, EventFilter, Store, StoreError};
 pub use last_runs::LastRun;
+pub use running::Running;
 pub use stored::Run;
 
 #[derive(Debug, thiserror::Error)]
@@ -187,38 +189,16 @@ impl Reads {
         last_runs::of(&self.store.pool, &self.log, names).await
     }
 
-    /// Runs in progress per job, from the workers' keys: a `forbid` run holds `lock/<job>`,
-    /// runs that may overlap also have `runs/<job>/<run>`. A run is counted once by its run id;
-    /// a lock without one (held by a go-crontab worker) counts as one run.
+    /// Every run in progress (see [`running`]).
+    pub async fn running(&self) -> Result<Vec<Running>, ReadError> {
+        running::all(&self.etcd, &self.keys).await
+    }
+
+    /// How many runs are in progress per job.
     pub async fn running_counts(&self) -> Result<HashMap<String, usize>, ReadError> {
-        let mut etcd = self.etcd.clone();
-        let runs = etcd
-            .get(
-                self.keys.runs(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await?;
-        let locks = etcd
-            .get(self.keys.locks(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let mut running: BTreeSet<(String, String)> = BTreeSet::new();
-        for kv in runs.kvs() {
-            if let Some((job, run_id)) = self.keys.run_of(kv.key()) {
-                running.insert((job.to_string(), run_id));
-            }
-        }
-        for kv in locks.kvs() {
-            if let Some(job) = self.keys.job_of(kv.key()) {
-                let run_id = serde_json::from_slice::<Holder>(kv.value()).map_or_else(
-                    |_| String::from_utf8_lossy(kv.key()).into_owned(),
-                    |h| h.run_id,
-                );
-                running.insert((job.to_string(), run_id));
-            }
-        }
         let mut counts = HashMap::new();
-        for (job, _) in running {
-            *counts.entry(job).or_insert(0) += 1;
+        for run in self.running().await? {
+            *counts.entry(run.job).or_insert(0) += 1;
         }
         Ok(counts)
     }

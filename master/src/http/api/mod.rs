@@ -8,6 +8,7 @@ pub mod executions;
 mod job_view;
 pub mod jobs;
 pub mod policy;
+pub mod running;
 pub mod tokens;
 pub mod users;
 pub mod workers;
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(jobs::router())
         .merge(executions::router())
+        .merge(running::router())
         .merge(audit::router())
         .merge(workers::router())
         .merge(users::router())

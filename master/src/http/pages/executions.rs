@@ -111,11 +111,12 @@ pub(super) async fn page(
     Path(run_id): Path<String>,
 ) -> Result<Response, HttpError> {
     let nav = Nav::for_session(&session);
-    let run = state
-        .reads
-        .execution(&run_id)
-        .await?
-        .ok_or_else(|| HttpError::not_found("There is no such run."))?;
+    let Some(run) = state.reads.execution(&run_id).await? else {
+        // A run has its page from the moment it starts; its record comes when it ends.
+        return super::running::run_page(&state, &session, &run_id)
+            .await?
+            .ok_or_else(|| HttpError::not_found("There is no such run."));
+    };
     let tick_runs = tick_runs(&state, &run.record).await?;
     let r = run.record;
     let run = ExecutionView {

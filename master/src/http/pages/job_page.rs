@@ -12,6 +12,7 @@ use cronfleet_common::{JobSpec, MissReason, NotifyRule};
 
 use super::audit::ChangeView;
 use super::deliveries::{DeliveryRow, RECENT_DELIVERIES};
+use super::running::RunningView;
 use super::show;
 use super::{change_view, no_such_job, parse_name, DoneQuery};
 use crate::accounts::Session;
@@ -200,6 +201,8 @@ struct JobPage {
     unmatched_selector: Option<String>,
     /// When the job's latest change was written to etcd outside the master.
     changed_outside: Option<String>,
+    /// Its runs in progress, listed before the records of runs that ended.
+    running: Vec<RunningView>,
 }
 
 /// The selector in words when the job has one and no registered worker matches it.
@@ -218,10 +221,17 @@ pub(super) async fn detail(
     let nav = Nav::new(&session, query.done.as_deref());
     let name = parse_name(&name)?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
-    let (records, fleet) = tokio::try_join!(
+    let (records, fleet, running) = tokio::try_join!(
         state.reads.executions(&name, None, RECENT_RUNS),
-        state.reads.workers()
+        state.reads.workers(),
+        state.reads.running()
     )?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let running = running
+        .iter()
+        .filter(|run| run.job == name.as_str())
+        .map(|run| RunningView::new(run, now))
+        .collect();
     let filter = DeliveryFilter::Job(name.clone());
     let (upstream, deliveries) = tokio::try_join!(
         state.store.upstream(&name),
@@ -253,5 +263,6 @@ pub(super) async fn detail(
         legacy_workers: fleet.legacy.into_iter().map(|w| w.address).collect(),
         unmatched_selector: unmatched_selector(&row.spec, &fleet.workers),
         changed_outside,
+        running,
     })
 }

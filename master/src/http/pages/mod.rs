@@ -16,6 +16,7 @@ mod job_outcomes;
 mod job_page;
 mod job_policy;
 mod jobs;
+mod running;
 mod sign_in;
 mod tokens;
 mod workers;
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/jobs/{name}/{action}", post(jobs::action))
         .route("/executions/{run_id}", get(executions::page))
+        .route("/running", get(running::page))
         .route("/workers", get(workers::page))
         .route("/audit", get(audit::page))
         .route("/channels", get(channels::list).post(channels::create))

@@ -1,0 +1,106 @@
+//! Runs in progress across jobs, and a running run's own page until its record arrives.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Extension;
+use chrono::Utc;
+
+use super::show;
+use crate::accounts::Session;
+use crate::http::error::HttpError;
+use crate::http::layout::Nav;
+use crate::http::views;
+use crate::http::AppState;
+use crate::read::Running;
+
+/// How often a running run's page reloads itself, in seconds.
+pub(super) const REFRESH_SECS: u32 = 3;
+
+/// A run in progress, as a row or a page.
+pub(super) struct RunningView {
+    pub run_id: String,
+    pub job: String,
+    /// Empty for a go-crontab worker's run.
+    pub worker: String,
+    pub trigger: String,
+    pub source_run_id: Option<String>,
+    pub planned: String,
+    pub started: String,
+    pub elapsed: String,
+    pub attempt: String,
+}
+
+impl RunningView {
+    pub fn new(run: &Running, now_ms: i64) -> Self {
+        let holder = run.holder.as_ref();
+        Self {
+            run_id: run.run_id.clone(),
+            job: run.job.clone(),
+            worker: holder.map(|h| h.worker_id.clone()).unwrap_or_default(),
+            trigger: holder
+                .map_or("go-crontab", |h| h.trigger.as_str())
+                .to_owned(),
+            source_run_id: holder.and_then(|h| h.source_run_id.clone()),
+            planned: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.planned_at)),
+            started: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.claimed_at)),
+            elapsed: holder.map_or_else(
+                || "-".to_owned(),
+                |h| views::duration_ms(now_ms - h.claimed_at),
+            ),
+            attempt: holder.map_or_else(|| "-".to_owned(), |h| h.attempt.max(1).to_string()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "running.html")]
+struct RunningPage {
+    nav: Nav,
+    runs: Vec<RunningView>,
+}
+
+pub(super) async fn page(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, HttpError> {
+    let now = Utc::now().timestamp_millis();
+    let runs = state
+        .reads
+        .running()
+        .await?
+        .iter()
+        .map(|run| RunningView::new(run, now))
+        .collect();
+    show(&RunningPage {
+        nav: Nav::for_session(&session),
+        runs,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "execution_running.html")]
+struct RunningRunPage {
+    nav: Nav,
+    run: RunningView,
+    refresh_secs: u32,
+}
+
+/// The page of run `run_id` while it is in progress, if it is.
+pub(super) async fn run_page(
+    state: &AppState,
+    session: &Session,
+    run_id: &str,
+) -> Result<Option<Response>, HttpError> {
+    let now = Utc::now().timestamp_millis();
+    let running = state.reads.running().await?;
+    let Some(run) = running.iter().find(|run| run.run_id == run_id) else {
+        return Ok(None);
+    };
+    show(&RunningRunPage {
+        nav: Nav::for_session(session),
+        run: RunningView::new(run, now),
+        refresh_secs: REFRESH_SECS,
+    })
+    .map(Some)
+}

@@ -1,0 +1,134 @@
+//! Runs in progress, read from the workers' keys as workers write them: the API, the Running
+//! page, the job page's list, and a running run's own page, which reloads itself until the
+//! record arrives and then is the record's page.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use cronfleet_common::values::Holder;
+use cronfleet_common::{JobName, RunStatus, Trigger};
+
+use crate::outcomes::{record, write};
+use crate::pages::text;
+use crate::support::{job, Master};
+
+fn holder(job: &str, run_id: &str, worker: &str, claimed_ago: Duration) -> Holder {
+    let now = chrono::Utc::now().timestamp_millis();
+    let claimed_at = now - i64::try_from(claimed_ago.as_millis()).unwrap();
+    Holder {
+        worker_id: worker.to_owned(),
+        run_id: run_id.to_owned(),
+        job_name: job.to_owned(),
+        planned_at: claimed_at,
+        claimed_at,
+        trigger: Trigger::Manual,
+        job_version: 1,
+        tick_id: format!("manual-{run_id}"),
+        attempt: 1,
+        source_run_id: Some("run-before".to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn runs_in_progress_are_listed_everywhere_and_have_their_page_until_they_end() {
+    let master = Master::new().await;
+    for name in ["long", "overlap"] {
+        let reply = master.post("/api/v1/jobs", job(name, "sleep 60")).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let keys = &master.env.keys;
+    let long = JobName::parse("long").unwrap();
+    let overlap = JobName::parse("overlap").unwrap();
+    let old = holder("long", "run-long", "w-1", Duration::from_secs(125));
+    let a = holder("overlap", "run-a", "w-2", Duration::from_secs(5));
+    let mut etcd = master.env.etcd().await;
+    // A forbid run holds the lock; runs that may overlap have a key each; go-crontab locks
+    // with a value of its own.
+    etcd.put(keys.lock(&long), serde_json::to_vec(&old).unwrap(), None)
+        .await
+        .unwrap();
+    etcd.put(
+        keys.run(&overlap, "run-a"),
+        serde_json::to_vec(&a).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let legacy = JobName::parse("legacy").unwrap();
+    etcd.put(keys.lock(&legacy), "10.0.0.9", None)
+        .await
+        .unwrap();
+
+    let listed = master.get("/api/v1/running").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let items = listed.body["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|i| i["runId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(&ids[..2], ["run-long", "run-a"], "oldest claim first");
+    assert_eq!(items[0]["workerId"], "w-1");
+    assert_eq!(items[0]["trigger"], "manual");
+    assert_eq!(items[0]["sourceRunId"], "run-before");
+    assert!(items[0]["elapsedMs"].as_i64().unwrap() >= 125_000);
+    assert!(items[0]["claimedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(items[2]["jobName"], "legacy");
+    assert_eq!(items[2]["workerId"], serde_json::Value::Null);
+    let only = master.get("/api/v1/running?job=overlap").await;
+    assert_eq!(only.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        master.get_as("vera", "/api/v1/running").await.status,
+        StatusCode::OK,
+        "viewers see what runs"
+    );
+
+    let (cookie, _) = master.session("otto").await;
+    let page = master
+        .page(Method::GET, "/running", Some(&cookie), None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in [
+        "run-long",
+        "run-a",
+        "a go-crontab worker",
+        "2 min 5 s",
+        "Kill…",
+    ] {
+        assert!(
+            text(&page).contains(needle),
+            "the Running page lacks {needle}"
+        );
+    }
+    let job_page = master
+        .page(Method::GET, "/jobs/long", Some(&cookie), None)
+        .await;
+    assert!(text(&job_page).contains("Running now"));
+    assert!(text(&job_page).contains("/executions/run-long"));
+    let other = master
+        .page(Method::GET, "/jobs/overlap", Some(&cookie), None)
+        .await;
+    assert!(
+        !text(&other).contains("run-long"),
+        "each job lists its own runs"
+    );
+
+    let run_page = master
+        .page(Method::GET, "/executions/run-long", Some(&cookie), None)
+        .await;
+    assert_eq!(run_page.status, StatusCode::OK);
+    assert!(text(&run_page).contains(r#"<meta http-equiv="refresh" content="3">"#));
+    assert!(text(&run_page).contains("w-1"));
+    // The run ends: its keys go and its record arrives; the same page is now the record's.
+    etcd.delete(keys.lock(&long), None).await.unwrap();
+    let mut ended = record("long", RunStatus::Succeeded);
+    ended.run_id = "run-long".to_owned();
+    write(&master, &ended).await;
+    let done = master
+        .page(Method::GET, "/executions/run-long", Some(&cookie), None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(!text(&done).contains("http-equiv"));
+    assert!(text(&done).contains("s-succeeded"));
+    let gone = master
+        .page(Method::GET, "/executions/run-nobody", Some(&cookie), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
