@@ -64,6 +64,8 @@ pub struct Limits {
     pub run_limits: RunLimits,
     /// The shells a job may name; a job that names another fails to start.
     pub shells: Vec<String>,
+    /// Where a long run's output goes while it is in progress; `None`: nowhere.
+    pub live: Option<crate::live::Feed>,
 }
 
 /// A local user that runs execute as.
@@ -157,7 +159,7 @@ pub async fn execute(
 ) -> Outcome {
     start(
         prepare(job, context, limits).await,
-        job,
+        (job, &context.run_id),
         limits,
         clock,
         stop,
@@ -165,10 +167,11 @@ pub async fn execute(
     .await
 }
 
-/// Tells a prepared supervisor to start the shell, then supervises the run to its end.
+/// Tells a prepared supervisor to start the shell, then supervises run `run_id` of `job` to
+/// its end.
 pub async fn start(
     prepared: std::io::Result<Prepared>,
-    job: &JobSpec,
+    (job, run_id): (&JobSpec, &str),
     limits: &Limits,
     clock: Clock,
     mut stop: watch::Receiver<Option<StopReason>>,
@@ -209,10 +212,14 @@ pub async fn start(
         .clone()
         .map(|until| tokio::spawn(confirm_lease(go, until)));
     let (finish, finished) = oneshot::channel();
+    let live = limits
+        .live
+        .as_ref()
+        .map(|feed| feed.publisher(run_id, job.name.as_str()));
     let mut reader = tokio::spawn(capture(
-        Some(stdout),
-        Some(stderr),
+        (Some(stdout), Some(stderr)),
         limits.output_cap,
+        live,
         finished,
     ));
     let deadline = job
@@ -426,16 +433,19 @@ fn group_alive(group: Pid) -> bool {
     })
 }
 
-/// Reads stdout and stderr to their ends, or until `finish`.
+/// Reads stdout and stderr to their ends, or until `finish`, offering what it has to `live`
+/// as it goes.
 async fn capture(
-    stdout: Option<impl AsyncRead + Unpin>,
-    stderr: Option<impl AsyncRead + Unpin>,
+    (mut stdout, mut stderr): (
+        Option<impl AsyncRead + Unpin>,
+        Option<impl AsyncRead + Unpin>,
+    ),
     cap: usize,
+    mut live: Option<crate::live::Publisher>,
     mut finish: oneshot::Receiver<()>,
 ) -> Captured {
     let mut output = Output::new(cap);
     let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut stdout, mut stderr) = (stdout, stderr);
     while stdout.is_some() || stderr.is_some() {
         tokio::select! {
             _ = &mut finish => break,
@@ -448,6 +458,12 @@ async fn capture(
                 None => stderr = None,
             },
         }
+        if let Some(live) = live.as_mut() {
+            live.offer(&output);
+        }
+    }
+    if let Some(live) = live {
+        live.ended();
     }
     output.finish()
 }

@@ -13,6 +13,7 @@
 //! * [`executor`] runs the shell command in its own process group, with [`output`] capture,
 //!   timeout and kill, under a [`supervisor`] that takes the run down if the worker dies;
 //!   [`runs`] is the table of runs in progress.
+//! * [`live`] sends the end of a long run's output to MongoDB while it runs.
 //! * [`session`] keeps the worker's lease and registration.
 //! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
 //!   restarts.
@@ -29,6 +30,7 @@ pub mod fanout;
 pub mod holds;
 pub mod launcher;
 pub mod legacy;
+pub mod live;
 pub mod log_sink;
 pub mod metrics;
 pub mod missed;
@@ -209,6 +211,13 @@ impl Worker {
         let (lease_until_tx, lease_until_rx) = watch::channel(None);
         let (records_tx, records_rx) = mpsc::channel(4096);
         let sealed = Arc::new(Notify::new());
+        let live = live::Feed::spawn(
+            self.log
+                .client()
+                .database(&config.mongo_db)
+                .collection(live::COLLECTION),
+            self.worker_id.clone(),
+        );
 
         let sink = tokio::spawn(
             LogSink {
@@ -282,6 +291,7 @@ impl Worker {
                     core_dumps: config.run_core_dumps,
                 },
                 shells: config.shells.clone(),
+                live: Some(live),
             },
             worker_id: self.worker_id.clone(),
             labels: config.labels(),

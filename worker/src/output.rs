@@ -57,6 +57,21 @@ impl Output {
         self.tail.extend(chunk);
     }
 
+    /// Every byte written so far.
+    pub fn total_bytes(&self) -> u64 {
+        self.total
+    }
+
+    /// The last `max` bytes kept so far (invalid UTF-8 replaced), for a look while the run
+    /// goes on.
+    pub fn end(&self, max: usize) -> String {
+        let from_tail = self.tail.len().min(max);
+        let from_head = (max - from_tail).min(self.head.len());
+        let mut bytes = self.head[self.head.len() - from_head..].to_vec();
+        bytes.extend(self.tail.range(self.tail.len() - from_tail..));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// The kept text (invalid UTF-8 replaced) and the counts.
     pub fn finish(self) -> Captured {
         let kept = self.head.len() + self.tail.len();
@@ -110,6 +125,20 @@ mod tests {
         let mut whole = Output::new(100);
         whole.push(&data);
         assert_eq!(chunked.finish(), whole.finish());
+    }
+
+    #[test]
+    fn the_end_so_far_is_the_last_bytes_kept() {
+        let mut output = Output::new(8);
+        output.push(b"abc");
+        assert_eq!(
+            (output.end(2).as_str(), output.end(10).as_str()),
+            ("bc", "abc")
+        );
+        output.push(b"defghijklmnop");
+        assert_eq!(output.end(3), "nop");
+        assert_eq!(output.end(6), "cdmnop", "head, then tail, without the gap");
+        assert_eq!(output.total_bytes(), 16);
     }
 
     #[test]

@@ -286,7 +286,14 @@ async fn execute(
             executor::prepare(job, &run, &context.limits).await
         }
     };
-    let mut outcome = executor::start(prepared, job, &context.limits, context.clock, stop).await;
+    let mut outcome = executor::start(
+        prepared,
+        (job, &base.holder.run_id),
+        &context.limits,
+        context.clock,
+        stop,
+    )
+    .await;
     // The lease the run was claimed under ran out meanwhile: its supervisor ended the run (or
     // the session did), before another worker could take the job.
     if *context.lease.borrow() != Some(lease) && outcome.status != RunStatus::Killed {

@@ -32,6 +32,11 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/openapi.json", Access::At(Role::Viewer)),
     ("GET", "/api/v1/jobs", Access::At(Role::Viewer)),
     ("GET", "/api/v1/running", Access::At(Role::Viewer)),
+    (
+        "GET",
+        "/api/v1/executions/{runId}",
+        Access::At(Role::Viewer),
+    ),
     ("POST", "/api/v1/jobs", Access::At(Role::Admin)),
     ("GET", "/api/v1/jobs/{name}", Access::At(Role::Viewer)),
     ("PUT", "/api/v1/jobs/{name}", Access::At(Role::Admin)),

@@ -92,6 +92,14 @@ pub struct RunPage {
     pub next: Option<RunCursor>,
 }
 
+/// The end of a running run's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveOutput {
+    pub tail: String,
+    /// When its worker sent it, Unix ms.
+    pub updated_at_ms: i64,
+}
+
 /// The live workers.
 #[derive(Debug, Default)]
 pub struct Fleet {
@@ -187,6 +195,23 @@ impl Reads {
     /// The newest record of each named job that has one (see [`last_runs`]).
     pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, LastRun>, ReadError> {
         last_runs::of(&self.store.pool, &self.log, names).await
+    }
+
+    /// The end of a run's output while it is in progress, as its worker last sent it (every
+    /// 2 s at most, from 2 s into the run on), and when.
+    pub async fn live_output(&self, run_id: &str) -> Result<Option<LiveOutput>, ReadError> {
+        let live = self
+            .log
+            .client()
+            .database(&self.log.namespace().db)
+            .collection::<Document>("live");
+        let found = live.find_one(doc! { "_id": run_id }).await?;
+        Ok(found.map(|doc| LiveOutput {
+            tail: doc.get_str("tail").unwrap_or_default().to_owned(),
+            updated_at_ms: doc
+                .get_datetime("updatedAt")
+                .map_or(0, |at| at.timestamp_millis()),
+        }))
     }
 
     /// Every run in progress (see [`running`]).

@@ -1,6 +1,6 @@
 //! Runs in progress, read from the workers' keys as workers write them: the API, the Running
-//! page, the job page's list, and a running run's own page, which reloads itself until the
-//! record arrives and then is the record's page.
+//! page, the job page's list, and a running run's own page and API answer — with the end of
+//! its output as its worker sends it to `live` — until the record arrives; then the record.
 
 use std::time::Duration;
 
@@ -114,19 +114,90 @@ async fn runs_in_progress_are_listed_everywhere_and_have_their_page_until_they_e
         .page(Method::GET, "/executions/run-long", Some(&cookie), None)
         .await;
     assert_eq!(run_page.status, StatusCode::OK);
-    assert!(text(&run_page).contains(r#"<meta http-equiv="refresh" content="3">"#));
+    assert!(text(&run_page).contains(
+        r#"<meta http-equiv="refresh" content="3; url=/executions/run-long?from=running">"#
+    ));
     assert!(text(&run_page).contains("w-1"));
-    // The run ends: its keys go and its record arrives; the same page is now the record's.
+    assert!(text(&run_page).contains("Nothing yet"));
+    let in_progress = master.get("/api/v1/executions/run-long").await;
+    assert_eq!(in_progress.status, StatusCode::OK);
+    assert_eq!(in_progress.body["status"], "running");
+    assert_eq!(in_progress.body["workerId"], "w-1");
+    assert_eq!(in_progress.body["output"], "");
+    // Its worker sends the end of its output as it goes (as `live` holds it).
+    let live = master
+        .env
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("live");
+    live.insert_one(mongodb::bson::doc! {
+        "_id": "run-long", "jobName": "long", "workerId": "w-1", "tail": "step 1\n<b>step 2</b>\n",
+        "updatedAt": mongodb::bson::DateTime::now(), "expireAt": mongodb::bson::DateTime::now(),
+    })
+    .await
+    .unwrap();
+    let following = master
+        .page(Method::GET, "/executions/run-long", Some(&cookie), None)
+        .await;
+    assert!(
+        text(&following).contains("step 1\n&#60;b&#62;step 2&#60;/b&#62;"),
+        "{}",
+        text(&following)
+    );
+    let in_progress = master.get("/api/v1/executions/run-long").await;
+    assert_eq!(in_progress.body["output"], "step 1\n<b>step 2</b>\n");
+    assert!(in_progress.body["outputAt"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    // The run ends: its keys go, and its record arrives a moment later. A page that was
+    // following it waits for the record; a page that was not knows no such run yet.
     etcd.delete(keys.lock(&long), None).await.unwrap();
+    let between = master
+        .page(
+            Method::GET,
+            "/executions/run-long?from=running",
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(between.status, StatusCode::OK);
+    assert!(text(&between).contains("its record is on its way"));
+    assert!(text(&between).contains("http-equiv"));
+    assert!(text(&between).contains("step 1"), "the output so far stays");
+    assert_eq!(
+        master
+            .page(Method::GET, "/executions/run-long", Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let mut ended = record("long", RunStatus::Succeeded);
     ended.run_id = "run-long".to_owned();
     write(&master, &ended).await;
     let done = master
-        .page(Method::GET, "/executions/run-long", Some(&cookie), None)
+        .page(
+            Method::GET,
+            "/executions/run-long?from=running",
+            Some(&cookie),
+            None,
+        )
         .await;
     assert_eq!(done.status, StatusCode::OK);
     assert!(!text(&done).contains("http-equiv"));
     assert!(text(&done).contains("s-succeeded"));
+    let record = master.get("/api/v1/executions/run-long").await;
+    assert_eq!(
+        (
+            record.body["status"].as_str(),
+            record.body["runId"].as_str()
+        ),
+        (Some("succeeded"), Some("run-long"))
+    );
+    assert_eq!(
+        master.get("/api/v1/executions/run-nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
     let gone = master
         .page(Method::GET, "/executions/run-nobody", Some(&cookie), None)
         .await;

@@ -41,6 +41,7 @@ fn limits() -> Limits {
         lease_until: None,
         run_limits: cronfleet_worker::run_limits::RunLimits::default(),
         shells: vec!["/bin/sh".to_owned()],
+        live: None,
     }
 }
 

@@ -17,6 +17,7 @@ mod job_env;
 mod kill_window;
 mod legacy_fleet;
 mod legacy_log;
+mod live_output;
 mod mongo_outage;
 mod policies;
 mod policy_faults;

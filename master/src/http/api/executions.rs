@@ -1,19 +1,25 @@
-//! A job's execution records, newest first, paged by a cursor.
+//! A job's execution records, newest first, paged by a cursor; and one run, ended or in
+//! progress.
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::running::RunningRun;
 use super::{bad_cursor, job_name, limit, PageQuery};
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{ApiQuery, AppState};
 use crate::read::{Run, RunCursor};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(job_executions))
+    OpenApiRouter::new()
+        .routes(routes!(job_executions))
+        .routes(routes!(execution))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,4 +57,46 @@ async fn job_executions(
         items: page.runs,
         next_cursor: page.next.as_ref().map(RunCursor::to_text),
     }))
+}
+
+/// A run in progress, with the end of its output so far.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInProgress {
+    /// Always `running`.
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub run: RunningRun,
+    /// The last 8 KB of its output as its worker last sent it (every 2 s at most, from 2 s
+    /// into the run on); empty before that.
+    pub output: String,
+    /// When the worker sent `output`, RFC 3339; null before the first send.
+    pub output_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/executions/{runId}", tag = "executions", params(("runId" = String, Path)),
+    responses((status = 200, description = "The run's record once it ended (as in a job's executions), or the run in progress", body = RunInProgress),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn execution(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, HttpError> {
+    if let Some(run) = state.reads.execution(&run_id).await? {
+        return Ok(Json(run).into_response());
+    }
+    let running = state.reads.running().await?;
+    let Some(run) = running.iter().find(|run| run.run_id == run_id) else {
+        return Err(HttpError::not_found(format!("There is no run {run_id}.")));
+    };
+    let live = state.reads.live_output(&run_id).await?;
+    Ok(Json(RunInProgress {
+        status: "running",
+        run: RunningRun::new(run, Utc::now()),
+        output: live.as_ref().map(|l| l.tail.clone()).unwrap_or_default(),
+        output_at: live.and_then(|l| {
+            DateTime::from_timestamp_millis(l.updated_at_ms)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        }),
+    })
+    .into_response())
 }

@@ -2,10 +2,11 @@
 //! of a job run on every worker).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Extension;
 use cronfleet_common::{ExecutionRecord, MissReason};
+use serde::Deserialize;
 
 use super::show;
 use crate::accounts::Session;
@@ -105,15 +106,24 @@ async fn tick_runs(
         .collect())
 }
 
+/// `?from=running`: the page was following the run while it ran.
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    from: Option<String>,
+}
+
 pub(super) async fn page(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     Path(run_id): Path<String>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Response, HttpError> {
     let nav = Nav::for_session(&session);
     let Some(run) = state.reads.execution(&run_id).await? else {
-        // A run has its page from the moment it starts; its record comes when it ends.
-        return super::running::run_page(&state, &session, &run_id)
+        // A run has its page from the moment it starts; its record comes when it ends, a
+        // moment after its keys go.
+        let following = query.from.as_deref() == Some("running");
+        return super::running::run_page(&state, &session, &run_id, following)
             .await?
             .ok_or_else(|| HttpError::not_found("There is no such run."));
     };

@@ -82,25 +82,39 @@ pub(super) async fn page(
 #[template(path = "execution_running.html")]
 struct RunningRunPage {
     nav: Nav,
-    run: RunningView,
+    run_id: String,
+    /// `None`: the run ended, and its record is not in yet.
+    run: Option<RunningView>,
     refresh_secs: u32,
+    /// The end of its output so far, and when its worker sent it.
+    output: Option<(String, String)>,
 }
 
-/// The page of run `run_id` while it is in progress, if it is.
+/// The page of run `run_id` while it is in progress, if it is; when a page that was
+/// `following` it finds it ended and its record not in yet, a page that waits for the record.
 pub(super) async fn run_page(
     state: &AppState,
     session: &Session,
     run_id: &str,
+    following: bool,
 ) -> Result<Option<Response>, HttpError> {
     let now = Utc::now().timestamp_millis();
     let running = state.reads.running().await?;
-    let Some(run) = running.iter().find(|run| run.run_id == run_id) else {
+    let run = running.iter().find(|run| run.run_id == run_id);
+    if run.is_none() && !following {
         return Ok(None);
-    };
+    }
+    let output = state
+        .reads
+        .live_output(run_id)
+        .await?
+        .map(|live| (live.tail, views::when_ms(live.updated_at_ms)));
     show(&RunningRunPage {
         nav: Nav::for_session(session),
-        run: RunningView::new(run, now),
+        run_id: run_id.to_owned(),
+        run: run.map(|run| RunningView::new(run, now)),
         refresh_secs: REFRESH_SECS,
+        output,
     })
     .map(Some)
 }
