@@ -125,7 +125,9 @@ impl Notifier {
     }
 
     /// Reads and delivers while `lock`'s connection answers: reading and sending run side by
-    /// side, so a slow receiver does not hold up the records. The lock goes with the
+    /// side, so a slow receiver does not hold up the records. A failed read or send is logged
+    /// and tried again at the next poll; only losing the lock ends leadership, so a blip of
+    /// MongoDB does not cut a send short and leave its delivery leased. The lock goes with the
     /// connection, which is closed rather than returned to the pool.
     async fn lead(&mut self, mut lock: PoolConnection<Postgres>) -> Result<(), NotifyError> {
         let reader = &mut self.reader;
@@ -141,20 +143,24 @@ impl Notifier {
         };
         let reading = async {
             loop {
-                reader.poll().await?;
+                if let Err(e) = reader.poll().await {
+                    tracing::warn!(error = %e, "notifier read failed; reading again");
+                }
                 tokio::time::sleep(POLL).await;
             }
         };
         let sending = async {
             loop {
-                sender.send_due().await?;
+                if let Err(e) = sender.send_due().await {
+                    tracing::warn!(error = %e, "notifier send failed; sending again");
+                }
                 tokio::time::sleep(POLL).await;
             }
         };
         tokio::select! {
             result = holding => result,
-            result = reading => result,
-            result = sending => result,
+            () = reading => Ok(()),
+            () = sending => Ok(()),
         }
     }
 }
