@@ -155,6 +155,16 @@ pub struct ExecutionRecord {
     /// retry policy): `false` makes this record the tick's outcome. Absent from older workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub will_retry: Option<bool>,
+    /// The request id the API answered for the run-now that started this run (and its
+    /// attempts), so a script can find the run it asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Who sent that run-now request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Who sent the kill request that stopped this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<String>,
 }
 
 #[cfg(test)]
@@ -186,6 +196,9 @@ mod tests {
             attempt: Some(2),
             source_run_id: None,
             will_retry: None,
+            request_id: Some("req-1".to_owned()),
+            requested_by: Some("alice".to_owned()),
+            killed_by: None,
         }
     }
 

@@ -35,6 +35,12 @@ pub struct Holder {
     /// The run whose outcome chained to this one, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run_id: Option<String>,
+    /// The request id of the run-now that started the run, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Who sent that run-now request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// The per-tick guard: the last planned tick claimed for a job, and the job version it was
@@ -147,18 +153,27 @@ pub struct Chain {
     /// The run whose outcome chained to this tick, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run_id: Option<String>,
+    /// The run-now request that started the tick, and who sent it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
-/// A run-now or kill request: the request id the API answered, and the audit log sequence
-/// of its event.
+/// A run-now or kill request: the request id the API answered, the audit log sequence of its
+/// event, and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
     pub request_id: String,
+    #[serde(default)]
     pub seq: i64,
     /// The run whose outcome asked for this run-now (a chain), if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_run_id: Option<String>,
+    /// The user or token that sent it (`system` for a chain); absent from older masters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 #[cfg(test)]

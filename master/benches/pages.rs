@@ -103,6 +103,9 @@ async fn main() {
                 attempt: None,
                 source_run_id: None,
                 will_retry: None,
+                request_id: None,
+                requested_by: None,
+                killed_by: None,
             }
         })
         .collect();

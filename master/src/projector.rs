@@ -304,11 +304,11 @@ impl Projector {
                 request_id,
                 source_run_id,
             } => {
-                let value = request_value(request_id, event.seq, source_run_id.clone());
+                let value = request_value(event, request_id, source_run_id.clone());
                 (self.keys.trigger(&name), value, Some(TRIGGER_TTL_SECS))
             }
             Event::KillRequested { request_id } => {
-                let value = request_value(request_id, event.seq, None);
+                let value = request_value(event, request_id, None);
                 (self.keys.killer(&name), value, Some(KILL_TTL_SECS))
             }
         };
@@ -346,13 +346,14 @@ async fn keep_alive(etcd: Client, lease: i64, ttl_secs: i64, lost: CancellationT
     lost.cancel();
 }
 
-/// The value of a `trigger/<job>` or `killer/<job>` key; a chain's run-now names the run
-/// that set it off.
-fn request_value(request_id: &str, seq: i64, source_run_id: Option<String>) -> Vec<u8> {
+/// The value of a `trigger/<job>` or `killer/<job>` key, naming who sent the request; a
+/// chain's run-now names the run that set it off.
+fn request_value(event: &StoredEvent, request_id: &str, source_run_id: Option<String>) -> Vec<u8> {
     let request = Request {
         request_id: request_id.to_owned(),
-        seq,
+        seq: event.seq,
         source_run_id,
+        actor: Some(event.actor.clone()),
     };
     serde_json::to_vec(&request).unwrap_or_default()
 }

@@ -364,6 +364,9 @@ fn record(i: usize) -> ExecutionRecord {
         attempt: Some(1),
         source_run_id: None,
         will_retry: None,
+        request_id: None,
+        requested_by: None,
+        killed_by: None,
     }
 }
 

@@ -34,6 +34,8 @@ impl Claimer {
             pending: false,
             not_before: 0,
             source_run_id: holder.source_run_id.clone(),
+            request_id: holder.request_id.clone(),
+            requested_by: holder.requested_by.clone(),
         };
         Some(TxnOp::put(
             self.keys.retry(&job.name),

@@ -103,6 +103,8 @@ pub struct Outcome {
     pub output: Captured,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
+    /// Who sent the kill request that stopped the run, if one did and it says.
+    pub killed_by: Option<String>,
 }
 
 enum Ending {
@@ -204,6 +206,7 @@ pub async fn start(
                 output: Output::new(0).finish(),
                 started_at,
                 ended_at: clock.now(),
+                killed_by: None,
             };
         }
     };
@@ -225,6 +228,7 @@ pub async fn start(
     let deadline = job
         .timeout_secs
         .map(|secs| Instant::now() + Duration::from_secs(secs));
+    let mut killed_by = None;
     let ending = tokio::select! {
         status = exit.wait() => status.map(Ending::Exited),
         () = sleep_until_opt(deadline) => {
@@ -233,6 +237,9 @@ pub async fn start(
                 .map(|status| Ending::Stopped(RunStatus::TimedOut, reason, status))
         }
         reason = stopped(&mut stop) => {
+            if let StopReason::KillRequested(by) = &reason {
+                killed_by = by.as_deref().map(str::to_owned);
+            }
             terminate(&mut exit, group, limits.kill_grace).await
                 .map(|status| Ending::Stopped(RunStatus::Killed, reason.describe().to_owned(), status))
         }
@@ -272,6 +279,7 @@ pub async fn start(
                 output,
                 started_at,
                 ended_at,
+                killed_by,
             }
         }
     };
@@ -290,6 +298,7 @@ pub async fn start(
         output,
         started_at,
         ended_at,
+        killed_by,
     }
 }
 
@@ -363,7 +372,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 async fn stopped(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
-    let reason = stop.wait_for(Option::is_some).await.map(|reason| *reason);
+    let reason = stop
+        .wait_for(Option::is_some)
+        .await
+        .map(|reason| reason.clone());
     match reason {
         Ok(reason) => reason.unwrap_or(StopReason::Shutdown),
         // The sender lives in the run table until the run ends; if it is gone, never stop.

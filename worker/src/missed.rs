@@ -200,6 +200,8 @@ fn holder(context: &Context, job: &JobSpec, planned: DateTime<Utc>, run_id: Stri
         tick_id: schedule_tick_id(planned),
         attempt: 1,
         source_run_id: None,
+        request_id: None,
+        requested_by: None,
     }
 }
 

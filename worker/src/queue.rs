@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::values::Chain;
+use cronfleet_common::values::{Chain, Request};
 use cronfleet_common::{JobName, JobSpec};
 
 /// What brought a tick in.
@@ -22,9 +22,8 @@ use cronfleet_common::{JobName, JobSpec};
 pub enum Origin {
     /// The job's schedule.
     Schedule,
-    /// A run-now request at this mod revision of `trigger/<job>`, and the run that chained
-    /// to it, if one did.
-    Manual(i64, Option<Arc<str>>),
+    /// A run-now request at this mod revision of `trigger/<job>`, as it reads.
+    Manual(i64, Option<Arc<Request>>),
     /// The next attempt of a tick, as `retry/<job>` held it at this mod revision.
     Retry(Arc<Chain>, i64),
 }

@@ -49,6 +49,9 @@ impl Base<'_> {
             attempt: Some(self.holder.attempt.max(1)),
             source_run_id: self.holder.source_run_id.clone(),
             will_retry: None,
+            request_id: self.holder.request_id.clone(),
+            requested_by: self.holder.requested_by.clone(),
+            killed_by: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl Base<'_> {
         record.end_time = outcome.ended_at.timestamp_millis();
         record.exit_code = outcome.exit_code;
         record.signal = outcome.signal;
+        record.killed_by = outcome.killed_by;
         record
     }
 }
@@ -115,5 +119,8 @@ pub fn abandoned(
         attempt: Some(holder.attempt.max(1)),
         source_run_id: holder.source_run_id.clone(),
         will_retry: None,
+        request_id: holder.request_id.clone(),
+        requested_by: holder.requested_by.clone(),
+        killed_by: None,
     }
 }

@@ -8,10 +8,10 @@ use cronfleet_common::JobName;
 use tokio::sync::watch;
 
 /// Why a run is being stopped before it ends on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
-    /// A kill request arrived on `killer/<job>`.
-    KillRequested,
+    /// A kill request arrived on `killer/<job>`, sent by the user or token named, if it says.
+    KillRequested(Option<Arc<str>>),
     /// A newer run took the lock under `replace` concurrency.
     Replaced,
     /// The worker is shutting down and the grace period ran out.
@@ -22,9 +22,9 @@ pub enum StopReason {
 
 impl StopReason {
     /// The `err` text of the execution record.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(&self) -> &'static str {
         match self {
-            StopReason::KillRequested => "killed on request",
+            StopReason::KillRequested(_) => "killed on request",
             StopReason::Replaced => "killed: replaced by a newer run (concurrency: replace)",
             StopReason::Shutdown => "killed: the worker shut down before the run ended",
             StopReason::LeaseLost => "killed: the worker lost its etcd lease, so its lock was gone",
@@ -45,8 +45,9 @@ struct Entry {
 /// stopped as it starts instead of escaping the request.
 #[derive(Debug, Default)]
 struct Stops {
-    /// Revision of the latest kill request.
+    /// Revision of the latest kill request, and who sent it.
     killed_at: i64,
+    killed_by: Option<Arc<str>>,
     /// The run that took the lock last under `replace`, and the revision it took it at.
     taken: Option<(String, i64)>,
 }
@@ -83,7 +84,7 @@ impl Runs {
         let mut table = self.table();
         let missed = table.stops.get(&job).and_then(|stops| {
             if stops.killed_at > claim_revision {
-                Some(StopReason::KillRequested)
+                Some(StopReason::KillRequested(stops.killed_by.clone()))
             } else {
                 stops
                     .taken
@@ -119,9 +120,12 @@ impl Runs {
     /// many were asked to stop.
     pub fn stop_job(&self, job: &JobName, reason: StopReason, revision: i64) -> usize {
         let mut table = self.table();
-        if reason == StopReason::KillRequested {
+        if let StopReason::KillRequested(by) = &reason {
             let stops = table.stops.entry(job.clone()).or_default();
-            stops.killed_at = stops.killed_at.max(revision);
+            if revision > stops.killed_at {
+                stops.killed_at = revision;
+                stops.killed_by.clone_from(by);
+            }
         }
         stop_where(&table, reason, |entry| {
             &entry.job == job && entry.claim_revision < revision
@@ -181,7 +185,7 @@ fn stop_where(table: &Table, reason: StopReason, matches: impl Fn(&Entry) -> boo
         entry.stop.send_if_modified(|current| {
             let first = current.is_none();
             if first {
-                *current = Some(reason);
+                *current = Some(reason.clone());
             }
             first
         });
@@ -210,9 +214,10 @@ mod tests {
     #[test]
     fn a_run_claimed_before_a_kill_but_registered_after_it_starts_stopped() {
         let runs = Runs::default();
-        assert_eq!(runs.stop_job(&job(), StopReason::KillRequested, 10), 0);
+        let by = || StopReason::KillRequested(Some(Arc::from("alice")));
+        assert_eq!(runs.stop_job(&job(), by(), 10), 0);
         let before = runs.insert(job(), summary("a"), 9);
-        assert_eq!(*before.borrow(), Some(StopReason::KillRequested));
+        assert_eq!(*before.borrow(), Some(by()));
         let after = runs.insert(job(), summary("b"), 11);
         assert_eq!(*after.borrow(), None);
     }
@@ -230,7 +235,7 @@ mod tests {
     #[test]
     fn a_deleted_job_forgets_its_stops() {
         let runs = Runs::default();
-        runs.stop_job(&job(), StopReason::KillRequested, 10);
+        runs.stop_job(&job(), StopReason::KillRequested(None), 10);
         runs.forget_job(&job());
         assert_eq!(*runs.insert(job(), summary("a"), 9).borrow(), None);
     }

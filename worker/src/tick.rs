@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::values::Chain;
+use cronfleet_common::values::{Chain, Request};
 use cronfleet_common::{Concurrency, ExecutionRecord, JobSpec, Labels, Mode, RunStatus, Trigger};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument as _;
@@ -56,9 +56,8 @@ pub struct Context {
 pub enum Source {
     /// The schedule, with the guard this worker last saw.
     Schedule(Guard),
-    /// A run-now request at this mod revision of `trigger/<job>`, and the run that chained
-    /// to it, if one did.
-    Manual(i64, Option<Arc<str>>),
+    /// A run-now request at this mod revision of `trigger/<job>`, as it reads.
+    Manual(i64, Option<Arc<Request>>),
     /// A next attempt, as `retry/<job>` held it at this mod revision.
     Retry(Arc<Chain>, i64),
 }
@@ -73,12 +72,21 @@ impl Source {
         }
     }
 
-    /// The run that chained to this tick, if one did.
-    fn source_run(&self) -> Option<String> {
+    /// The run that chained to this tick, the run-now request that started it and who sent
+    /// it, as far as each applies.
+    fn requested(&self) -> (Option<String>, Option<String>, Option<String>) {
         match self {
-            Source::Schedule(_) => None,
-            Source::Manual(_, source) => source.as_deref().map(str::to_owned),
-            Source::Retry(chain, _) => chain.source_run_id.clone(),
+            Source::Schedule(_) | Source::Manual(_, None) => (None, None, None),
+            Source::Manual(_, Some(request)) => (
+                request.source_run_id.clone(),
+                Some(request.request_id.clone()),
+                request.actor.clone(),
+            ),
+            Source::Retry(chain, _) => (
+                chain.source_run_id.clone(),
+                chain.request_id.clone(),
+                chain.requested_by.clone(),
+            ),
         }
     }
 
@@ -129,6 +137,7 @@ async fn claim_and_run(
     };
     let claimed_at = context.clock.now_ms();
     let (tick_id, attempt) = source.tick(planned);
+    let (source_run_id, request_id, requested_by) = source.requested();
     let holder = Holder {
         worker_id: context.worker_id.clone(),
         run_id,
@@ -139,7 +148,9 @@ async fn claim_and_run(
         job_version: i64::try_from(job.version).unwrap_or(i64::MAX),
         tick_id,
         attempt,
-        source_run_id: source.source_run(),
+        source_run_id,
+        request_id,
+        requested_by,
     };
     let (claimed, prepared) = claim(context, job, planned, &source, lease, &holder).await;
     // Dispatched now: at the planned time for a scheduled tick (its claim came earlier), as

@@ -32,7 +32,7 @@ pub enum Change {
     Snapshot {
         jobs: Vec<JobSpec>,
         guards: HashMap<JobName, Guard>,
-        triggers: Vec<(JobName, i64, Option<Arc<str>>)>,
+        triggers: Vec<(JobName, i64, Option<Arc<Request>>)>,
         /// Ids and labels of the cronfleet workers registered under `workers/` that claim now.
         workers: Vec<(String, Labels)>,
         /// The attempts of ticks being retried, at their mod revisions.
@@ -44,10 +44,10 @@ pub enum Change {
     },
     JobPut(Box<JobSpec>),
     JobDeleted(JobName),
-    /// A kill request for `job`, written at `revision`.
-    Kill(JobName, i64),
+    /// A kill request for `job`, written at `revision`, and who sent it.
+    Kill(JobName, i64, Option<Arc<str>>),
     /// A run-now request for `job`, at its mod revision.
-    Trigger(JobName, i64, Option<Arc<str>>),
+    Trigger(JobName, i64, Option<Arc<Request>>),
     /// The run-now requests of `job` written before this revision were consumed (or expired).
     TriggerConsumed(JobName, i64),
     /// `lock/<job>` was written by `run_id` at `revision`.
@@ -176,7 +176,7 @@ impl Watcher {
                     }
                     KeyKind::Trigger => triggers.extend(
                         self.job_of(kv)
-                            .map(|job| (job, kv.mod_revision(), source_run(kv))),
+                            .map(|job| (job, kv.mod_revision(), request(kv))),
                     ),
                     KeyKind::Worker if LegacyWorkers::is_legacy(kv.value()) => {
                         legacy.extend(self.worker_id_of(kv));
@@ -313,11 +313,11 @@ impl Watcher {
                 (KeyKind::Job, false) => out.extend(self.job_of(kv).map(Change::JobDeleted)),
                 (KeyKind::Killer, true) => out.extend(
                     self.job_of(kv)
-                        .map(|job| Change::Kill(job, kv.mod_revision())),
+                        .map(|job| Change::Kill(job, kv.mod_revision(), actor(kv))),
                 ),
                 (KeyKind::Trigger, true) => out.extend(
                     self.job_of(kv)
-                        .map(|job| Change::Trigger(job, kv.mod_revision(), source_run(kv))),
+                        .map(|job| Change::Trigger(job, kv.mod_revision(), request(kv))),
                 ),
                 (KeyKind::Trigger, false) => out.extend(
                     self.job_of(kv)
@@ -420,11 +420,19 @@ fn heartbeat_ms(kv: &KeyValue) -> Option<i64> {
     Some(at.timestamp_millis())
 }
 
-/// The run a run-now request names as its source (a chain), if it names one.
-fn source_run(kv: &KeyValue) -> Option<Arc<str>> {
+/// A run-now request as the master wrote it; `None` when it cannot be read (the request
+/// still runs, only without its request id and sender on the record).
+fn request(kv: &KeyValue) -> Option<Arc<Request>> {
+    serde_json::from_slice::<Request>(kv.value())
+        .ok()
+        .map(Arc::new)
+}
+
+/// Who sent a kill request, if its value says.
+fn actor(kv: &KeyValue) -> Option<Arc<str>> {
     serde_json::from_slice::<Request>(kv.value())
         .ok()?
-        .source_run_id
+        .actor
         .map(Arc::from)
 }
 

@@ -32,6 +32,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/openapi.json", Access::At(Role::Viewer)),
     ("GET", "/api/v1/jobs", Access::At(Role::Viewer)),
     ("GET", "/api/v1/running", Access::At(Role::Viewer)),
+    ("GET", "/api/v1/executions", Access::At(Role::Viewer)),
     (
         "GET",
         "/api/v1/executions/{runId}",
@@ -107,6 +108,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/jobs/{name}/{action}", Access::At(Role::Operator)),
     ("GET", "/executions/{run_id}", Access::At(Role::Viewer)),
     ("GET", "/running", Access::At(Role::Viewer)),
+    ("GET", "/runs", Access::At(Role::Viewer)),
     ("GET", "/workers", Access::At(Role::Viewer)),
     ("GET", "/audit", Access::At(Role::Viewer)),
     ("GET", "/channels", Access::At(Role::Operator)),

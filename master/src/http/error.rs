@@ -89,6 +89,17 @@ impl HttpError {
         )
     }
 
+    /// A query parameter that cannot be used: 400, naming it.
+    pub fn query(error: FieldError) -> Self {
+        let message = error.to_string();
+        Self::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            error.field,
+            message,
+        )
+    }
+
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod fail_fast;
+pub mod filters;
 pub mod input;
 pub mod layout;
 pub mod pages;

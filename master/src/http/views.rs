@@ -57,17 +57,35 @@ pub fn exit(record: &ExecutionRecord) -> String {
     }
 }
 
-/// The first line of a run's output, at most 80 characters.
+/// The last non-blank line of a run's output (where errors are), at most its last 80
+/// characters.
 pub fn excerpt(output: &str) -> String {
     let line = output
         .lines()
+        .rev()
         .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let mut text: String = line.chars().take(80).collect();
-    if line.chars().count() > 80 {
-        text.push('…');
+        .unwrap_or_default()
+        .trim_end();
+    let count = line.chars().count();
+    if count <= 80 {
+        return line.to_owned();
     }
-    text
+    let tail: String = line.chars().skip(count - 80).collect();
+    format!("…{tail}")
+}
+
+/// What started a run, in words: the schedule, a run-now by someone (with its request id),
+/// or a chain from another run.
+pub fn started_by(record: &ExecutionRecord) -> String {
+    let mut words = match (record.trigger, &record.requested_by) {
+        (cronfleet_common::Trigger::Schedule, _) => "the schedule".to_owned(),
+        (_, Some(actor)) => format!("run now by {actor}"),
+        (_, None) => "run now".to_owned(),
+    };
+    if let Some(request) = &record.request_id {
+        words.push_str(&format!(" (request {request})"));
+    }
+    words
 }
 
 /// A cron expression in words, for the common shapes; other expressions are described as

@@ -1,6 +1,10 @@
 //! The indexes the master's reads of `log` need beyond the workers' (`runId` unique where set,
 //! `(jobName, startTime desc)`), created by the notifier when it starts leading.
 //!
+//! The list of runs across jobs reads newest first by `startTime` (all runs, a worker's, a time
+//! range), by status then `startTime` (failures), and by `requestId` (the runs a run-now
+//! started).
+//!
 //! Both exist because a server may not use the index a read would seem to have: the
 //! MongoDB-wire server this project runs scans the whole collection for an `_id` range (the
 //! notifier's forward read) and ignores a partial index for a lookup by run id (an execution's
@@ -22,6 +26,9 @@ pub async fn ensure(log: &Collection<RawDocumentBuf>) -> mongodb::error::Result<
     log.create_indexes([
         index(doc! { "_id": 1, "jobName": 1 }, "id_jobName"),
         index(doc! { "runId": 1, "startTime": 1 }, "runId_startTime"),
+        index(doc! { "startTime": -1, "runId": -1 }, "startTime_runId"),
+        index(doc! { "status": 1, "startTime": -1 }, "status_startTime"),
+        index(doc! { "requestId": 1 }, "requestId"),
     ])
     .await?;
     Ok(())

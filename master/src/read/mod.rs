@@ -6,6 +6,7 @@
 pub mod indexes;
 pub mod last_runs;
 mod running;
+pub mod search;
 mod stored;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use crate::store::{AuditRow, EventFilter, Store, StoreError};
 pub use last_runs::LastRun;
 pub use running::Running;
+pub use search::RunFilter;
 pub use stored::Run;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,22 +134,33 @@ impl std::fmt::Debug for Reads {
 }
 
 impl Reads {
-    /// A page of a job's records, newest first: at most `limit`, after `cursor`. Documents
-    /// that cannot be read are left out (see [`Run::decode`]) but still count towards the
-    /// page, so a page may be short and still have a next one.
+    /// A page of a job's records, newest first: at most `limit`, after `cursor`.
     pub async fn executions(
         &self,
         job: &JobName,
         cursor: Option<&RunCursor>,
         limit: usize,
     ) -> Result<RunPage, ReadError> {
-        let mut filter = doc! { "jobName": job.as_str() };
-        if let Some(cursor) = cursor {
-            filter.insert("$or", cursor.filter());
-        }
+        let filter = RunFilter {
+            job: Some(job.clone()),
+            ..RunFilter::default()
+        };
+        self.runs(&filter, cursor, limit).await
+    }
+
+    /// A page of the records `filter` matches, newest first: at most `limit`, after `cursor`.
+    /// Documents that cannot be read, or whose status read from `err` (go-crontab's) is not
+    /// one asked for, are left out but still count towards the page, so a page may be short
+    /// and still have a next one.
+    pub async fn runs(
+        &self,
+        filter: &RunFilter,
+        cursor: Option<&RunCursor>,
+        limit: usize,
+    ) -> Result<RunPage, ReadError> {
         let mut documents: Vec<RawDocumentBuf> = self
             .log
-            .find(filter)
+            .find(filter.to_document(cursor))
             .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
             .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
             .await?
@@ -155,8 +168,17 @@ impl Reads {
             .await?;
         let more = documents.len() > limit;
         documents.truncate(limit);
-        let runs: Vec<Run> = documents.iter().filter_map(Run::decode).collect();
-        let next = runs.last().filter(|_| more).map(RunCursor::after);
+        let next = documents
+            .iter()
+            .rev()
+            .find_map(Run::decode)
+            .filter(|_| more)
+            .map(|last| RunCursor::after(&last));
+        let runs: Vec<Run> = documents
+            .iter()
+            .filter_map(Run::decode)
+            .filter(|run| filter.status_matches(run.record.status))
+            .collect();
         Ok(RunPage { runs, next })
     }
 

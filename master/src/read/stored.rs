@@ -4,6 +4,7 @@
 //! `err`, `output` and the four times, so its run id is made from its `_id` and its status
 //! from its `err`. A document without a job name cannot be shown and is skipped.
 
+use chrono::{DateTime, SecondsFormat};
 use cronfleet_common::{ExecutionRecord, RunStatus, Trigger};
 use mongodb::bson::{self, oid::ObjectId, Bson, Document, RawDocumentBuf};
 use serde::Serialize;
@@ -20,16 +21,51 @@ pub struct Run {
     /// `err`, and the fields go-crontab does not write are empty.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
+    /// The record's times as RFC 3339, beside the Unix ms the stored fields keep.
+    #[serde(flatten)]
+    pub at: RunTimes,
+}
+
+/// A record's four times, RFC 3339 with milliseconds in UTC; null where the record has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTimes {
+    pub planned_at: Option<String>,
+    pub scheduled_at: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+impl RunTimes {
+    fn of(record: &ExecutionRecord) -> Self {
+        let time = |ms: i64| {
+            (ms > 0)
+                .then(|| DateTime::from_timestamp_millis(ms))
+                .flatten()
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        };
+        Self {
+            planned_at: time(record.plan_time),
+            scheduled_at: time(record.schedule_time),
+            started_at: time(record.start_time),
+            ended_at: time(record.end_time),
+        }
+    }
 }
 
 impl Run {
+    fn new(record: ExecutionRecord, legacy: bool) -> Self {
+        Self {
+            at: RunTimes::of(&record),
+            record,
+            legacy,
+        }
+    }
+
     /// Reads one document, or `None` (with a warning) when it has no job name to show it under.
     pub fn decode(raw: &RawDocumentBuf) -> Option<Self> {
         if let Ok(record) = bson::from_slice::<ExecutionRecord>(raw.as_bytes()) {
-            return Some(Self {
-                record,
-                legacy: false,
-            });
+            return Some(Self::new(record, false));
         }
         let read = Document::try_from(raw.as_ref())
             .ok()
@@ -103,9 +139,12 @@ fn tolerant(doc: &Document) -> Option<Run> {
         attempt: small("attempt").and_then(|n| u32::try_from(n).ok()),
         source_run_id: doc.get_str("sourceRunId").ok().map(str::to_owned),
         will_retry: doc.get_bool("willRetry").ok(),
+        request_id: doc.get_str("requestId").ok().map(str::to_owned),
+        requested_by: doc.get_str("requestedBy").ok().map(str::to_owned),
+        killed_by: doc.get_str("killedBy").ok().map(str::to_owned),
         err,
     };
-    Some(Run { record, legacy })
+    Some(Run::new(record, legacy))
 }
 
 /// What go-crontab's `err` says about how a run ended. It stores Go's `exec` error text:
@@ -169,6 +208,8 @@ mod tests {
         let json = serde_json::to_value(&run).unwrap();
         assert_eq!(json["legacy"], true);
         assert_eq!(json["jobName"], "backup");
+        assert_eq!(json["startTime"], 1_400);
+        assert_eq!(json["startedAt"], "1970-01-01T00:00:01.400Z");
     }
 
     #[test]

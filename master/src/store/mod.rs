@@ -115,6 +115,8 @@ pub struct JobFilter {
     /// Substring of the name.
     pub name: Option<String>,
     pub paused: Option<bool>,
+    /// Only jobs whose newest record (see `last_runs`) has one of these statuses.
+    pub last_status: Option<Vec<String>>,
     /// Only names after this one (the cursor of the previous page).
     pub after_name: Option<String>,
     pub limit: i64,
@@ -142,12 +144,15 @@ impl Store {
                AND ($1::text IS NULL OR strpos(name, $1) > 0)
                AND ($2::bool IS NULL OR paused = $2)
                AND ($3::text IS NULL OR name > $3)
+               AND ($5::text[] IS NULL
+                    OR name IN (SELECT job_name FROM last_runs WHERE status = ANY($5)))
              ORDER BY name LIMIT $4"
         ))
         .bind(&filter.name)
         .bind(filter.paused)
         .bind(&filter.after_name)
         .bind(filter.limit)
+        .bind(&filter.last_status)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_row).collect()

@@ -425,6 +425,9 @@ async fn executions_come_from_mongo_newest_first_with_a_cursor() {
             attempt: None,
             source_run_id: None,
             will_retry: None,
+            request_id: None,
+            requested_by: None,
+            killed_by: None,
         })
         .collect();
     log.insert_many(&records).await.unwrap();

@@ -19,6 +19,7 @@ mod policies;
 mod policy_pages;
 mod projector;
 mod running;
+mod runs;
 mod services;
 mod support;
 mod versions;

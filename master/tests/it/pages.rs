@@ -217,6 +217,9 @@ async fn hostile_job(master: &Master) -> String {
         attempt: None,
         source_run_id: None,
         will_retry: None,
+        request_id: None,
+        requested_by: None,
+        killed_by: None,
     };
     let missed = ExecutionRecord {
         run_id: "missed-hostile-1763999700000".into(),

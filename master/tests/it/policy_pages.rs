@@ -193,6 +193,9 @@ fn attempt(run_id: &str, attempt: u32, status: RunStatus, start: i64) -> Executi
         attempt: Some(attempt),
         source_run_id: None,
         will_retry: None,
+        request_id: None,
+        requested_by: None,
+        killed_by: None,
     }
 }
 

@@ -26,6 +26,8 @@ fn holder(job: &str, run_id: &str, worker: &str, claimed_ago: Duration) -> Holde
         tick_id: format!("manual-{run_id}"),
         attempt: 1,
         source_run_id: Some("run-before".to_owned()),
+        request_id: Some(format!("req-{run_id}")),
+        requested_by: Some("alice".to_owned()),
     }
 }
 
@@ -68,6 +70,8 @@ async fn runs_in_progress_are_listed_everywhere_and_have_their_page_until_they_e
     assert_eq!(items[0]["workerId"], "w-1");
     assert_eq!(items[0]["trigger"], "manual");
     assert_eq!(items[0]["sourceRunId"], "run-before");
+    assert_eq!(items[0]["requestId"], "req-run-long");
+    assert_eq!(items[0]["requestedBy"], "alice");
     assert!(items[0]["elapsedMs"].as_i64().unwrap() >= 125_000);
     assert!(items[0]["claimedAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(items[2]["jobName"], "legacy");
@@ -90,6 +94,7 @@ async fn runs_in_progress_are_listed_everywhere_and_have_their_page_until_they_e
         "run-a",
         "a go-crontab worker",
         "2 min 5 s",
+        "manual by alice",
         "Kill…",
     ] {
         assert!(

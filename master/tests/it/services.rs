@@ -106,6 +106,9 @@ fn record(run_id: &str, start_time: i64) -> ExecutionRecord {
         attempt: None,
         source_run_id: None,
         will_retry: None,
+        request_id: None,
+        requested_by: None,
+        killed_by: None,
     }
 }
 

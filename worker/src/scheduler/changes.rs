@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cronfleet_common::values::Request;
 use cronfleet_common::JobName;
 
 use super::Scheduler;
@@ -62,11 +63,11 @@ impl Scheduler {
                     self.end_chain(&name, revision);
                 }
             }
-            Change::Kill(job, revision) => {
-                let stopped = self
-                    .context
-                    .runs
-                    .stop_job(&job, StopReason::KillRequested, revision);
+            Change::Kill(job, revision, actor) => {
+                let stopped =
+                    self.context
+                        .runs
+                        .stop_job(&job, StopReason::KillRequested(actor), revision);
                 if stopped > 0 {
                     tracing::info!(job.name = %job, stopped, "kill requested");
                 }
@@ -141,7 +142,7 @@ impl Scheduler {
 
     /// Queues a run-now request: it waits for a slot as long as it takes, and whichever
     /// worker consumes `trigger/<job>` first runs it.
-    fn trigger(&mut self, job: &JobName, revision: i64, source: Option<Arc<str>>) {
+    fn trigger(&mut self, job: &JobName, revision: i64, request: Option<Arc<Request>>) {
         let Some(entry) = self.jobs.get(job) else {
             tracing::warn!(job.name = %job, "run-now request for an unknown job");
             return;
@@ -155,7 +156,7 @@ impl Scheduler {
         self.queue.push(Pending {
             spec,
             planned: now,
-            origin: Origin::Manual(revision, source),
+            origin: Origin::Manual(revision, request),
             rank: rank.unsigned_abs(),
             try_at: now + self.handoff() * rank,
             deadline: None,

@@ -1,5 +1,6 @@
 //! The whole system: a master serving HTTP and projecting into etcd, a worker process, jobs
-//! created, run now and killed through the REST API, executions read back through it.
+//! created, run now and killed through the REST API, executions read back through it — the
+//! killed run found by the request id its run-now answered, saying who started and killed it.
 
 use std::time::Duration;
 
@@ -116,8 +117,9 @@ async fn create_run_kill_through_the_api() {
     )
     .await;
     assert_eq!(status, 201);
-    let (status, _) = http(address, "POST", "/api/v1/jobs/long/run", None).await;
+    let (status, requested) = http(address, "POST", "/api/v1/jobs/long/run", None).await;
     assert_eq!(status, 202);
+    let request_id = requested["requestId"].as_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (_, workers) = http(address, "GET", "/api/v1/workers", None).await;
@@ -138,6 +140,28 @@ async fn create_run_kill_through_the_api() {
     assert_eq!(status, 202);
     let killed = wait_for_execution(address, "long", "killed").await;
     assert_eq!(killed["trigger"], "manual");
+    let actor = "e2e (token e2e)";
+    assert_eq!(killed["requestId"], request_id.as_str(), "{killed}");
+    assert_eq!(killed["requestedBy"], actor);
+    assert_eq!(killed["killedBy"], actor);
+    assert!(
+        killed["startedAt"].as_str().unwrap().ends_with('Z'),
+        "{killed}"
+    );
+    let path = format!("/api/v1/executions?requestId={request_id}");
+    let (status, found) = http(address, "GET", &path, None).await;
+    assert_eq!(status, 200, "{found}");
+    let found = found["items"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["runId"], killed["runId"]);
+    let (_, failures) = http(address, "GET", "/api/v1/executions?status=failures", None).await;
+    let jobs: Vec<&str> = failures["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["jobName"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["long"], "greet only succeeded");
 
     let (_, history) = http(address, "GET", "/api/v1/jobs/long/history", None).await;
     let kinds: Vec<&str> = history["items"]

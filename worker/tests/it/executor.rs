@@ -152,7 +152,7 @@ async fn kill_reaches_background_grandchildren() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop_tx.send(Some(StopReason::KillRequested)).unwrap();
+    stop_tx.send(Some(StopReason::KillRequested(None))).unwrap();
     let outcome = running.await.unwrap();
     let _ = std::fs::remove_file(&ready);
     assert_eq!(outcome.status, RunStatus::Killed, "{outcome:?}");
@@ -193,7 +193,7 @@ async fn a_run_that_traps_term_gets_to_clean_up() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop_tx.send(Some(StopReason::KillRequested)).unwrap();
+    stop_tx.send(Some(StopReason::KillRequested(None))).unwrap();
     let outcome = running.await.unwrap();
     let _ = std::fs::remove_file(&ready);
     assert_eq!(outcome.status, RunStatus::Killed);

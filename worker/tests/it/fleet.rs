@@ -180,7 +180,7 @@ async fn kill_requests_and_timeouts_stop_the_whole_run() {
     fleet
         .put(
             fleet.env.keys.killer(&JobName::parse("stubborn").unwrap()),
-            "{\"requestId\":\"k1\"}",
+            "{\"requestId\":\"k1\",\"actor\":\"bob\"}",
         )
         .await;
     let records = fleet
@@ -193,6 +193,10 @@ async fn kill_requests_and_timeouts_stop_the_whole_run() {
         )
         .await;
     assert_eq!(records[0].trigger, Trigger::Manual);
+    // A request written without its audit sequence or sender still reads.
+    assert_eq!(records[0].request_id.as_deref(), Some("r1"));
+    assert_eq!(records[0].requested_by, None);
+    assert_eq!(records[0].killed_by.as_deref(), Some("bob"));
     assert_eq!(
         records[0].signal,
         Some(9),

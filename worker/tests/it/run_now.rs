@@ -53,7 +53,7 @@ async fn a_run_now_written_before_any_worker_starts_runs_once() {
 }
 
 /// A run-now a chain wrote names the run that set it off; the record of the run it starts,
-/// and of every retry of it, carries that run id.
+/// and of every retry of it, carries that run id, the request id and who sent it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chained_run_now_records_its_source_run_through_its_retries() {
     let mut fleet = Fleet::new().await;
@@ -69,7 +69,7 @@ async fn a_chained_run_now_records_its_source_run_through_its_retries() {
     fleet
         .put(
             fleet.env.keys.trigger(&job),
-            "{\"requestId\":\"r-chain\",\"seq\":1,\"sourceRunId\":\"upstream-run-1\"}",
+            "{\"requestId\":\"r-chain\",\"seq\":1,\"sourceRunId\":\"upstream-run-1\",\"actor\":\"chain: up\"}",
         )
         .await;
     let records = fleet
@@ -85,5 +85,7 @@ async fn a_chained_run_now_records_its_source_run_through_its_retries() {
     for record in &records {
         assert_eq!(record.trigger, Trigger::Manual);
         assert_eq!(record.source_run_id.as_deref(), Some("upstream-run-1"));
+        assert_eq!(record.request_id.as_deref(), Some("r-chain"));
+        assert_eq!(record.requested_by.as_deref(), Some("chain: up"));
     }
 }

@@ -1,5 +1,6 @@
-//! A job's execution records, newest first, paged by a cursor; and one run, ended or in
-//! progress.
+//! Execution records, newest first, paged by a cursor: a job's, and across jobs with filters
+//! (status, job, worker, trigger, time range, run-now request, words in the output); and one
+//! run, ended or in progress.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -13,12 +14,14 @@ use utoipa_axum::routes;
 use super::running::RunningRun;
 use super::{bad_cursor, job_name, limit, PageQuery};
 use crate::http::error::{ErrorBody, HttpError};
+use crate::http::filters::RunsQuery;
 use crate::http::{ApiQuery, AppState};
 use crate::read::{Run, RunCursor};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(job_executions))
+        .routes(routes!(executions))
         .routes(routes!(execution))
 }
 
@@ -52,6 +55,31 @@ async fn job_executions(
     let page = state
         .reads
         .executions(&name, cursor.as_ref(), usize::try_from(limit).unwrap_or(1))
+        .await?;
+    Ok(Json(ExecutionPage {
+        items: page.runs,
+        next_cursor: page.next.as_ref().map(RunCursor::to_text),
+    }))
+}
+
+#[utoipa::path(get, path = "/executions", tag = "executions", params(RunsQuery),
+    responses((status = 200, body = ExecutionPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn executions(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<RunsQuery>,
+) -> Result<Json<ExecutionPage>, HttpError> {
+    let filter = query
+        .filter(Utc::now().timestamp_millis())
+        .map_err(HttpError::query)?;
+    let cursor = query.cursor().map_err(HttpError::query)?;
+    let limit = limit(query.limit)?;
+    let page = state
+        .reads
+        .runs(
+            &filter,
+            cursor.as_ref(),
+            usize::try_from(limit).unwrap_or(1),
+        )
         .await?;
     Ok(Json(ExecutionPage {
         items: page.runs,

@@ -17,7 +17,7 @@ use super::write::{expected_version, set_etag, write};
 use super::{job_name, limit, page_cursor};
 use crate::domain::Command;
 use crate::http::error::{ErrorBody, HttpError};
-use crate::http::{views, ApiBody, ApiQuery, AppState, RequestContext};
+use crate::http::{filters, views, ApiBody, ApiQuery, AppState, RequestContext};
 use crate::store::{JobFilter, RequestMeta};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -99,7 +99,8 @@ pub struct JobPage {
 pub struct JobListQuery {
     /// Only jobs whose name contains this.
     name: Option<String>,
-    /// `active` or `paused`.
+    /// `active`, `paused`, or `failing` (its newest record is a failure: failed, timed_out,
+    /// killed, abandoned, failed_to_start or missed).
     status: Option<String>,
     cursor: Option<String>,
     /// Page size, 1-500 (default 50).
@@ -112,25 +113,15 @@ async fn list_jobs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobPage>, HttpError> {
-    let paused = match query.status.as_deref() {
-        None | Some("") => None,
-        Some("active") => Some(false),
-        Some("paused") => Some(true),
-        Some(other) => {
-            return Err(HttpError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "status",
-                format!("status: {other:?} is not one of active, paused"),
-            ))
-        }
-    };
+    let (paused, last_status) = filters::job_status(query.status.as_deref().unwrap_or_default())
+        .map_err(HttpError::query)?;
     let limit = limit(query.limit)?;
     let rows = state
         .store
         .jobs(&JobFilter {
             name: query.name,
             paused,
+            last_status,
             after_name: query.cursor,
             limit: limit + 1,
         })

@@ -36,6 +36,10 @@ pub struct RunningRun {
     pub attempt: Option<u32>,
     /// The run whose outcome chained to this one.
     pub source_run_id: Option<String>,
+    /// The request id the API answered for the run-now that started it.
+    pub request_id: Option<String>,
+    /// Who sent that run-now.
+    pub requested_by: Option<String>,
 }
 
 impl RunningRun {
@@ -56,6 +60,8 @@ impl RunningRun {
             tick_id: holder.map(|h| h.tick_id.clone()).filter(|t| !t.is_empty()),
             attempt: holder.map(|h| h.attempt.max(1)),
             source_run_id: holder.and_then(|h| h.source_run_id.clone()),
+            request_id: holder.and_then(|h| h.request_id.clone()),
+            requested_by: holder.and_then(|h| h.requested_by.clone()),
         }
     }
 }

@@ -8,20 +8,21 @@ use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
 use cronfleet_common::values::Registration;
-use cronfleet_common::{JobSpec, MissReason, NotifyRule};
+use cronfleet_common::{JobSpec, NotifyRule};
 
 use super::audit::ChangeView;
 use super::deliveries::{DeliveryRow, RECENT_DELIVERIES};
 use super::running::RunningView;
+use super::runs::RunView;
 use super::show;
-use super::{change_view, no_such_job, parse_name, DoneQuery};
+use super::{change_view, no_such_job, parse_name};
 use crate::accounts::Session;
 use crate::http::error::HttpError;
 use crate::http::layout::Nav;
 use crate::http::views;
 use crate::http::AppState;
 use crate::notify::delivery_log::DeliveryFilter;
-use crate::read::Run;
+use crate::read::{Run, RunCursor};
 use crate::store::{EventFilter, JobRow};
 
 /// Executions the page shows.
@@ -105,42 +106,6 @@ fn rule_words(rule: &NotifyRule) -> (String, String) {
     (rule.channel.to_string(), words)
 }
 
-struct RunView {
-    run_id: String,
-    status: String,
-    /// Why a missed tick did not start.
-    reason: Option<&'static str>,
-    attempt: String,
-    planned: String,
-    started: String,
-    duration: String,
-    exit: String,
-    worker: String,
-    excerpt: String,
-}
-
-impl RunView {
-    fn new(run: &Run) -> Self {
-        let r = &run.record;
-        Self {
-            run_id: r.run_id.clone(),
-            status: r.status.as_str().to_owned(),
-            reason: r.reason.map(MissReason::as_str),
-            attempt: r.attempt.map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            planned: views::when_ms(r.plan_time),
-            started: views::when_ms(r.start_time),
-            duration: views::duration_ms(r.end_time - r.start_time),
-            exit: views::exit(r),
-            worker: if run.legacy {
-                "go-crontab worker".to_owned()
-            } else {
-                r.worker_id.clone()
-            },
-            excerpt: views::excerpt(&r.output),
-        }
-    }
-}
-
 /// The records of one tick on the page: a tick with several (its retry attempts, or each
 /// worker's run of a job run on every worker) gets a heading row and its records in attempt
 /// order beneath it.
@@ -203,6 +168,18 @@ struct JobPage {
     changed_outside: Option<String>,
     /// Its runs in progress, listed before the records of runs that ended.
     running: Vec<RunningView>,
+    /// The link to its older records, when there are more.
+    older_runs: Option<String>,
+    /// On a page of older records, the link back to the newest.
+    newest_runs: Option<String>,
+}
+
+/// The page's query: the flash of a form that redirected here, and where its list of
+/// records starts (`runs`, a cursor) when paging through older ones.
+#[derive(serde::Deserialize)]
+pub(super) struct JobPageQuery {
+    done: Option<String>,
+    runs: Option<String>,
 }
 
 /// The selector in words when the job has one and no registered worker matches it.
@@ -216,13 +193,22 @@ pub(super) async fn detail(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     Path(name): Path<String>,
-    Query(query): Query<DoneQuery>,
+    Query(query): Query<JobPageQuery>,
 ) -> Result<Response, HttpError> {
     let nav = Nav::new(&session, query.done.as_deref());
     let name = parse_name(&name)?;
+    let cursor = match query.runs.as_deref().filter(|c| !c.is_empty()) {
+        Some(text) => Some(RunCursor::parse(text).ok_or_else(|| {
+            HttpError::query(cronfleet_common::FieldError::new(
+                "runs",
+                "not a position in this job's runs",
+            ))
+        })?),
+        None => None,
+    };
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
     let (records, fleet, running) = tokio::try_join!(
-        state.reads.executions(&name, None, RECENT_RUNS),
+        state.reads.executions(&name, cursor.as_ref(), RECENT_RUNS),
         state.reads.workers(),
         state.reads.running()
     )?;
@@ -253,8 +239,15 @@ pub(super) async fn detail(
         .first()
         .filter(|change| change.kind == "JobChangedOutsideMaster")
         .map(|change| change.at.clone());
+    let here = format!("/jobs/{}", views::path_segment(name.as_str()));
+    let older_runs = records.next.as_ref().map(|next| {
+        let query = serde_urlencoded::to_string([("runs", next.to_text())]).unwrap_or_default();
+        format!("{here}?{query}#executions")
+    });
     show(&JobPage {
         nav,
+        older_runs,
+        newest_runs: cursor.map(|_| format!("{here}#executions")),
         job: JobView::new(&row),
         ticks: tick_groups(&records.runs),
         history,

@@ -16,8 +16,8 @@ use crate::domain::Command;
 use crate::http::error::HttpError;
 use crate::http::layout::Nav;
 use crate::http::telemetry::RequestId;
-use crate::http::views;
 use crate::http::AppState;
+use crate::http::{filters, views};
 use crate::identity::Role;
 use crate::read::LastRun;
 use crate::store::JobFilter;
@@ -90,14 +90,11 @@ pub(super) async fn dashboard(
     let nav = Nav::new(&session, query.done.as_deref());
     let name = query.name.unwrap_or_default();
     let status = query.status.unwrap_or_default();
-    let paused = match status.as_str() {
-        "paused" => Some(true),
-        "active" => Some(false),
-        _ => None,
-    };
+    let (paused, last_status) = filters::job_status(&status).map_err(HttpError::query)?;
     let filter = JobFilter {
         name: Some(name.clone()).filter(|n| !n.is_empty()),
         paused,
+        last_status,
         after_name: query.after,
         limit: PAGE_SIZE + 1,
     };

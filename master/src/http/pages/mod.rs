@@ -17,6 +17,7 @@ mod job_page;
 mod job_policy;
 mod jobs;
 mod running;
+mod runs;
 mod sign_in;
 mod tokens;
 mod workers;
@@ -57,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/{name}/{action}", post(jobs::action))
         .route("/executions/{run_id}", get(executions::page))
         .route("/running", get(running::page))
+        .route("/runs", get(runs::page))
         .route("/workers", get(workers::page))
         .route("/audit", get(audit::page))
         .route("/channels", get(channels::list).post(channels::create))

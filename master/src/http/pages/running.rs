@@ -24,6 +24,8 @@ pub(super) struct RunningView {
     /// Empty for a go-crontab worker's run.
     pub worker: String,
     pub trigger: String,
+    /// Who sent the run-now request that started it.
+    pub requested_by: Option<String>,
     pub source_run_id: Option<String>,
     pub planned: String,
     pub started: String,
@@ -41,6 +43,7 @@ impl RunningView {
             trigger: holder
                 .map_or("go-crontab", |h| h.trigger.as_str())
                 .to_owned(),
+            requested_by: holder.and_then(|h| h.requested_by.clone()),
             source_run_id: holder.and_then(|h| h.source_run_id.clone()),
             planned: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.planned_at)),
             started: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.claimed_at)),
