@@ -67,6 +67,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
         "/api/v1/jobs/{name}/executions",
         Access::At(Role::Viewer),
     ),
+    ("GET", "/api/v1/jobs/{name}/stats", Access::At(Role::Viewer)),
     (
         "GET",
         "/api/v1/jobs/{name}/history",
@@ -103,6 +104,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("POST", "/jobs/new", Access::At(Role::Admin)),
     ("GET", "/jobs/{name}", Access::At(Role::Viewer)),
     ("GET", "/jobs/{name}/edit", Access::At(Role::Admin)),
+    ("GET", "/jobs/{name}/stats", Access::At(Role::Viewer)),
     ("POST", "/jobs/{name}/edit", Access::At(Role::Admin)),
     // pause, resume, run, kill (operator) and delete (admin, checked again by the handler)
     ("POST", "/jobs/{name}/{action}", Access::At(Role::Operator)),

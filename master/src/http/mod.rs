@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
 pub mod error;
 pub mod extract;
 pub mod fail_fast;

@@ -23,7 +23,7 @@ use super::rules::{judge, Judgement};
 use super::NotifyError;
 use crate::domain::{Command, DomainError};
 use crate::metrics::Metrics;
-use crate::read::{indexes, last_runs, Run};
+use crate::read::{indexes, last_runs, stats, Run};
 use crate::store::{execute_in, lock_appends, RequestMeta, Store, StoreError};
 
 /// Records read per query.
@@ -206,6 +206,7 @@ impl Reader {
             .map(|(_, record)| record)
             .filter(|record| new.contains(&record.run_id))
             .collect();
+        stats::record(&mut tx, &fresh).await?;
         let specs = watched(&mut tx, &fresh).await?;
         // Outputs are read before anything takes the append lock, which job writes wait on.
         let mut outputs = HashMap::new();
@@ -324,7 +325,7 @@ impl Reader {
     }
 
     /// Forgets outcome rows no read can reach again (by their `_id` second, which reads go
-    /// by), and delivery logs past their retention.
+    /// by), and delivery logs and run statistics past their retention.
     async fn prune(&self) -> Result<(), NotifyError> {
         // No read, now or after a restart, starts before a lookback ago; an hour's margin.
         let reachable = chrono::Utc::now().timestamp() - i64::from(self.lookback_secs) - 3600;
@@ -339,6 +340,7 @@ impl Reader {
         .bind(DELIVERY_RETENTION_DAYS)
         .execute(&self.store.pool)
         .await?;
+        stats::prune(&self.store.pool, chrono::Utc::now()).await?;
         Ok(())
     }
 

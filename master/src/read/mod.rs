@@ -7,6 +7,7 @@ pub mod indexes;
 pub mod last_runs;
 mod running;
 pub mod search;
+pub mod stats;
 mod stored;
 
 use std::collections::HashMap;
@@ -217,6 +218,45 @@ impl Reads {
     /// The newest record of each named job that has one (see [`last_runs`]).
     pub async fn last_runs(&self, names: &[String]) -> Result<HashMap<String, LastRun>, ReadError> {
         last_runs::of(&self.store.pool, &self.log, names).await
+    }
+
+    /// How long each of the job's last `limit` records that started a process ran, oldest
+    /// first, in ms.
+    pub async fn recent_durations(
+        &self,
+        job: &JobName,
+        limit: usize,
+    ) -> Result<Vec<i64>, ReadError> {
+        let filter = RunFilter {
+            job: Some(job.clone()),
+            statuses: stats::RAN.to_vec(),
+            ..RunFilter::default()
+        };
+        let page = self.runs(&filter, None, limit).await?;
+        Ok(page
+            .runs
+            .iter()
+            .rev()
+            .map(|run| (run.record.end_time - run.record.start_time).max(0))
+            .collect())
+    }
+
+    /// A job's run statistics as of `now`, its days in `tz` (see [`stats`]).
+    pub async fn job_stats(
+        &self,
+        job: &JobName,
+        now: chrono::DateTime<chrono::Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Result<stats::JobStats, ReadError> {
+        Ok(stats::job(&self.store.pool, job.as_str(), now, tz).await?)
+    }
+
+    /// The fleet's runs over the last hour and day (see [`stats`]).
+    pub async fn fleet_overview(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<stats::FleetOverview, ReadError> {
+        Ok(stats::fleet(&self.store.pool, now).await?)
     }
 
     /// The end of a run's output while it is in progress, as its worker last sent it (every

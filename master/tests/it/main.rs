@@ -21,5 +21,6 @@ mod projector;
 mod running;
 mod runs;
 mod services;
+mod stats;
 mod support;
 mod versions;

@@ -9,6 +9,7 @@ mod job_view;
 pub mod jobs;
 pub mod policy;
 pub mod running;
+pub mod stats;
 pub mod tokens;
 pub mod users;
 pub mod workers;
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(executions::router())
         .merge(running::router())
+        .merge(stats::router())
         .merge(audit::router())
         .merge(workers::router())
         .merge(users::router())

@@ -17,8 +17,9 @@ use crate::http::error::HttpError;
 use crate::http::layout::Nav;
 use crate::http::telemetry::RequestId;
 use crate::http::AppState;
-use crate::http::{filters, views};
+use crate::http::{charts, filters, views};
 use crate::identity::Role;
+use crate::read::stats::FleetOverview;
 use crate::read::LastRun;
 use crate::store::JobFilter;
 
@@ -72,6 +73,39 @@ struct JobsPage {
     filter_name: String,
     filter_status: String,
     next_page: Option<String>,
+    overview: OverviewView,
+}
+
+/// The fleet at a glance, above the jobs.
+struct OverviewView {
+    runs_last_hour: i64,
+    /// Average over the last hour.
+    per_minute: String,
+    /// Runs per minute over the last hour, as SVG built from numbers only.
+    per_minute_chart: String,
+    runs_24h: i64,
+    failures_24h: i64,
+    missed_24h: i64,
+    /// Start of the last 24 hours, for links to the runs they count.
+    since_24h: String,
+}
+
+impl OverviewView {
+    fn new(overview: &FleetOverview, now: DateTime<Utc>) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let per_minute = overview.runs_last_hour as f64 / 60.0;
+        Self {
+            runs_last_hour: overview.runs_last_hour,
+            per_minute: format!("{per_minute:.1}"),
+            per_minute_chart: charts::sparkline(&overview.per_minute, "runs per minute, last hour"),
+            runs_24h: overview.runs_24h,
+            failures_24h: overview.failures_24h,
+            missed_24h: overview.missed_24h,
+            since_24h: (now - chrono::Duration::hours(24))
+                .format("%Y-%m-%dT%H:%M")
+                .to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,9 +136,12 @@ pub(super) async fn dashboard(
     let more = rows.len() > PAGE_SIZE as usize;
     rows.truncate(PAGE_SIZE as usize);
     let names: Vec<String> = rows.iter().map(|r| r.spec.name.to_string()).collect();
-    let (last, running) =
-        tokio::try_join!(state.reads.last_runs(&names), state.reads.running_counts())?;
     let now = Utc::now();
+    let (last, running, overview) = tokio::try_join!(
+        state.reads.last_runs(&names),
+        state.reads.running_counts(),
+        state.reads.fleet_overview(now)
+    )?;
     let jobs = rows
         .iter()
         .map(|row| {
@@ -131,6 +168,7 @@ pub(super) async fn dashboard(
         filter_name: name,
         filter_status: status,
         next_page,
+        overview: OverviewView::new(&overview, now),
     })
 }
 

@@ -15,6 +15,7 @@ mod job_form;
 mod job_outcomes;
 mod job_page;
 mod job_policy;
+mod job_stats;
 mod jobs;
 mod running;
 mod runs;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(sign_in::logout))
         .route("/jobs/new", get(job_form::new).post(job_form::create))
         .route("/jobs/{name}", get(job_page::detail))
+        .route("/jobs/{name}/stats", get(job_stats::page))
         .route(
             "/jobs/{name}/edit",
             get(job_form::edit).post(job_form::update),
