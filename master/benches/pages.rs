@@ -163,6 +163,15 @@ async fn main() {
             ("job page", "/jobs/job-05000"),
             ("execution page", "/executions/run-050000"),
             ("dashboard, name filter", "/?name=job-09&status=active"),
+            ("dashboard, failing jobs", "/?status=failing"),
+            ("runs, newest", "/runs"),
+            ("runs, failures", "/runs?status=failures"),
+            ("runs, one worker", "/runs?worker=bench-worker"),
+            (
+                "runs, output search over a day",
+                "/runs?q=line%2099999&since=2025-11-24T16:00&until=2025-11-25T16:00",
+            ),
+            ("job statistics", "/jobs/job-05000/stats"),
         ],
     )
     .await;

@@ -7,10 +7,22 @@ use serde_json::{json, Value};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::identity::{self, NewToken, Role};
+
+mod user_admin;
+
 use crate::store::{append, begin, NewEvent, RequestMeta, Store, StoreError};
+pub use user_admin::UserChange;
 
 /// The event types of the `user` and `token` streams.
-pub const KINDS: &[&str] = &["UserCreated", "TokenCreated", "TokenRevoked"];
+pub const KINDS: &[&str] = &[
+    "UserCreated",
+    "UserRoleChanged",
+    "UserDisabled",
+    "UserEnabled",
+    "UserPasswordReset",
+    "TokenCreated",
+    "TokenRevoked",
+];
 
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +76,8 @@ pub enum AccountError {
     NoSuchUser(String),
     #[error("token {0} does not exist")]
     NoSuchToken(String),
+    #[error("{0} is the last enabled admin: make another admin first")]
+    LastAdmin(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

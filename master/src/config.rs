@@ -46,6 +46,12 @@ pub enum UserAction {
         #[arg(long)]
         role: String,
     },
+    /// Set a user's password (a lost admin password), and enable the user if disabled. The
+    /// password comes as for `create`; the user's sessions end.
+    ResetPassword {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

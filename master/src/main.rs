@@ -1,6 +1,7 @@
 //! `cronfleet-master`: see the library docs for how the parts fit.
 
 use clap::Parser;
+use cronfleet_master::accounts::UserChange;
 use cronfleet_master::config::{Action, Cli, TokenAction, UserAction};
 use cronfleet_master::identity::Role;
 use cronfleet_master::store::RequestMeta;
@@ -31,6 +32,21 @@ async fn main() -> anyhow::Result<()> {
                 .create_user(&name, role, &password, &command_line())
                 .await?;
             tracing::info!(user = %user.name, role = %user.role, "user created");
+            Ok(())
+        }
+        Action::User(UserAction::ResetPassword { name }) => {
+            let password = password()?;
+            let services = Services::connect(&cli.config).await?;
+            let change = UserChange {
+                disabled: Some(false),
+                password: Some(password),
+                ..UserChange::default()
+            };
+            services
+                .store
+                .change_user(&name, &change, &command_line())
+                .await?;
+            tracing::info!(user = %name, "password reset");
             Ok(())
         }
         Action::Token(TokenAction::Create {

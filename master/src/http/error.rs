@@ -274,6 +274,7 @@ impl From<AccountError> for HttpError {
                 message,
             ),
             AccountError::NoSuchToken(_) => Self::not_found(message),
+            AccountError::LastAdmin(_) => Self::new(StatusCode::CONFLICT, "last_admin", message),
             AccountError::Store(store) => store.into(),
         }
     }

@@ -26,8 +26,14 @@ pub async fn ensure(log: &Collection<RawDocumentBuf>) -> mongodb::error::Result<
     log.create_indexes([
         index(doc! { "_id": 1, "jobName": 1 }, "id_jobName"),
         index(doc! { "runId": 1, "startTime": 1 }, "runId_startTime"),
-        index(doc! { "startTime": -1, "runId": -1 }, "startTime_runId"),
-        index(doc! { "status": 1, "startTime": -1 }, "status_startTime"),
+        index(
+            doc! { "startTime": -1, "runId": -1, "_id": -1 },
+            "startTime_runId_id",
+        ),
+        index(
+            doc! { "status": 1, "startTime": -1, "runId": -1, "_id": -1 },
+            "status_startTime_runId_id",
+        ),
         index(doc! { "requestId": 1 }, "requestId"),
     ])
     .await?;

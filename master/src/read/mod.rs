@@ -159,14 +159,23 @@ impl Reads {
         cursor: Option<&RunCursor>,
         limit: usize,
     ) -> Result<RunPage, ReadError> {
-        let mut documents: Vec<RawDocumentBuf> = self
-            .log
-            .find(filter.to_document(cursor))
-            .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-            .await?
-            .try_collect()
-            .await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut documents: Vec<RawDocumentBuf> = Vec::new();
+        for slice in filter.slices(cursor, now_ms) {
+            let wanted = limit + 1 - documents.len();
+            let found: Vec<RawDocumentBuf> = self
+                .log
+                .find(filter.within(cursor, slice))
+                .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
+                .limit(i64::try_from(wanted).unwrap_or(i64::MAX))
+                .await?
+                .try_collect()
+                .await?;
+            documents.extend(found);
+            if documents.len() > limit {
+                break;
+            }
+        }
         let more = documents.len() > limit;
         documents.truncate(limit);
         let next = documents

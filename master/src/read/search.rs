@@ -3,6 +3,14 @@
 //! by a [`RunCursor`]. Searching the output reads every record of the time range, so the range
 //! of a search is bounded ([`MAX_SEARCH_WINDOW_MS`]).
 //!
+//! A server may read a whole index range before it applies a limit (the MongoDB-wire server
+//! this project runs does: a page of the newest of 100,000 records took 4 s). So a list that
+//! no selective index bounds — not one job's, not one request's — is read in [`slices`] of
+//! start time going back from the newest, each eight times the last, until the page is full:
+//! a page of recent runs reads only recent records.
+//!
+//! [`slices`]: RunFilter::slices
+//!
 //! go-crontab's records carry neither a status nor a trigger: a status filter matches them by
 //! their `err` (empty or not), a trigger filter counts them as scheduled, and the decoded
 //! status is checked again after the read.
@@ -16,6 +24,15 @@ use super::RunCursor;
 pub const MAX_SEARCH_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
 /// The range an output search reads when it names no start: the 24 hours before its end.
 pub const DEFAULT_SEARCH_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// The first slice of start time a list reads, and how much each next one grows.
+const FIRST_SLICE_MS: i64 = 15_000;
+const SLICE_GROWTH: i64 = 8;
+/// Slices read before the rest is read at once: the last bounded one spans about 45 days.
+const MAX_SLICES: u32 = 8;
+
+/// A range of start times, `[from, below)`; `None` leaves a side open.
+pub type Slice = (Option<i64>, Option<i64>);
 
 /// The statuses of runs that did not do what they were scheduled to do: every status but
 /// `succeeded` and `skipped` (a skip is the concurrency policy working as asked).
@@ -47,8 +64,39 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
+    /// The slices of start time to read in turn, newest first, for the page after `cursor`
+    /// as of `now_ms`: one open slice when a job or a request id bounds the read.
+    pub fn slices(&self, cursor: Option<&RunCursor>, now_ms: i64) -> Vec<Slice> {
+        if self.job.is_some() || self.request_id.is_some() {
+            return vec![(None, None)];
+        }
+        let anchor = cursor
+            .map(|c| c.start_time + 1)
+            .or(self.until_ms)
+            .unwrap_or(now_ms);
+        let floor = self.since_ms.unwrap_or(i64::MIN);
+        let mut slices = Vec::new();
+        let (mut below, mut span) = (None, FIRST_SLICE_MS);
+        for _ in 0..MAX_SLICES {
+            let from = anchor.saturating_sub(span);
+            if from <= floor {
+                break;
+            }
+            slices.push((Some(from), below));
+            below = Some(from);
+            span = span.saturating_mul(SLICE_GROWTH);
+        }
+        slices.push((None, below));
+        slices
+    }
+
     /// The MongoDB filter for the records after `cursor` that match.
     pub fn to_document(&self, cursor: Option<&RunCursor>) -> Document {
+        self.within(cursor, (None, None))
+    }
+
+    /// The MongoDB filter for the records after `cursor` that match and started in `slice`.
+    pub fn within(&self, cursor: Option<&RunCursor>, (from, below): Slice) -> Document {
         let mut all: Vec<Document> = Vec::new();
         if let Some(job) = &self.job {
             all.push(doc! { "jobName": job.as_str() });
@@ -65,10 +113,14 @@ impl RunFilter {
             None => {}
         }
         let mut range = Document::new();
-        if let Some(since) = self.since_ms {
+        if let Some(since) = self.since_ms.max(from) {
             range.insert("$gte", since);
         }
-        if let Some(until) = self.until_ms {
+        let until = match (self.until_ms, below) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(until) = until {
             range.insert("$lt", until);
         }
         if !range.is_empty() {
@@ -157,6 +209,44 @@ mod tests {
         );
         assert!(filter.status_matches(RunStatus::Failed));
         assert!(!filter.status_matches(RunStatus::Killed));
+    }
+
+    #[test]
+    fn slices_go_back_from_the_newest_growing_and_stop_at_since() {
+        let open = RunFilter::default().slices(None, 1_000_000_000);
+        assert_eq!(open.len(), 9);
+        assert_eq!(open[0], (Some(1_000_000_000 - 15_000), None));
+        assert_eq!(
+            open[1],
+            (Some(1_000_000_000 - 120_000), Some(1_000_000_000 - 15_000))
+        );
+        assert_eq!(open[8].0, None);
+        let since = RunFilter {
+            since_ms: Some(1_000_000_000 - 100_000),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            since.slices(None, 1_000_000_000),
+            [
+                (Some(1_000_000_000 - 15_000), None),
+                (None, Some(1_000_000_000 - 15_000))
+            ]
+        );
+        let cursor = RunCursor {
+            start_time: 500,
+            run_id: "r".to_owned(),
+        };
+        assert_eq!(since.slices(Some(&cursor), 1_000_000_000), [(None, None)]);
+        let job = RunFilter {
+            job: Some(JobName::parse("a").unwrap()),
+            ..RunFilter::default()
+        };
+        assert_eq!(job.slices(None, 5), [(None, None)]);
+        let within = RunFilter::default().within(None, (Some(10), Some(20)));
+        assert_eq!(
+            within,
+            doc! { "startTime": { "$gte": 10_i64, "$lt": 20_i64 } }
+        );
     }
 
     #[test]

@@ -23,4 +23,5 @@ mod runs;
 mod services;
 mod stats;
 mod support;
+mod users;
 mod versions;

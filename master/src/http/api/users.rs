@@ -1,23 +1,26 @@
-//! Users over REST (admins only; see [`crate::http::auth::ACCESS`]).
+//! Users over REST (admins only; see [`crate::http::auth::ACCESS`]): list, create, and change
+//! one's role, disabled flag or password.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cronfleet_common::job::required;
+use cronfleet_common::job::{optional, required};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::json_object;
-use crate::accounts::UserView;
+use crate::accounts::{UserChange, UserView};
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{ApiBody, AppState, RequestContext};
 use crate::identity::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_users, create_user))
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(change_user))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,4 +54,33 @@ async fn create_user(
         .create_user(&name, role, &password, &context.meta(b""))
         .await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// `{"role", "disabled", "password"}`, each optional. Disabling a user, resetting their
+/// password or changing their role ends their sessions; a disabled user's tokens stop working
+/// at once. The last enabled admin cannot be demoted or disabled (409).
+#[utoipa::path(patch, path = "/users/{name}", tag = "access", request_body = Object, params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn change_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    context: RequestContext,
+    ApiBody(body): ApiBody,
+) -> Result<Json<UserView>, HttpError> {
+    let mut object = json_object(&body, &["role", "disabled", "password"])?;
+    let role: Option<String> = optional(&mut object, "role").map_err(HttpError::invalid)?;
+    let change = UserChange {
+        role: role
+            .as_deref()
+            .map(Role::parse)
+            .transpose()
+            .map_err(HttpError::invalid)?,
+        disabled: optional(&mut object, "disabled").map_err(HttpError::invalid)?,
+        password: optional(&mut object, "password").map_err(HttpError::invalid)?,
+    };
+    let user = state
+        .store
+        .change_user(&name, &change, &context.meta(b""))
+        .await?;
+    Ok(Json(user))
 }

@@ -21,6 +21,7 @@ mod running;
 mod runs;
 mod sign_in;
 mod tokens;
+mod users;
 mod workers;
 
 use askama::Template;
@@ -67,6 +68,8 @@ pub fn router() -> Router<AppState> {
         .route("/channels/{name}", get(channel_page::detail))
         .route("/channels/{name}/edit", post(channel_page::update))
         .route("/channels/{name}/delete", post(channel_page::delete))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{name}", post(users::change))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/static/style.css", get(stylesheet))
