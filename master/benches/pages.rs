@@ -168,8 +168,8 @@ async fn main() {
             ("runs, failures", "/runs?status=failures"),
             ("runs, one worker", "/runs?worker=bench-worker"),
             (
-                "runs, output search over a day",
-                "/runs?q=line%2099999&since=2025-11-24T16:00&until=2025-11-25T16:00",
+                "runs, output search over an hour of 3,600 records",
+                "/runs?q=line%2099999&since=2025-11-25T18:46&until=2025-11-25T19:46",
             ),
             ("job statistics", "/jobs/job-05000/stats"),
         ],

@@ -71,6 +71,13 @@ pub async fn record(
     upsert(&mut **tx, &rows).await
 }
 
+/// The start time of the newest record any job's row holds, Unix ms; `None` before any.
+pub async fn newest(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(start_time) FROM last_runs")
+        .fetch_one(pool)
+        .await
+}
+
 /// Gives up to [`FILL_BATCH`] jobs without a row one, from their newest record in MongoDB
 /// (or none), and drops the rows of deleted jobs. Returns how many jobs it filled.
 pub async fn fill(pool: &PgPool, log: &Collection<RawDocumentBuf>) -> Result<usize, ReadError> {

@@ -160,8 +160,10 @@ impl Reads {
         limit: usize,
     ) -> Result<RunPage, ReadError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let newest = last_runs::newest(&self.store.pool).await?;
+        let newest_ms = newest.map_or(now_ms, |newest| newest.min(now_ms));
         let mut documents: Vec<RawDocumentBuf> = Vec::new();
-        for slice in filter.slices(cursor, now_ms) {
+        for slice in filter.slices(cursor, newest_ms) {
             let wanted = limit + 1 - documents.len();
             let found: Vec<RawDocumentBuf> = self
                 .log
