@@ -1,9 +1,11 @@
 //! The indexes the master's reads of `log` need beyond the workers' (`runId` unique where set,
 //! `(jobName, startTime desc)`), created by the notifier when it starts leading.
 //!
-//! The list of runs across jobs reads newest first by `startTime` (all runs, a worker's, a time
-//! range), by status then `startTime` (failures), and by `requestId` (the runs a run-now
-//! started).
+//! The list of runs across jobs reads newest first by `startTime`, in slices of it (see
+//! [`super::search`]), whatever else it filters on, and by `requestId` (the runs a run-now
+//! started). There is no index by status: the MongoDB-wire server would choose it for a
+//! status filter and read every record of those statuses, where the slice of `startTime`
+//! reads only the records of the slice.
 //!
 //! Both exist because a server may not use the index a read would seem to have: the
 //! MongoDB-wire server this project runs scans the whole collection for an `_id` range (the
@@ -29,10 +31,6 @@ pub async fn ensure(log: &Collection<RawDocumentBuf>) -> mongodb::error::Result<
         index(
             doc! { "startTime": -1, "runId": -1, "_id": -1 },
             "startTime_runId_id",
-        ),
-        index(
-            doc! { "status": 1, "startTime": -1, "runId": -1, "_id": -1 },
-            "status_startTime_runId_id",
         ),
         index(doc! { "requestId": 1 }, "requestId"),
     ])

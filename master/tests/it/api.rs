@@ -236,6 +236,14 @@ async fn idempotency_keys_replay_the_first_answer() {
     assert_eq!(first.status, StatusCode::CREATED);
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.body, first.body);
+    // A write answers the job whole, who created and changed it included, as GET does.
+    assert!(first.body["createdAt"].is_string(), "{}", first.body);
+    assert_eq!(first.body["createdAt"], first.body["updatedAt"]);
+    assert_eq!(first.body["createdBy"], first.body["updatedBy"]);
+    let got = master.get("/api/v1/jobs/once").await;
+    for field in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
+        assert_eq!(got.body[field], first.body[field], "{field}");
+    }
     // The job changes; a late retry still gets the answer of its own request (version 1).
     let run = |key: &'static str| {
         with_header(
@@ -273,6 +281,8 @@ async fn idempotency_keys_replay_the_first_answer() {
     let unchanged_again = same("u-1").await;
     assert_eq!(unchanged_again.status, StatusCode::OK);
     assert_eq!(unchanged_again.body, unchanged.body);
+    assert_eq!(unchanged.body["createdAt"], first.body["createdAt"]);
+    assert_eq!(unchanged.body["updatedAt"], first.body["updatedAt"]);
     let other = send("k-1", job("once", "false").to_string()).await;
     assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(other.body["error"]["code"], "idempotency_key_reused");

@@ -11,7 +11,7 @@ use super::job_view::JobView;
 use crate::domain::{Command, Event};
 use crate::http::error::HttpError;
 use crate::http::AppState;
-use crate::store::RequestMeta;
+use crate::store::{RequestMeta, StoredEvent};
 
 /// Runs a command through the store and answers with what it appended and the job after it;
 /// a retry with the same Idempotency-Key gets the same answer from the same events.
@@ -34,7 +34,10 @@ pub async fn write(
         (_, Some(Event::RunRequested { request_id, .. } | Event::KillRequested { request_id })) => {
             json!({ "requestId": request_id, "version": version })
         }
-        (Some(spec), _) => serde_json::to_value(JobView::new(spec, version)).unwrap_or(Value::Null),
+        (Some(spec), _) => {
+            let view = stamped(state, name, JobView::new(spec, version), &written.events).await?;
+            serde_json::to_value(view).unwrap_or(Value::Null)
+        }
         (None, _) => Value::Null,
     };
     let mut response = if status == StatusCode::NO_CONTENT {
@@ -49,6 +52,36 @@ pub async fn write(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The view with who created and last changed the job, and when: the change is the last event
+/// this write appended (or, replayed, appended the first time), so a replay answers the same;
+/// the creation is that event when it created the job, else the read model's, which no later
+/// write changes. A write that appended nothing answers the read model's.
+async fn stamped(
+    state: &AppState,
+    name: &JobName,
+    mut view: JobView,
+    events: &[StoredEvent],
+) -> Result<JobView, HttpError> {
+    if let Some(last) = events.last() {
+        view.updated_at = Some(last.recorded_at);
+        view.updated_by = Some(last.actor.clone());
+        if matches!(last.event, Event::JobCreated { .. }) {
+            view.created_at = Some(last.recorded_at);
+            view.created_by = Some(last.actor.clone());
+            return Ok(view);
+        }
+    }
+    if let Some(row) = state.store.job(name).await? {
+        view.created_at = Some(row.created_at);
+        view.created_by = Some(row.created_by);
+        if events.is_empty() {
+            view.updated_at = Some(row.updated_at);
+            view.updated_by = Some(row.updated_by);
+        }
+    }
+    Ok(view)
 }
 
 pub fn set_etag(response: &mut Response, version: i64) {
