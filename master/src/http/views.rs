@@ -38,6 +38,26 @@ pub fn when_in(t: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
+/// How pages show a time of a job: in the job's zone with its abbreviation, the UTC time in
+/// the tooltip, as a `<time>` element (built from the time and the zone's name only, so it is
+/// safe to insert unescaped); `-` for none.
+pub fn at_ms(ms: i64, tz: Tz) -> String {
+    match DateTime::from_timestamp_millis(ms).filter(|_| ms > 0) {
+        Some(t) => at(t, tz),
+        None => "-".to_owned(),
+    }
+}
+
+/// [`at_ms`] for a time.
+pub fn at(t: DateTime<Utc>, tz: Tz) -> String {
+    format!(
+        r#"<time datetime="{}" title="{}">{}</time>"#,
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        when(t),
+        when_in(t, tz)
+    )
+}
+
 /// `850 ms`, `12.3 s`, `4 min 5 s`.
 pub fn duration_ms(ms: i64) -> String {
     match ms {

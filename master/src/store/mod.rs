@@ -158,6 +158,23 @@ impl Store {
         rows.iter().map(job_row).collect()
     }
 
+    /// The time zone of each named job that exists (a deleted job's is left out).
+    pub async fn timezones(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, chrono_tz::Tz>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT name, spec->>'timezone' FROM jobs WHERE name = ANY($1) AND NOT deleted",
+        )
+        .bind(names)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, tz)| Some((name, tz?.parse().ok()?)))
+            .collect())
+    }
+
     /// Events, newest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(

@@ -376,6 +376,31 @@ async fn the_form_previews_validates_inline_and_reports_a_concurrent_edit() {
         text(&invalid).contains(r#"value="bad""#),
         "the form keeps what was typed"
     );
+    // Every error at once, each beside its field.
+    let many = master
+        .page(
+            Method::POST,
+            "/jobs/new",
+            Some(&cookie),
+            Some(&[
+                ("csrf", &csrf),
+                ("name", "a/b"),
+                ("command", "true"),
+                ("cronExpr", "61 * * * *"),
+                ("timezone", "Mars/Olympus"),
+                ("timeoutSecs", "soon"),
+                ("intent", "save"),
+            ]),
+        )
+        .await;
+    assert_eq!(many.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in ["name-error", "cron-error", "tz-error", "timeout-error"] {
+        assert!(
+            text(&many).contains(&format!(r#"id="{id}""#)),
+            "{id} missing: {}",
+            text(&many)
+        );
+    }
 
     let bad_env = [
         ("csrf", csrf.as_str()),

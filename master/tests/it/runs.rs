@@ -252,3 +252,30 @@ async fn the_job_page_pages_through_all_its_runs_and_the_list_finds_failing_jobs
     assert!(text(&page).contains("href=\"/jobs/many\""));
     assert!(!text(&page).contains("href=\"/jobs/fine\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_a_jobs_times_in_its_zone_with_utc_beside() {
+    let master = Master::new().await;
+    let mut berlin = job("berlin", "true");
+    berlin["timezone"] = "Europe/Berlin".into();
+    assert_eq!(
+        master.post("/api/v1/jobs", berlin).await.status,
+        StatusCode::CREATED
+    );
+    // 2030-03-17 17:46:40 UTC is 18:46:40 in Berlin (CET).
+    let run = at("berlin", RunStatus::Succeeded, 0, "ok\n");
+    write(&master, &run).await;
+    let (cookie, _) = master.session("vera").await;
+    for path in [
+        "/jobs/berlin".to_owned(),
+        "/runs?job=berlin".to_owned(),
+        format!("/executions/{}", run.run_id),
+    ] {
+        let page = master.page(Method::GET, &path, Some(&cookie), None).await;
+        let body = text(&page);
+        assert!(
+            body.contains(r#"<time datetime="2030-03-17T17:46:40.000Z" title="2030-03-17 17:46:40 UTC">2030-03-17 18:46:40 CET</time>"#),
+            "{path}: {body}"
+        );
+    }
+}

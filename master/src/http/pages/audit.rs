@@ -29,15 +29,15 @@ pub struct ChangeView {
     pub diff: Vec<String>,
 }
 
-/// One change in the audit log as a page shows it.
-pub fn change_view(row: AuditRow) -> ChangeView {
+/// One change in the audit log as a page shows it, its time in `tz`.
+pub fn change_view(row: AuditRow, tz: chrono_tz::Tz) -> ChangeView {
     let event = AuditEvent::from(row);
     ChangeView {
         seq: event.seq,
         diff: views::diff(event.before.as_ref(), event.after.as_ref()),
         kind: event.kind,
         actor: event.actor,
-        at: views::when(event.recorded_at),
+        at: views::at(event.recorded_at, tz),
         version: event.version,
         subject: event.subject,
     }
@@ -109,7 +109,10 @@ pub(super) async fn page(
     let mut rows = state.reads.events(&query).await?;
     let more = rows.len() > PAGE_SIZE as usize;
     rows.truncate(PAGE_SIZE as usize);
-    let events: Vec<ChangeView> = rows.into_iter().map(change_view).collect();
+    let events: Vec<ChangeView> = rows
+        .into_iter()
+        .map(|row| change_view(row, chrono_tz::Tz::UTC))
+        .collect();
     let next_page = more.then(|| {
         let before = events.last().map(|e| e.seq.to_string()).unwrap_or_default();
         let pairs = [

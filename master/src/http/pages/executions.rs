@@ -68,13 +68,13 @@ struct TickRunView {
 }
 
 impl TickRunView {
-    fn new(run: &Run, this: &str) -> Self {
+    fn new(run: &Run, this: &str, tz: chrono_tz::Tz) -> Self {
         let r = &run.record;
         Self {
             run_id: r.run_id.clone(),
             attempt: r.attempt.map_or_else(|| "-".to_owned(), |n| n.to_string()),
             status: r.status.as_str().to_owned(),
-            started: views::when_ms(r.start_time),
+            started: views::at_ms(r.start_time, tz),
             worker: r.worker_id.clone(),
             this: r.run_id == this,
         }
@@ -86,6 +86,7 @@ impl TickRunView {
 async fn tick_runs(
     state: &AppState,
     record: &ExecutionRecord,
+    tz: chrono_tz::Tz,
 ) -> Result<Vec<TickRunView>, HttpError> {
     let Some(tick_id) = record.tick_id.as_deref() else {
         return Ok(Vec::new());
@@ -104,7 +105,7 @@ async fn tick_runs(
     }
     Ok(runs
         .iter()
-        .map(|run| TickRunView::new(run, &record.run_id))
+        .map(|run| TickRunView::new(run, &record.run_id, tz))
         .collect())
 }
 
@@ -129,14 +130,23 @@ pub(super) async fn page(
             .await?
             .ok_or_else(|| HttpError::not_found("There is no such run."));
     };
-    let tick_runs = tick_runs(&state, &run.record).await?;
+    let zones = state
+        .store
+        .timezones(std::slice::from_ref(&run.record.job_name))
+        .await?;
+    // A deleted job's runs are shown in UTC.
+    let tz = zones
+        .get(&run.record.job_name)
+        .copied()
+        .unwrap_or(chrono_tz::Tz::UTC);
+    let tick_runs = tick_runs(&state, &run.record, tz).await?;
     let r = run.record;
     let run = ExecutionView {
         status: r.status.as_str().to_owned(),
-        planned: views::when_ms(r.plan_time),
-        scheduled: views::when_ms(r.schedule_time),
-        started: views::when_ms(r.start_time),
-        ended: views::when_ms(r.end_time),
+        planned: views::at_ms(r.plan_time, tz),
+        scheduled: views::at_ms(r.schedule_time, tz),
+        started: views::at_ms(r.start_time, tz),
+        ended: views::at_ms(r.end_time, tz),
         duration: views::duration_ms(r.end_time - r.start_time),
         exit: views::exit(&r),
         started_by: views::started_by(&r),

@@ -1,5 +1,7 @@
 //! The job form: new, edit, preview and save, through the same validation as the API. A
-//! refused form comes back as typed, with each error beside its field.
+//! refused form comes back as typed, with every error beside its field (see [`form_check`]).
+//!
+//! [`form_check`]: super::form_check
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::job_outcomes::{OutcomeErrors, OutcomesForm};
 use super::job_policy::{FormError, PolicyForm};
-use super::show;
+use super::{form_check, show};
 use super::{meta, no_such_job, parse_name};
 use crate::accounts::Session;
 use crate::domain::{Command, DomainError};
@@ -87,8 +89,9 @@ impl JobForm {
         }
     }
 
-    /// The spec, through the same validation as the API.
-    fn spec(&self, paused: bool) -> Result<JobSpec, FormError> {
+    /// The spec, through the same validation as the API, or every error by field.
+    fn spec(&self, paused: bool) -> Result<JobSpec, HashMap<String, String>> {
+        let mut errors: Vec<FormError> = Vec::new();
         let mut body = Map::new();
         body.insert("name".into(), json!(self.name.trim()));
         body.insert("command".into(), json!(self.command.replace("\r\n", "\n")));
@@ -101,13 +104,15 @@ impl JobForm {
             ("startingDeadlineSecs", &self.starting_deadline_secs),
         ] {
             if !text.trim().is_empty() {
-                let secs = text.trim().parse::<u64>().map_err(|_| {
-                    (
+                match text.trim().parse::<u64>() {
+                    Ok(secs) => {
+                        body.insert(field.into(), json!(secs));
+                    }
+                    Err(_) => errors.push((
                         field.to_owned(),
                         format!("{field}: must be a whole number of seconds"),
-                    )
-                })?;
-                body.insert(field.into(), json!(secs));
+                    )),
+                }
             }
         }
         if !self.concurrency.is_empty() {
@@ -120,16 +125,17 @@ impl JobForm {
         let mut env = Map::new();
         for line in self.env.lines().map(str::trim).filter(|l| !l.is_empty()) {
             match line.split_once('=') {
-                Some((name, value)) => env.insert(name.trim().to_owned(), json!(value)),
-                None => return Err(("env".into(), format!("env: {line:?} is not NAME=value"))),
-            };
+                Some((name, value)) => {
+                    env.insert(name.trim().to_owned(), json!(value));
+                }
+                None => errors.push(("env".into(), format!("env: {line:?} is not NAME=value"))),
+            }
         }
         body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
-        self.policy.fill(&mut body)?;
-        self.outcomes.fill(&mut body)?;
-        JobSpec::from_user_json(Value::Object(body).to_string().as_bytes())
-            .map_err(|e| (e.field.clone(), e.to_string()))
+        errors.extend(self.policy.fill(&mut body).err());
+        errors.extend(self.outcomes.fill(&mut body).err());
+        form_check::checked(body, errors)
     }
 }
 
@@ -315,8 +321,7 @@ async fn save_job(
     let again = Again::new(&state, &session, editing.is_some()).await?;
     let spec = match form.spec(false) {
         Ok(spec) => spec,
-        Err((field, message)) => {
-            let errors = HashMap::from([(field, message)]);
+        Err(errors) => {
             return again.show(form, errors, None, StatusCode::UNPROCESSABLE_ENTITY);
         }
     };

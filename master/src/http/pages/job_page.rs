@@ -83,13 +83,13 @@ impl JobView {
             on_success: spec.on_success.iter().map(|j| j.to_string()).collect(),
             on_failure: spec.on_failure.iter().map(|j| j.to_string()).collect(),
             version: row.version,
-            updated_at: views::when(row.updated_at),
+            updated_at: views::at(row.updated_at, spec.timezone),
             updated_by: row.updated_by.clone(),
             next_runs: spec
                 .schedule()
                 .upcoming(Utc::now(), 5)
                 .into_iter()
-                .map(|t| views::when_in(t, spec.timezone))
+                .map(|t| views::at(t, spec.timezone))
                 .collect(),
         }
     }
@@ -116,7 +116,7 @@ struct TickGroup {
 }
 
 /// Groups records that share a `tickId`, each group where its newest record is.
-fn tick_groups(runs: &[Run]) -> Vec<TickGroup> {
+fn tick_groups(runs: &[Run], tz: chrono_tz::Tz) -> Vec<TickGroup> {
     let mut groups: Vec<(Option<&str>, Vec<&Run>)> = Vec::new();
     for run in runs {
         let tick = run.record.tick_id.as_deref();
@@ -139,12 +139,17 @@ fn tick_groups(runs: &[Run]) -> Vec<TickGroup> {
                 } else {
                     format!("{} runs, one per worker", members.len())
                 };
-                let planned = views::when_ms(members.first().map_or(0, |r| r.record.plan_time));
+                let planned = members.first().map_or(0, |r| r.record.plan_time);
+                let planned = chrono::DateTime::from_timestamp_millis(planned)
+                    .map_or_else(|| "-".to_owned(), |t| views::when_in(t, tz));
                 format!("tick {tick}, planned {planned}: {what}")
             });
             TickGroup {
                 heading,
-                runs: members.into_iter().map(RunView::new).collect(),
+                runs: members
+                    .into_iter()
+                    .map(|run| RunView::new(run, tz))
+                    .collect(),
             }
         })
         .collect()
@@ -216,7 +221,7 @@ pub(super) async fn detail(
     let running = running
         .iter()
         .filter(|run| run.job == name.as_str())
-        .map(|run| RunningView::new(run, now))
+        .map(|run| RunningView::new(run, now, row.spec.timezone))
         .collect();
     let filter = DeliveryFilter::Job(name.clone());
     let (upstream, deliveries) = tokio::try_join!(
@@ -233,7 +238,7 @@ pub(super) async fn detail(
         .events(&filter)
         .await?
         .into_iter()
-        .map(change_view)
+        .map(|event| change_view(event, row.spec.timezone))
         .collect();
     let changed_outside = history
         .first()
@@ -249,7 +254,7 @@ pub(super) async fn detail(
         older_runs,
         newest_runs: cursor.map(|_| format!("{here}#executions")),
         job: JobView::new(&row),
-        ticks: tick_groups(&records.runs),
+        ticks: tick_groups(&records.runs, row.spec.timezone),
         history,
         upstream,
         deliveries: deliveries.into_iter().map(DeliveryRow::new).collect(),

@@ -52,13 +52,13 @@ impl JobRowView {
             } else {
                 spec.schedule()
                     .next_after(now)
-                    .map_or_else(|| "never".to_owned(), |t| views::when_in(t, spec.timezone))
+                    .map_or_else(|| "never".to_owned(), |t| views::at(t, spec.timezone))
             },
             paused: spec.paused,
             running,
             last: last.map(|r| LastRunView {
                 status: r.status.clone(),
-                when: views::when_ms(r.start_time),
+                when: views::at_ms(r.start_time, spec.timezone),
                 duration: views::duration_ms(r.end_time - r.start_time),
             }),
         }

@@ -11,6 +11,7 @@ mod channel_page;
 mod channels;
 mod deliveries;
 mod executions;
+mod form_check;
 mod job_form;
 mod job_outcomes;
 mod job_page;

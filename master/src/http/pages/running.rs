@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
+use chrono_tz::Tz;
 
 use super::show;
 use crate::accounts::Session;
@@ -34,7 +35,8 @@ pub(super) struct RunningView {
 }
 
 impl RunningView {
-    pub fn new(run: &Running, now_ms: i64) -> Self {
+    /// The view of `run`, its times in `tz` (its job's zone).
+    pub fn new(run: &Running, now_ms: i64, tz: Tz) -> Self {
         let holder = run.holder.as_ref();
         Self {
             run_id: run.run_id.clone(),
@@ -45,8 +47,8 @@ impl RunningView {
                 .to_owned(),
             requested_by: holder.and_then(|h| h.requested_by.clone()),
             source_run_id: holder.and_then(|h| h.source_run_id.clone()),
-            planned: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.planned_at)),
-            started: holder.map_or_else(|| "-".to_owned(), |h| views::when_ms(h.claimed_at)),
+            planned: holder.map_or_else(|| "-".to_owned(), |h| views::at_ms(h.planned_at, tz)),
+            started: holder.map_or_else(|| "-".to_owned(), |h| views::at_ms(h.claimed_at, tz)),
             elapsed: holder.map_or_else(
                 || "-".to_owned(),
                 |h| views::duration_ms(now_ms - h.claimed_at),
@@ -68,12 +70,15 @@ pub(super) async fn page(
     Extension(session): Extension<Session>,
 ) -> Result<Response, HttpError> {
     let now = Utc::now().timestamp_millis();
-    let runs = state
-        .reads
-        .running()
-        .await?
+    let running = state.reads.running().await?;
+    let names: Vec<String> = running.iter().map(|run| run.job.clone()).collect();
+    let zones = state.store.timezones(&names).await?;
+    let runs = running
         .iter()
-        .map(|run| RunningView::new(run, now))
+        .map(|run| {
+            let tz = zones.get(&run.job).copied().unwrap_or(Tz::UTC);
+            RunningView::new(run, now, tz)
+        })
         .collect();
     show(&RunningPage {
         nav: Nav::for_session(&session),
@@ -107,15 +112,25 @@ pub(super) async fn run_page(
     if run.is_none() && !following {
         return Ok(None);
     }
+    let tz = match run {
+        Some(run) => {
+            let zones = state
+                .store
+                .timezones(std::slice::from_ref(&run.job))
+                .await?;
+            zones.get(&run.job).copied().unwrap_or(Tz::UTC)
+        }
+        None => Tz::UTC,
+    };
     let output = state
         .reads
         .live_output(run_id)
         .await?
-        .map(|live| (live.tail, views::when_ms(live.updated_at_ms)));
+        .map(|live| (live.tail, views::at_ms(live.updated_at_ms, tz)));
     show(&RunningRunPage {
         nav: Nav::for_session(session),
         run_id: run_id.to_owned(),
-        run: run.map(|run| RunningView::new(run, now)),
+        run: run.map(|run| RunningView::new(run, now, tz)),
         refresh_secs: REFRESH_SECS,
         output,
     })

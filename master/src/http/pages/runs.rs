@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
+use chrono_tz::Tz;
 use cronfleet_common::MissReason;
 
 use super::show;
@@ -39,7 +40,8 @@ pub(super) struct RunView {
 }
 
 impl RunView {
-    pub fn new(run: &Run) -> Self {
+    /// The row of `run`, its times in `tz` (its job's zone).
+    pub fn new(run: &Run, tz: Tz) -> Self {
         let r = &run.record;
         Self {
             run_id: r.run_id.clone(),
@@ -47,8 +49,8 @@ impl RunView {
             status: r.status.as_str().to_owned(),
             reason: r.reason.map(MissReason::as_str),
             attempt: r.attempt.map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            planned: views::when_ms(r.plan_time),
-            started: views::when_ms(r.start_time),
+            planned: views::at_ms(r.plan_time, tz),
+            started: views::at_ms(r.start_time, tz),
             duration: views::duration_ms(r.end_time - r.start_time),
             exit: views::exit(r),
             worker: if run.legacy {
@@ -155,12 +157,23 @@ pub(super) async fn page(
         .reads
         .runs(&filter, cursor.as_ref(), RUNS_PAGE)
         .await?;
+    let names: Vec<String> = page
+        .runs
+        .iter()
+        .map(|r| r.record.job_name.clone())
+        .collect();
+    let zones = state.store.timezones(&names).await?;
+    let zone = |job: &str| zones.get(job).copied().unwrap_or(Tz::UTC);
     show(&RunsPage {
         nav: Nav::for_session(&session),
         next_page: page.next.as_ref().map(|next| filter_view.link(Some(next))),
         first_page: cursor.as_ref().map(|_| filter_view.link(None)),
         filter: filter_view,
-        runs: page.runs.iter().map(RunView::new).collect(),
+        runs: page
+            .runs
+            .iter()
+            .map(|run| RunView::new(run, zone(&run.record.job_name)))
+            .collect(),
         error: None,
     })
 }

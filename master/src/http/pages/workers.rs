@@ -6,12 +6,12 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
-use chrono::SecondsFormat;
 
 use super::show;
 use crate::accounts::Session;
 use crate::http::error::HttpError;
 use crate::http::layout::Nav;
+use crate::http::views;
 use crate::http::AppState;
 
 struct WorkerView {
@@ -48,7 +48,7 @@ pub(super) async fn page(
         .map(|w| WorkerView {
             host: w.hostname,
             version: w.version,
-            started: w.started_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            started: views::when(w.started_at),
             slots: w.slots.to_string(),
             labels: w
                 .labels
@@ -62,7 +62,7 @@ pub(super) async fn page(
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            heartbeat: w.heartbeat_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            heartbeat: views::when(w.heartbeat_at),
             holds: w
                 .holds
                 .iter()
