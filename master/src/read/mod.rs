@@ -71,20 +71,16 @@ impl RunCursor {
         format!("{}_{}", self.start_time, self.run_id)
     }
 
-    /// The filter for the records after this cursor in [`Reads::executions`]' order.
-    fn filter(&self) -> Vec<Document> {
-        let at = self.start_time;
-        let mut after = vec![doc! { "startTime": { "$lt": at } }];
+    /// The fields, beside a start time equal to the cursor's, of the records of that start
+    /// time that come after it in [`Reads::runs`]' order: each a query of its own.
+    fn ties(&self) -> Vec<Document> {
         match stored::legacy_id(&self.run_id) {
-            Some(id) => {
-                after.push(doc! { "startTime": at, "runId": Bson::Null, "_id": { "$lt": id } })
-            }
-            None => {
-                after.push(doc! { "startTime": at, "runId": { "$lt": &self.run_id } });
-                after.push(doc! { "startTime": at, "runId": Bson::Null });
-            }
+            Some(id) => vec![doc! { "runId": Bson::Null, "_id": { "$lt": id } }],
+            None => vec![
+                doc! { "runId": { "$lt": &self.run_id } },
+                doc! { "runId": Bson::Null },
+            ],
         }
-        after
     }
 }
 
@@ -165,14 +161,20 @@ impl Reads {
         let mut documents: Vec<RawDocumentBuf> = Vec::new();
         for slice in filter.slices(cursor, newest_ms) {
             let wanted = limit + 1 - documents.len();
-            let found: Vec<RawDocumentBuf> = self
-                .log
-                .find(filter.within(cursor, slice))
-                .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
-                .limit(i64::try_from(wanted).unwrap_or(i64::MAX))
-                .await?
-                .try_collect()
-                .await?;
+            let mut found: Vec<RawDocumentBuf> = Vec::new();
+            for part in filter.parts(cursor, slice) {
+                let read: Vec<RawDocumentBuf> = self
+                    .log
+                    .find(part)
+                    .sort(doc! { "startTime": -1, "runId": -1, "_id": -1 })
+                    .limit(i64::try_from(wanted).unwrap_or(i64::MAX))
+                    .await?
+                    .try_collect()
+                    .await?;
+                found.extend(read);
+            }
+            found.sort_by(|a, b| stored::order(b).cmp(&stored::order(a)));
+            found.truncate(wanted);
             documents.extend(found);
             if documents.len() > limit {
                 break;

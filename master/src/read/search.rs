@@ -1,6 +1,6 @@
 //! Execution records across jobs: one filter (job, statuses, worker, trigger, time range, the
-//! run-now request, words in the output) turned into one MongoDB query, newest first and paged
-//! by a [`RunCursor`]. Searching the output reads every record of the time range, so the range
+//! run-now request, words in the output) read newest first and paged by a [`RunCursor`].
+//! Searching the output reads every record of the time range, so the range
 //! of a search is bounded ([`MAX_SEARCH_WINDOW_MS`]).
 //!
 //! A server may read a whole index range before it applies a limit (the MongoDB-wire server
@@ -15,7 +15,10 @@
 //!
 //! go-crontab's records carry neither a status nor a trigger: a status filter matches them by
 //! their `err` (empty or not), a trigger filter counts them as scheduled, and the decoded
-//! status is checked again after the read.
+//! status is checked again after the read. A filter is read as several queries of plain fields
+//! ([`RunFilter::parts`]) rather than one with `$or`: the server reads the whole collection for
+//! any `$or` or `$and` (3.5 s for one page of 100,000 records, against 3 ms for the same page
+//! as plain fields).
 
 use cronfleet_common::{JobName, RunStatus, Trigger};
 use mongodb::bson::{doc, Bson, Document};
@@ -93,56 +96,59 @@ impl RunFilter {
         slices
     }
 
-    /// The MongoDB filter for the records after `cursor` that match.
-    pub fn to_document(&self, cursor: Option<&RunCursor>) -> Document {
-        self.within(cursor, (None, None))
+    /// The records after `cursor` that match and started in `slice`, as disjoint queries of
+    /// plain fields (no `$or`, no `$and`: the MongoDB-wire server this project runs reads the
+    /// whole collection for either, and bounds a read by an index only through a top-level
+    /// field). The reader reads each in the list's order and merges them.
+    pub fn parts(&self, cursor: Option<&RunCursor>, slice: Slice) -> Vec<Document> {
+        let base = self.fields();
+        let statuses = self.status_parts();
+        let mut parts = Vec::new();
+        for time in time_parts(self.range(slice), cursor) {
+            for status in &statuses {
+                let mut part = base.clone();
+                part.extend(time.clone());
+                part.extend(status.clone());
+                parts.push(part);
+            }
+        }
+        parts
     }
 
-    /// The MongoDB filter for the records after `cursor` that match and started in `slice`.
-    pub fn within(&self, cursor: Option<&RunCursor>, (from, below): Slice) -> Document {
-        let mut all: Vec<Document> = Vec::new();
+    /// The fields every part matches, whatever its status and time.
+    fn fields(&self) -> Document {
+        let mut fields = Document::new();
         if let Some(job) = &self.job {
-            all.push(doc! { "jobName": job.as_str() });
-        }
-        if !self.statuses.is_empty() {
-            all.push(doc! { "$or": self.status_clauses() });
+            fields.insert("jobName", job.as_str());
         }
         if let Some(worker) = &self.worker {
-            all.push(doc! { "workerId": worker });
+            fields.insert("workerId", worker);
         }
         match self.trigger {
-            Some(Trigger::Manual) => all.push(doc! { "trigger": "manual" }),
-            Some(Trigger::Schedule) => all.push(doc! { "trigger": { "$ne": "manual" } }),
+            Some(Trigger::Manual) => {
+                fields.insert("trigger", "manual");
+            }
+            Some(Trigger::Schedule) => {
+                fields.insert("trigger", doc! { "$ne": "manual" });
+            }
             None => {}
         }
-        let mut range = Document::new();
-        if let Some(since) = self.since_ms.max(from) {
-            range.insert("$gte", since);
+        if let Some(request_id) = &self.request_id {
+            fields.insert("requestId", request_id);
         }
+        if let Some(text) = &self.text {
+            fields.insert("output", doc! { "$regex": escape(text), "$options": "i" });
+        }
+        fields
+    }
+
+    /// `[from, below)` of start time: the filter's range within the slice's.
+    fn range(&self, (from, below): Slice) -> Slice {
         let until = match (self.until_ms, below) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(until) = until {
-            range.insert("$lt", until);
-        }
-        if !range.is_empty() {
-            all.push(doc! { "startTime": range });
-        }
-        if let Some(request_id) = &self.request_id {
-            all.push(doc! { "requestId": request_id });
-        }
-        if let Some(text) = &self.text {
-            all.push(doc! { "output": { "$regex": escape(text), "$options": "i" } });
-        }
-        if let Some(cursor) = cursor {
-            all.push(doc! { "$or": cursor.filter() });
-        }
-        match all.len() {
-            0 => Document::new(),
-            1 => all.pop().unwrap_or_default(),
-            _ => doc! { "$and": all },
-        }
+        (self.since_ms.max(from), until)
     }
 
     /// Whether a decoded record has one of the statuses asked for (go-crontab records are
@@ -151,17 +157,61 @@ impl RunFilter {
         self.statuses.is_empty() || self.statuses.contains(&status)
     }
 
-    fn status_clauses(&self) -> Vec<Document> {
+    /// One part per way a record can have a status asked for: its `status`, or (go-crontab's)
+    /// an `err` empty or not. One empty part when any status will do.
+    fn status_parts(&self) -> Vec<Document> {
+        if self.statuses.is_empty() {
+            return vec![Document::new()];
+        }
         let names: Vec<&str> = self.statuses.iter().map(|s| s.as_str()).collect();
-        let mut clauses = vec![doc! { "status": { "$in": names } }];
+        let mut parts = vec![doc! { "status": { "$in": names } }];
         let legacy = |err: Bson| doc! { "status": { "$exists": false }, "err": err };
         if self.statuses.contains(&RunStatus::Succeeded) {
-            clauses.push(legacy(Bson::String(String::new())));
+            parts.push(legacy(Bson::String(String::new())));
         }
         if self.statuses.iter().any(|s| FAILURES.contains(s)) {
-            clauses.push(legacy(Bson::Document(doc! { "$ne": "" })));
+            parts.push(legacy(Bson::Document(doc! { "$ne": "" })));
         }
-        clauses
+        parts
+    }
+}
+
+/// The start-time fields of the parts for `[from, below)` after `cursor`: the records of the
+/// cursor's own start time that come after it, then the older ones. None when the range is
+/// empty.
+fn time_parts((from, below): Slice, cursor: Option<&RunCursor>) -> Vec<Document> {
+    let Some(cursor) = cursor else {
+        return vec![range(from, below)];
+    };
+    let at = cursor.start_time;
+    let mut parts = Vec::new();
+    if from.is_none_or(|from| from <= at) && below.is_none_or(|below| at < below) {
+        for tie in cursor.ties() {
+            let mut part = doc! { "startTime": at };
+            part.extend(tie);
+            parts.push(part);
+        }
+    }
+    let below = below.map_or(at, |below| below.min(at));
+    if from.is_none_or(|from| from < below) {
+        parts.push(range(from, Some(below)));
+    }
+    parts
+}
+
+/// `startTime` in `[from, below)`; no field when neither side is bounded.
+fn range(from: Option<i64>, below: Option<i64>) -> Document {
+    let mut range = Document::new();
+    if let Some(from) = from {
+        range.insert("$gte", from);
+    }
+    if let Some(below) = below {
+        range.insert("$lt", below);
+    }
+    if range.is_empty() {
+        range
+    } else {
+        doc! { "startTime": range }
     }
 }
 
@@ -182,36 +232,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_filter_matches_everything_and_one_field_stands_alone() {
-        assert_eq!(RunFilter::default().to_document(None), Document::new());
+    fn an_empty_filter_matches_everything_and_fields_stay_plain() {
+        let open = (None, None);
+        assert_eq!(RunFilter::default().parts(None, open), [Document::new()]);
         let filter = RunFilter {
             worker: Some("w-1".to_owned()),
+            trigger: Some(Trigger::Schedule),
             ..RunFilter::default()
         };
-        assert_eq!(filter.to_document(None), doc! { "workerId": "w-1" });
+        assert_eq!(
+            filter.parts(None, open),
+            [doc! { "workerId": "w-1", "trigger": { "$ne": "manual" } }]
+        );
     }
 
     #[test]
-    fn failures_match_go_crontab_records_by_a_non_empty_err() {
+    fn failures_match_go_crontab_records_by_a_non_empty_err_in_a_part_of_their_own() {
         let filter = RunFilter {
             statuses: vec![RunStatus::Failed],
             since_ms: Some(5),
             ..RunFilter::default()
         };
-        let document = filter.to_document(None);
-        let all = document.get_array("$and").unwrap();
-        let ors = all[0].as_document().unwrap().get_array("$or").unwrap();
-        assert_eq!(ors.len(), 2);
         assert_eq!(
-            ors[1].as_document().unwrap(),
-            &doc! { "status": { "$exists": false }, "err": { "$ne": "" } }
-        );
-        assert_eq!(
-            all[1].as_document().unwrap(),
-            &doc! { "startTime": { "$gte": 5_i64 } }
+            filter.parts(None, (None, None)),
+            [
+                doc! { "startTime": { "$gte": 5_i64 }, "status": { "$in": ["failed"] } },
+                doc! {
+                    "startTime": { "$gte": 5_i64 },
+                    "status": { "$exists": false },
+                    "err": { "$ne": "" },
+                },
+            ]
         );
         assert!(filter.status_matches(RunStatus::Failed));
         assert!(!filter.status_matches(RunStatus::Killed));
+    }
+
+    #[test]
+    fn after_a_cursor_its_own_start_time_is_read_apart_from_the_older_records() {
+        let cursor = RunCursor {
+            start_time: 500,
+            run_id: "r".to_owned(),
+        };
+        let any = RunFilter::default();
+        assert_eq!(
+            any.parts(Some(&cursor), (None, Some(900))),
+            [
+                doc! { "startTime": 500_i64, "runId": { "$lt": "r" } },
+                doc! { "startTime": 500_i64, "runId": Bson::Null },
+                doc! { "startTime": { "$lt": 500_i64 } },
+            ]
+        );
+        assert_eq!(
+            any.parts(Some(&cursor), (Some(100), Some(400))),
+            [doc! { "startTime": { "$gte": 100_i64, "$lt": 400_i64 } }]
+        );
+        assert!(any.parts(Some(&cursor), (Some(600), None)).is_empty());
     }
 
     #[test]
@@ -245,10 +321,10 @@ mod tests {
             ..RunFilter::default()
         };
         assert_eq!(job.slices(None, 5), [(None, None)]);
-        let within = RunFilter::default().within(None, (Some(10), Some(20)));
+        let within = RunFilter::default().parts(None, (Some(10), Some(20)));
         assert_eq!(
             within,
-            doc! { "startTime": { "$gte": 10_i64, "$lt": 20_i64 } }
+            [doc! { "startTime": { "$gte": 10_i64, "$lt": 20_i64 } }]
         );
     }
 

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, SecondsFormat};
 use cronfleet_common::{ExecutionRecord, RunStatus, Trigger};
-use mongodb::bson::{self, oid::ObjectId, Bson, Document, RawDocumentBuf};
+use mongodb::bson::{self, oid::ObjectId, Bson, Document, RawBsonRef, RawDocumentBuf};
 use serde::Serialize;
 
 /// How the run id of a record without one (go-crontab's) begins; the rest is its `_id`.
@@ -84,6 +84,23 @@ impl Run {
 /// The `_id` a go-crontab record's run id stands for.
 pub fn legacy_id(run_id: &str) -> Option<ObjectId> {
     ObjectId::parse_str(run_id.strip_prefix(LEGACY_PREFIX)?).ok()
+}
+
+/// A raw record's place in the log's list order, `(startTime, runId, _id)`, to merge lists
+/// read apart as the server sorts them: a missing field sorts below any value.
+pub fn order(raw: &RawDocumentBuf) -> (Option<i64>, Option<&str>, Option<ObjectId>) {
+    #[allow(clippy::cast_possible_truncation)]
+    let start = match raw.get("startTime").ok().flatten() {
+        Some(RawBsonRef::Int64(n)) => Some(n),
+        Some(RawBsonRef::Int32(n)) => Some(i64::from(n)),
+        Some(RawBsonRef::Double(n)) if n.is_finite() => Some(n as i64),
+        _ => None,
+    };
+    (
+        start,
+        raw.get_str("runId").ok(),
+        raw.get_object_id("_id").ok(),
+    )
 }
 
 fn tolerant(doc: &Document) -> Option<Run> {
