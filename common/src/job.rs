@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::outcome::{self, NotifyRule};
 use crate::policy::{validate_working_dir, Mode, RetryPolicy, Selector};
+use crate::retention::Retention;
 use crate::schedule::Schedule;
 
 /// Longest accepted job name, in characters.
@@ -221,6 +222,9 @@ pub struct JobSpec {
     /// Jobs run once each when a tick of this one ends failed (the `failure` outcomes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_failure: Vec<JobName>,
+    /// How long its records are kept, over the fleet's default.
+    #[serde(skip_serializing_if = "Retention::is_default")]
+    pub retention: Retention,
     /// Per-job version from the master's event log; 0 for keys written by go-crontab.
     pub version: u64,
     /// The value had go-crontab's fields only: it is read as go-crontab reads it, in the
@@ -252,6 +256,7 @@ pub const JOB_SPEC_FIELDS: &[&str] = &[
     "notify",
     "onSuccess",
     "onFailure",
+    "retention",
     "version",
 ];
 
@@ -274,6 +279,7 @@ struct RawSpec {
     notify: Option<Value>,
     on_success: Option<Value>,
     on_failure: Option<Value>,
+    retention: Option<Value>,
     version: u64,
     legacy: bool,
 }
@@ -299,6 +305,7 @@ impl RawSpec {
             notify: optional(&mut object, "notify")?,
             on_success: optional(&mut object, "onSuccess")?,
             on_failure: optional(&mut object, "onFailure")?,
+            retention: optional(&mut object, "retention")?,
             version: optional(&mut object, "version")?.unwrap_or_default(),
             legacy: optional(&mut object, "legacy")?.unwrap_or_default(),
         })
@@ -476,6 +483,11 @@ impl JobSpec {
             .map(|list| outcome::chain_from_json(list, "onFailure"))
             .transpose()?
             .unwrap_or_default();
+        let retention = raw
+            .retention
+            .map(Retention::from_json)
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             name,
             command: raw.command,
@@ -495,6 +507,7 @@ impl JobSpec {
             notify,
             on_success,
             on_failure,
+            retention,
             version: raw.version,
             legacy: raw.legacy,
             schedule,

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod outcome;
 pub mod policy;
 pub mod record;
+pub mod retention;
 pub mod schedule;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
@@ -37,4 +38,5 @@ pub use keys::Keys;
 pub use outcome::{ChannelName, NotifyOn, NotifyRule};
 pub use policy::{Labels, Mode, RetryPolicy, Selector};
 pub use record::{ExecutionRecord, MissReason, RunStatus, Trigger};
+pub use retention::Retention;
 pub use schedule::{Schedule, ScheduleError};

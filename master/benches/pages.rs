@@ -1,7 +1,8 @@
 //! Admin page render times with 10,000 jobs and 100,000 execution records: the dashboard's
 //! first page before and after the notifier has filled the last-run table (and made its
-//! indexes), a job's page and an execution's page, each requested 200 times through the
-//! router. Prints a report; run it with `compose/bench pages`.
+//! indexes), a job's page, an execution's page, lists of runs and statistics, each requested
+//! 200 times through the router; then one retention pass that halves every job's records.
+//! Prints a report; run it with `compose/bench pages`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -11,10 +12,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clap::Parser as _;
 use cronfleet_common::testkit::TestEnv;
-use cronfleet_common::{ExecutionRecord, JobName, JobSpec, RunStatus, Trigger};
+use cronfleet_common::{ExecutionRecord, JobName, JobSpec, Retention, RunStatus, Trigger};
 use cronfleet_master::config::Cli;
 use cronfleet_master::domain::Command;
 use cronfleet_master::identity::Role;
+use cronfleet_master::prune::Pruner;
 use cronfleet_master::store::RequestMeta;
 use cronfleet_master::Services;
 use mongodb::bson::doc;
@@ -72,9 +74,11 @@ async fn main() {
     .await
     .unwrap();
     let started = Instant::now();
+    // One record a second, the newest a second ago.
+    let first = chrono::Utc::now().timestamp_millis() - RECORDS as i64 * 1000;
     let records: Vec<ExecutionRecord> = (0..RECORDS)
         .map(|i| {
-            let at = 1_764_000_000_000 + (i as i64) * 1000;
+            let at = first + (i as i64) * 1000;
             ExecutionRecord {
                 run_id: format!("run-{i:06}"),
                 job_name: format!("job-{:05}", i % JOBS),
@@ -155,6 +159,10 @@ async fn main() {
         "  the notifier filled the last runs of {JOBS} jobs in {:.1} s; then:",
         started.elapsed().as_secs_f64()
     );
+    let hour_ago = chrono::DateTime::from_timestamp_millis(first + (RECORDS as i64 - 3600) * 1000)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let search = format!("/runs?q=line%20{}&since={hour_ago}", RECORDS - 1);
     measure(
         &router,
         &cookie,
@@ -168,8 +176,8 @@ async fn main() {
             ("runs, failures", "/runs?status=failures"),
             ("runs, one worker", "/runs?worker=bench-worker"),
             (
-                "runs, output search over an hour of 3,600 records",
-                "/runs?q=line%2099999&since=2025-11-25T18:46&until=2025-11-25T19:46",
+                "runs, output search over the last hour of 3,600 records",
+                &search,
             ),
             ("job statistics", "/jobs/job-05000/stats"),
         ],
@@ -177,6 +185,28 @@ async fn main() {
     .await;
     shutdown.cancel();
     notifier.await.unwrap();
+
+    let pruner = Pruner {
+        store: services.store.clone(),
+        log: services.log.clone(),
+        default: Retention {
+            days: Some(90),
+            max_records: Some(5),
+        },
+        every: Duration::from_secs(300),
+        settle_ms: 0,
+    };
+    let started = Instant::now();
+    let pruned = pruner
+        .prune(chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    println!(
+        "  a retention pass keeping the newest 5 of each of the {JOBS} jobs' 10 records: {} deleted in {:.1} s",
+        pruned.by_count,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(pruned.by_count as usize, RECORDS / 2);
 }
 
 /// Requests each page [`REQUESTS`] times and prints its render times.

@@ -7,6 +7,7 @@ use cronfleet_common::etcd::EtcdArgs;
 use cronfleet_common::record::DEFAULT_MONGO_DB;
 
 use crate::notify::settings::NotifyArgs;
+use crate::prune::RetentionArgs;
 
 /// cronfleet master: takes job commands over REST, records each as an event in PostgreSQL and
 /// projects the jobs into etcd for the workers.
@@ -136,6 +137,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub notify: NotifyArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 /// Credentials live in the URLs; never print them.

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod projector;
+pub mod prune;
 pub mod read;
 pub mod rebuild;
 pub mod store;
@@ -40,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::notify::settings::NotifyArgs;
 use crate::notify::Notifier;
 use crate::projector::Projector;
+use crate::prune::{Pruner, RetentionArgs};
 use crate::read::Reads;
 use crate::store::Store;
 
@@ -64,6 +66,8 @@ pub struct Services {
     /// Counters every part of this master adds to.
     pub metrics: Arc<Metrics>,
     pub notify: NotifyArgs,
+    /// The fleet's default retention and the pruner's pace.
+    pub retention: RetentionArgs,
     /// Where users reach this master, for links in notifications.
     pub public_url: String,
     /// Whether PostgreSQL and etcd answer, kept by a watcher task.
@@ -133,6 +137,7 @@ impl Services {
             secure_cookies: config.secure_cookies,
             metrics: Arc::new(Metrics::default()),
             notify: config.notify.clone(),
+            retention: config.retention.clone(),
             public_url: config
                 .notify
                 .public_url
@@ -156,17 +161,26 @@ impl Services {
             health: Arc::clone(&self.health),
             secure_cookies: self.secure_cookies,
             webhook_allow_link_local: self.notify.webhook_allow_link_local,
+            retention: self.retention.default_retention(),
         }
     }
 
     /// This master's notifier candidate.
     pub fn notifier(&self) -> anyhow::Result<Notifier> {
+        let pruner = Pruner {
+            store: self.store.clone(),
+            log: self.log.clone(),
+            default: self.retention.default_retention(),
+            every: Duration::from_secs(self.retention.retention_every_secs),
+            settle_ms: i64::from(self.notify.notify_lookback_secs) * 1000,
+        };
         Notifier::new(
             self.store.clone(),
             self.log.clone(),
             &self.notify,
             self.public_url.clone(),
             Arc::clone(&self.metrics),
+            pruner,
         )
     }
 

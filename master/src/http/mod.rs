@@ -59,6 +59,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Webhook channels may point at link-local and metadata addresses.
     pub webhook_allow_link_local: bool,
+    /// How long records are kept where a job does not say.
+    pub retention: cronfleet_common::Retention,
 }
 
 impl std::fmt::Debug for AppState {

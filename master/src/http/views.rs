@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use cronfleet_common::{ExecutionRecord, JobSpec, Mode, RetryPolicy, Selector};
+use cronfleet_common::{ExecutionRecord, JobSpec, Mode, Retention, RetryPolicy, Selector};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
@@ -282,6 +282,17 @@ pub fn retry(policy: Option<&RetryPolicy>) -> String {
         policy.multiplier,
         policy.max_delay_secs,
     )
+}
+
+/// How long a job's records are kept, in words, saying which sides are the fleet's default.
+pub fn retention(own: Retention, default: Retention) -> String {
+    let kept = own.over(default).describe();
+    match (own.days.is_some(), own.max_records.is_some()) {
+        (false, false) => format!("{kept} (the fleet's default)"),
+        (true, true) => format!("{kept} (this job's own)"),
+        _ if default.is_default() => format!("{kept} (this job's own)"),
+        _ => format!("{kept} (this job's own, with the fleet's default for the rest)"),
+    }
 }
 
 /// The starting deadline of a job, in words.

@@ -29,6 +29,7 @@ pub mod settings;
 pub mod webhook;
 
 use crate::metrics::Metrics;
+use crate::prune::Pruner;
 use crate::store::{Store, StoreError};
 
 /// The advisory lock the notifier holds ("notifier").
@@ -54,11 +55,13 @@ pub enum NotifyError {
     LockLost,
 }
 
-/// The notifier of one master: campaigns, and reads and delivers while it leads.
+/// The notifier of one master: campaigns, and reads, delivers and prunes while it leads.
 #[derive(Debug)]
 pub struct Notifier {
     pub reader: reader::Reader,
     pub sender: deliver::Sender,
+    /// Retention, enforced while this notifier leads.
+    pub pruner: Pruner,
 }
 
 impl Notifier {
@@ -68,6 +71,7 @@ impl Notifier {
         settings: &settings::NotifyArgs,
         public_url: String,
         metrics: Arc<Metrics>,
+        pruner: Pruner,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             reader: reader::Reader::new(
@@ -83,6 +87,7 @@ impl Notifier {
                 mailer: email::Mailer::new(settings),
                 metrics,
             },
+            pruner,
         })
     }
 
@@ -161,6 +166,7 @@ impl Notifier {
             result = holding => result,
             () = reading => Ok(()),
             () = sending => Ok(()),
+            () = self.pruner.run() => Ok(()),
         }
     }
 }

@@ -18,6 +18,7 @@ mod pages;
 mod policies;
 mod policy_pages;
 mod projector;
+mod retention;
 mod running;
 mod runs;
 mod services;

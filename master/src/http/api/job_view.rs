@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-use cronfleet_common::{JobName, JobSpec, Mode, NotifyRule, RetryPolicy, Selector};
+use cronfleet_common::{JobName, JobSpec, Mode, NotifyRule, Retention, RetryPolicy, Selector};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::policy::{RetrySchema, RunMode, SelectorValues};
+use super::policy::{RetentionSchema, RetrySchema, RunMode, SelectorValues};
 use crate::store::JobRow;
 
 /// A job as the API shows it.
@@ -50,6 +50,9 @@ pub struct JobView {
     /// Jobs run once each when a tick ends failed.
     #[schema(value_type = Vec<String>)]
     pub on_failure: Vec<JobName>,
+    /// How long its records are kept, where it sets its own; none: the fleet's default.
+    #[schema(value_type = Option<RetentionSchema>)]
+    pub retention: Option<Retention>,
     /// A go-crontab job adopted from etcd (its value has only name, command and cronExpr):
     /// workers read it in their local time zone under `/bin/bash`. An update makes it a
     /// cronfleet job.
@@ -85,6 +88,7 @@ impl JobView {
             notify: spec.notify.clone(),
             on_success: spec.on_success.clone(),
             on_failure: spec.on_failure.clone(),
+            retention: (!spec.retention.is_default()).then_some(spec.retention),
             legacy: spec.legacy,
             version,
             created_at: None,

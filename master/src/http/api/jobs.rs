@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::job_view::JobView;
-use super::policy::{RetrySchema, RunMode, SelectorValues};
+use super::policy::{RetentionSchema, RetrySchema, RunMode, SelectorValues};
 use super::write::{expected_version, set_etag, write};
 use super::{job_name, limit, page_cursor};
 use crate::domain::Command;
@@ -82,6 +82,8 @@ pub struct JobInput {
     pub on_success: Option<Vec<String>>,
     /// Jobs to run once each when a tick ends failed (at most 16), as `onSuccess`.
     pub on_failure: Option<Vec<String>>,
+    /// How long its records are kept; default: the fleet's.
+    pub retention: Option<RetentionSchema>,
     /// On update: the version you last saw (or send `If-Match`).
     pub version: Option<u64>,
 }

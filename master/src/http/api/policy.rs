@@ -60,3 +60,18 @@ pub struct RetrySchema {
     /// Statuses retried besides `failed` and `timed_out`; default none.
     pub also_on: Option<Vec<RetryAlsoOn>>,
 }
+
+/// How long the job's records are kept, over the fleet's default (the master's
+/// `--retention-days`, 90 unless set, and `--retention-max-records`, no limit unless set): a
+/// side left out is the default's. Records past either limit are deleted within minutes.
+#[derive(Debug, ToSchema)]
+#[schema(as = Retention)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSchema {
+    /// Days a record is kept (1-36500).
+    #[schema(minimum = 1, maximum = 36500)]
+    pub days: Option<u32>,
+    /// The most records kept, the newest (1-10000000).
+    #[schema(minimum = 1, maximum = 10000000)]
+    pub max_records: Option<u32>,
+}

@@ -52,6 +52,10 @@ struct JobForm {
     /// `NAME=value` lines.
     #[serde(default)]
     env: String,
+    #[serde(default, rename = "retentionDays")]
+    retention_days: String,
+    #[serde(default, rename = "retentionMaxRecords")]
+    retention_max_records: String,
     #[serde(default)]
     version: String,
     #[serde(default)]
@@ -82,6 +86,16 @@ impl JobForm {
                 .iter()
                 .map(|(name, value)| format!("{name}={value}\n"))
                 .collect(),
+            retention_days: spec
+                .retention
+                .days
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            retention_max_records: spec
+                .retention
+                .max_records
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             version: version.to_string(),
             intent: String::new(),
             policy: PolicyForm::from_spec(spec),
@@ -133,6 +147,29 @@ impl JobForm {
         }
         body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
+        let mut retention = Map::new();
+        for (field, name, text) in [
+            ("retention.days", "days", &self.retention_days),
+            (
+                "retention.maxRecords",
+                "maxRecords",
+                &self.retention_max_records,
+            ),
+        ] {
+            if !text.trim().is_empty() {
+                match text.trim().parse::<u64>() {
+                    Ok(n) => {
+                        retention.insert(name.into(), json!(n));
+                    }
+                    Err(_) => {
+                        errors.push((field.to_owned(), format!("{field}: must be a whole number")));
+                    }
+                }
+            }
+        }
+        if !retention.is_empty() {
+            body.insert("retention".into(), Value::Object(retention));
+        }
         errors.extend(self.policy.fill(&mut body).err());
         errors.extend(self.outcomes.fill(&mut body).err());
         form_check::checked(body, errors)
@@ -154,6 +191,8 @@ struct JobFormPage {
     outcome_errors: OutcomeErrors,
     /// The channels a rule may name.
     channels: Vec<String>,
+    /// The fleet's retention, in words, for what an empty field means.
+    default_retention: String,
     preview: Vec<String>,
     conflict: Option<String>,
 }
@@ -164,6 +203,7 @@ struct Again {
     editing: bool,
     /// The channels a notify rule may name, for the help text.
     channels: Vec<String>,
+    default_retention: String,
 }
 
 impl Again {
@@ -173,6 +213,7 @@ impl Again {
             nav: Nav::for_session(session),
             editing,
             channels: channels.into_iter().map(|c| c.name).collect(),
+            default_retention: state.retention.describe(),
         })
     }
 
@@ -198,6 +239,7 @@ impl Again {
             outcome_errors: OutcomeErrors::new(&errors),
             errors,
             channels: self.channels.clone(),
+            default_retention: self.default_retention.clone(),
             preview,
             conflict,
         }

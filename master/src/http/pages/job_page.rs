@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
 use cronfleet_common::values::Registration;
-use cronfleet_common::{JobSpec, NotifyRule};
+use cronfleet_common::{JobSpec, NotifyRule, Retention};
 
 use super::audit::ChangeView;
 use super::deliveries::{DeliveryRow, RECENT_DELIVERIES};
@@ -43,6 +43,8 @@ struct JobView {
     selector: String,
     mode: &'static str,
     retry: String,
+    /// How long its records are kept, and whether that is the fleet's default.
+    retention: String,
     /// A go-crontab job (its three fields only): workers read it in their own time zone.
     legacy: bool,
     description: String,
@@ -57,7 +59,7 @@ struct JobView {
 }
 
 impl JobView {
-    fn new(row: &JobRow) -> Self {
+    fn new(row: &JobRow, default: Retention) -> Self {
         let spec = &row.spec;
         Self {
             name: spec.name.to_string(),
@@ -77,6 +79,7 @@ impl JobView {
             selector: views::selector(&spec.selector),
             mode: views::mode(spec.mode),
             retry: views::retry(spec.retry.as_ref()),
+            retention: views::retention(spec.retention, default),
             legacy: spec.legacy,
             description: spec.description.clone(),
             notify: spec.notify.iter().map(rule_words).collect(),
@@ -253,7 +256,7 @@ pub(super) async fn detail(
         nav,
         older_runs,
         newest_runs: cursor.map(|_| format!("{here}#executions")),
-        job: JobView::new(&row),
+        job: JobView::new(&row, state.retention),
         ticks: tick_groups(&records.runs, row.spec.timezone),
         history,
         upstream,

@@ -1,0 +1,163 @@
+//! Retention: deletes execution records older than their job keeps them, or beyond the newest
+//! so many. Run by the elected notifier (one master at a time), a pass right after it is
+//! elected and then every [`RetentionArgs::retention_every_secs`].
+//!
+//! A pass reads the live jobs from the read model and deletes, each by a plain query the
+//! `(jobName, startTime)` and `startTime` indexes bound:
+//! - by age, one query for every record of a job without days of its own (and of jobs no
+//!   longer live) older than the fleet's default, then one per job with days of its own;
+//! - by count, per job with a maximum (its own or the default's): everything past its newest
+//!   that many, but never a record younger than the notifier's lookback, which it may not have
+//!   acted on yet.
+//!
+//! Deleting by query rather than by an expiry stamped on each record at insert means a changed
+//! default or job applies to the records already kept, at the next pass, and workers need not
+//! know the master's settings.
+
+use std::time::Duration;
+
+use clap::Args;
+use cronfleet_common::Retention;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Document, RawDocumentBuf};
+use mongodb::Collection;
+
+use crate::notify::NotifyError;
+use crate::store::Store;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The fleet's default retention and how often it is enforced.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Days an execution record is kept unless its job says otherwise; 0 keeps records
+    /// forever.
+    #[arg(long, env = "CRON_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(0..=36_500), global = true)]
+    pub retention_days: u32,
+
+    /// The most records kept per job unless its job says otherwise (the newest); 0 for no
+    /// limit.
+    #[arg(long, env = "CRON_RETENTION_MAX_RECORDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000_000), global = true)]
+    pub retention_max_records: u32,
+
+    /// Seconds between two passes of the pruner.
+    #[arg(long, env = "CRON_RETENTION_EVERY_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub retention_every_secs: u64,
+}
+
+impl RetentionArgs {
+    /// The fleet's default, as a job's retention is read over it.
+    pub fn default_retention(&self) -> Retention {
+        Retention {
+            days: (self.retention_days > 0).then_some(self.retention_days),
+            max_records: (self.retention_max_records > 0).then_some(self.retention_max_records),
+        }
+    }
+}
+
+/// What one pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub by_age: u64,
+    pub by_count: u64,
+}
+
+/// The pruner of the elected notifier.
+#[derive(Debug, Clone)]
+pub struct Pruner {
+    pub store: Store,
+    pub log: Collection<RawDocumentBuf>,
+    pub default: Retention,
+    pub every: Duration,
+    /// Records that started less than this long ago are never deleted by count.
+    pub settle_ms: i64,
+}
+
+impl Pruner {
+    /// Passes every [`Pruner::every`], logging what each deleted; a failed pass is logged and
+    /// the next one tries again.
+    pub async fn run(&self) {
+        loop {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            match self.prune(now_ms).await {
+                Ok(pruned) if pruned != Pruned::default() => tracing::info!(
+                    by_age = pruned.by_age,
+                    by_count = pruned.by_count,
+                    "retention: deleted execution records"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again later"),
+            }
+            tokio::time::sleep(self.every).await;
+        }
+    }
+
+    /// One pass as of `now_ms`.
+    pub async fn prune(&self, now_ms: i64) -> Result<Pruned, NotifyError> {
+        let jobs = self.store.live_jobs().await?;
+        let mut pruned = Pruned::default();
+        let own_days: Vec<&str> = jobs
+            .iter()
+            .filter(|(_, job)| job.spec.retention.days.is_some())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if let Some(days) = self.default.days {
+            let mut filter = doc! { "startTime": { "$lt": before(now_ms, days) } };
+            if !own_days.is_empty() {
+                filter.insert("jobName", doc! { "$nin": &own_days });
+            }
+            pruned.by_age += self.delete(filter).await?;
+        }
+        for (name, job) in &jobs {
+            if let Some(days) = job.spec.retention.days {
+                let filter = doc! { "jobName": name, "startTime": { "$lt": before(now_ms, days) } };
+                pruned.by_age += self.delete(filter).await?;
+            }
+        }
+        let settled = now_ms - self.settle_ms;
+        for (name, job) in &jobs {
+            if let Some(keep) = job.spec.retention.over(self.default).max_records {
+                pruned.by_count += self.keep_newest(name, keep, settled).await?;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Deletes a job's records past its newest `keep`, of those that started before `settled`.
+    async fn keep_newest(&self, job: &str, keep: u32, settled: i64) -> Result<u64, NotifyError> {
+        let first_past: Option<RawDocumentBuf> = self
+            .log
+            .find(doc! { "jobName": job })
+            .sort(doc! { "startTime": -1, "runId": -1 })
+            .skip(u64::from(keep))
+            .limit(1)
+            .await?
+            .try_next()
+            .await?;
+        let Some(first_past) = first_past else {
+            return Ok(0);
+        };
+        let Ok(start) = first_past.get_i64("startTime") else {
+            return Ok(0);
+        };
+        let mut deleted = self
+            .delete(doc! { "jobName": job, "startTime": { "$lt": start.min(settled) } })
+            .await?;
+        if start < settled {
+            if let Ok(run_id) = first_past.get_str("runId") {
+                let ties = doc! { "jobName": job, "startTime": start, "runId": { "$lte": run_id } };
+                deleted += self.delete(ties).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn delete(&self, filter: Document) -> Result<u64, NotifyError> {
+        Ok(self.log.delete_many(filter).await?.deleted_count)
+    }
+}
+
+/// `days` before `now_ms`, in ms.
+fn before(now_ms: i64, days: u32) -> i64 {
+    now_ms - i64::from(days) * DAY_MS
+}
