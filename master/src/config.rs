@@ -34,6 +34,21 @@ pub enum Action {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenAction),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditAction),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditAction {
+    /// Walk the audit log's hash chain and name the first event that does not match; prints
+    /// the head (`<seq>:<hash>`) to keep elsewhere. Exits 1 when the chain is broken.
+    Verify {
+        /// A head printed by an earlier `verify` (`<seq>:<hash>`): the event must still have
+        /// that hash, so a log rewritten from before it is caught.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

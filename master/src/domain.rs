@@ -105,6 +105,30 @@ impl Event {
         }
     }
 
+    /// The spec this event left the job with: `Some(None)` when it left no job (deleted);
+    /// `None` when it did not touch the spec (run now, kill).
+    pub fn spec_after(&self) -> Option<Option<&JobSpec>> {
+        match self {
+            Event::JobCreated { after }
+            | Event::JobUpdated { after, .. }
+            | Event::JobPaused { after, .. }
+            | Event::JobResumed { after, .. } => Some(Some(after)),
+            Event::JobDeleted { .. } => Some(None),
+            Event::JobChangedOutsideMaster { after, .. } => Some(after.as_ref()),
+            Event::RunRequested { .. } | Event::KillRequested { .. } => None,
+        }
+    }
+
+    /// The types of the events that set a job's spec (see [`Event::spec_after`]).
+    pub const SPEC_KINDS: &'static [&'static str] = &[
+        "JobCreated",
+        "JobUpdated",
+        "JobDeleted",
+        "JobPaused",
+        "JobResumed",
+        "JobChangedOutsideMaster",
+    ];
+
     /// Every event type, for validating filters.
     pub const KINDS: &'static [&'static str] = &[
         "JobCreated",

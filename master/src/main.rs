@@ -2,8 +2,9 @@
 
 use clap::Parser;
 use cronfleet_master::accounts::UserChange;
-use cronfleet_master::config::{Action, Cli, TokenAction, UserAction};
+use cronfleet_master::config::{Action, AuditAction, Cli, TokenAction, UserAction};
 use cronfleet_master::identity::Role;
+use cronfleet_master::store::chain::{self, Anchor};
 use cronfleet_master::store::RequestMeta;
 use cronfleet_master::{App, Services};
 use tokio::signal::unix::{signal, SignalKind};
@@ -69,6 +70,38 @@ async fn main() -> anyhow::Result<()> {
             let services = Services::connect(&cli.config).await?;
             services.store.revoke_token(&id, &command_line()).await?;
             tracing::info!(token = %id, "token revoked");
+            Ok(())
+        }
+        Action::Audit(AuditAction::Verify { anchor }) => {
+            let anchor = anchor
+                .map(|text| {
+                    Anchor::parse(&text).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--anchor: expected <seq>:<hex hash>, as verify prints the head"
+                        )
+                    })
+                })
+                .transpose()?;
+            let services = Services::connect(&cli.config).await?;
+            let verified = services.store.verify_chain(anchor.as_ref()).await?;
+            #[allow(clippy::print_stdout)] // the verdict is the command's output
+            match (&verified.broken, &verified.head) {
+                (Some(broken), _) => {
+                    println!(
+                        "BROKEN at event {}: {} ({} events checked)",
+                        broken.seq, broken.reason, verified.events
+                    );
+                    std::process::exit(1);
+                }
+                (None, Some((seq, hash))) => {
+                    println!(
+                        "ok: {} events; head {seq}:{}",
+                        verified.events,
+                        chain::hex(hash)
+                    );
+                }
+                (None, None) => println!("ok: the audit log is empty"),
+            }
             Ok(())
         }
         Action::Rebuild => {

@@ -43,6 +43,16 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("PUT", "/api/v1/jobs/{name}", Access::At(Role::Admin)),
     ("DELETE", "/api/v1/jobs/{name}", Access::At(Role::Admin)),
     (
+        "GET",
+        "/api/v1/jobs/{name}/versions/{version}",
+        Access::At(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/api/v1/jobs/{name}/revert",
+        Access::At(Role::Admin),
+    ),
+    (
         "POST",
         "/api/v1/jobs/{name}/pause",
         Access::At(Role::Operator),

@@ -11,11 +11,14 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 mod append;
+pub mod chain;
 mod commands;
 mod references;
+mod versions;
 
 pub(crate) use append::{append, begin, lock_appends, NewEvent};
 pub(crate) use commands::execute_in;
+pub use versions::PastSpec;
 
 use crate::domain::{DomainError, Event, JobState};
 
@@ -60,6 +63,10 @@ pub struct AuditRow {
     pub actor: String,
     pub request_id: String,
     pub recorded_at: DateTime<Utc>,
+    /// The SHA-256 of this event and the one before it (see [`chain`]).
+    pub hash: Vec<u8>,
+    /// The hash of the event before it; `None` for the first.
+    pub prev_hash: Option<Vec<u8>>,
 }
 
 /// A row of the `jobs` read model.
@@ -178,7 +185,8 @@ impl Store {
     /// Events, newest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, stream, job_name, version, type, payload, actor, request_id, recorded_at FROM events
+            "SELECT seq, stream, job_name, version, type, payload, actor, request_id, recorded_at,
+                    hash, prev_hash FROM events
              WHERE ($1::text IS NULL OR (stream = 'job' AND job_name = $1))
                AND ($2::text IS NULL OR actor = $2)
                AND ($3::text IS NULL OR type = $3)
@@ -208,6 +216,8 @@ impl Store {
                     actor: row.try_get("actor")?,
                     request_id: row.try_get("request_id")?,
                     recorded_at: row.try_get("recorded_at")?,
+                    hash: row.try_get("hash")?,
+                    prev_hash: row.try_get("prev_hash")?,
                 })
             })
             .collect()

@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod chain;
 mod channel_pages;
 mod channels;
 mod etcd_failover;
@@ -24,5 +25,6 @@ mod runs;
 mod services;
 mod stats;
 mod support;
+mod time_travel;
 mod users;
 mod versions;

@@ -16,7 +16,7 @@ use crate::domain::Event;
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{ApiQuery, AppState};
 use crate::notify::channel_store;
-use crate::store::{AuditRow, EventFilter};
+use crate::store::{chain, AuditRow, EventFilter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,6 +40,11 @@ pub struct AuditEvent {
     pub actor: String,
     pub request_id: String,
     pub recorded_at: DateTime<Utc>,
+    /// SHA-256, in hex, of this event's content and the hash of the event before it: the
+    /// chain `cronfleet-master audit verify` checks.
+    pub hash: String,
+    /// The hash of the event before it, in hex; none for the first event.
+    pub prev_hash: Option<String>,
     /// The state before the change, when the change touched it.
     #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
@@ -76,6 +81,8 @@ impl From<AuditRow> for AuditEvent {
             actor: row.actor,
             request_id: row.request_id,
             recorded_at: row.recorded_at,
+            hash: chain::hex(&row.hash),
+            prev_hash: row.prev_hash.as_deref().map(chain::hex),
             before,
             after,
         }

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::job_view::JobView;
 use super::policy::{RetentionSchema, RetrySchema, RunMode, SelectorValues};
 use super::write::{expected_version, set_etag, write};
-use super::{job_name, limit, page_cursor};
+use super::{job_name, limit, page_cursor, time_param, versions};
 use crate::domain::Command;
 use crate::http::error::{ErrorBody, HttpError};
 use crate::http::{filters, views, ApiBody, ApiQuery, AppState, RequestContext};
@@ -159,13 +159,31 @@ async fn create_job(
     .await
 }
 
-#[utoipa::path(get, path = "/jobs/{name}", tag = "jobs", params(("name" = String, Path)),
-    responses((status = 200, body = JobView, headers(("ETag" = String))), (status = 404, body = ErrorBody)))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// The job as it was at this RFC 3339 time (its version then, `updatedAt`/`updatedBy`
+    /// of the change that made it so); 404 when it did not exist then. No ETag: send the
+    /// current one to update.
+    #[serde(rename = "asOf")]
+    #[param(rename = "asOf")]
+    as_of: Option<String>,
+}
+
+#[utoipa::path(get, path = "/jobs/{name}", tag = "jobs", params(("name" = String, Path), JobQuery),
+    responses((status = 200, body = JobView, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_job(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    ApiQuery(query): ApiQuery<JobQuery>,
 ) -> Result<Response, HttpError> {
     let name = job_name(&name)?;
+    if let Some(at) = time_param("asOf", query.as_of.as_deref())? {
+        let past = state.store.job_as_of(&name, at).await?.ok_or_else(|| {
+            HttpError::not_found(format!("job {name} did not exist at {}", at.to_rfc3339()))
+        })?;
+        return Ok(Json(versions::past_view(&past)).into_response());
+    }
     let row = state
         .store
         .job(&name)

@@ -12,6 +12,7 @@ pub mod running;
 pub mod stats;
 pub mod tokens;
 pub mod users;
+pub mod versions;
 pub mod workers;
 mod write;
 
@@ -34,6 +35,7 @@ const DEFAULT_LIMIT: i64 = 50;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(jobs::router())
+        .merge(versions::router())
         .merge(executions::router())
         .merge(running::router())
         .merge(stats::router())
