@@ -116,6 +116,16 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("GET", "/jobs/{name}", Access::At(Role::Viewer)),
     ("GET", "/jobs/{name}/edit", Access::At(Role::Admin)),
     ("GET", "/jobs/{name}/stats", Access::At(Role::Viewer)),
+    (
+        "GET",
+        "/jobs/{name}/versions/{version}",
+        Access::At(Role::Viewer),
+    ),
+    (
+        "POST",
+        "/jobs/{name}/versions/{version}/revert",
+        Access::At(Role::Admin),
+    ),
     ("POST", "/jobs/{name}/edit", Access::At(Role::Admin)),
     // pause, resume, run, kill (operator) and delete (admin, checked again by the handler)
     ("POST", "/jobs/{name}/{action}", Access::At(Role::Operator)),

@@ -44,6 +44,7 @@ fn flash(code: &str) -> Option<String> {
         "created" => "Job created.",
         "updated" => "Job saved.",
         "deleted" => "Job deleted.",
+        "reverted" => "Job reverted: the past version's spec is saved as a new version.",
         "pause" => "Job paused.",
         "resume" => "Job resumed.",
         "run" => "Run requested: a worker starts it within a second.",

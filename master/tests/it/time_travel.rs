@@ -4,6 +4,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
+use crate::pages::text;
 use crate::support::{job, Master};
 
 async fn put(master: &Master, command: &str, version: u64) {
@@ -118,4 +119,83 @@ async fn a_job_reads_back_at_a_version_and_a_moment_and_reverts_to_one() {
     assert_eq!(newest["type"], "JobUpdated");
     assert_eq!(newest["before"]["command"], "echo three");
     assert_eq!(newest["after"]["command"], "echo one");
+}
+
+#[tokio::test]
+async fn a_past_version_has_its_page_with_a_diff_and_a_revert_button_for_admins() {
+    let master = Master::new().await;
+    master.post("/api/v1/jobs", job("tt", "echo one")).await;
+    put(&master, "echo two", 1).await;
+    let (cookie, csrf) = master.session("alice").await;
+    let job_page = master
+        .page(Method::GET, "/jobs/tt", Some(&cookie), None)
+        .await;
+    assert!(text(&job_page).contains(r#"<a href="/jobs/tt/versions/1">version 1</a>"#));
+
+    let page = master
+        .page(Method::GET, "/jobs/tt/versions/1", Some(&cookie), None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in [
+        "Changes from version 1 to the current version (2)",
+        "<code>command: echo one → echo two</code>",
+        "Revert to version 1",
+        r#"name="current" value="2""#,
+    ] {
+        assert!(
+            text(&page).contains(needle),
+            "the version page lacks {needle}: {}",
+            text(&page)
+        );
+    }
+    let between = master
+        .page(
+            Method::GET,
+            "/jobs/tt/versions/1?against=1",
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert!(text(&between).contains("None: the spec is the same."));
+    let (viewer, _) = master.session("vera").await;
+    let seen = master
+        .page(Method::GET, "/jobs/tt/versions/1", Some(&viewer), None)
+        .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(!text(&seen).contains("Revert to version"));
+    let missing = master
+        .page(Method::GET, "/jobs/tt/versions/7", Some(&cookie), None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // A change between showing the page and pressing the button is reported, not undone.
+    put(&master, "echo three", 2).await;
+    let fields = [("csrf", csrf.as_str()), ("current", "2")];
+    let stale = master
+        .page(
+            Method::POST,
+            "/jobs/tt/versions/1/revert",
+            Some(&cookie),
+            Some(&fields),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert!(text(&stale).contains("Someone changed this job"));
+    assert_eq!(
+        master.get("/api/v1/jobs/tt").await.body["command"],
+        "echo three"
+    );
+    let fields = [("csrf", csrf.as_str()), ("current", "3")];
+    let done = master
+        .page(
+            Method::POST,
+            "/jobs/tt/versions/1/revert",
+            Some(&cookie),
+            Some(&fields),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", text(&done));
+    let now = master.get("/api/v1/jobs/tt").await.body;
+    assert_eq!(now["command"], "echo one");
+    assert_eq!(now["version"], 4);
 }

@@ -27,12 +27,15 @@ pub struct ChangeView {
     pub version: i64,
     pub subject: String,
     pub diff: Vec<String>,
+    /// The event left the job a spec, which its version page shows.
+    pub sets_spec: bool,
 }
 
 /// One change in the audit log as a page shows it, its time in `tz`.
 pub fn change_view(row: AuditRow, tz: chrono_tz::Tz) -> ChangeView {
     let event = AuditEvent::from(row);
     ChangeView {
+        sets_spec: event.after.is_some() && event.stream == "job",
         seq: event.seq,
         diff: views::diff(event.before.as_ref(), event.after.as_ref()),
         kind: event.kind,

@@ -17,6 +17,7 @@ mod job_outcomes;
 mod job_page;
 mod job_policy;
 mod job_stats;
+mod job_versions;
 mod jobs;
 mod running;
 mod runs;
@@ -55,6 +56,11 @@ pub fn router() -> Router<AppState> {
         .route("/jobs/new", get(job_form::new).post(job_form::create))
         .route("/jobs/{name}", get(job_page::detail))
         .route("/jobs/{name}/stats", get(job_stats::page))
+        .route("/jobs/{name}/versions/{version}", get(job_versions::page))
+        .route(
+            "/jobs/{name}/versions/{version}/revert",
+            post(job_versions::revert),
+        )
         .route(
             "/jobs/{name}/edit",
             get(job_form::edit).post(job_form::update),
