@@ -35,7 +35,7 @@ pub struct Config {
 
     /// Most runs this worker executes at once. A due tick that finds every slot busy waits
     /// for one (oldest first) and stays claimable by other workers until its deadline.
-    #[arg(long, env = "CRON_WORKER_SLOTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "CRON_WORKER_SLOTS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub slots: u32,
 
     /// Serve Prometheus metrics at `/metrics` on this address (`host:port`, or a bare port

@@ -64,9 +64,9 @@ async fn main() {
         );
     }
     if bench.wanted("burst") {
-        // With the default 64 slots a worker starts its third of the burst in waves; with
-        // more slots than its share, in one.
-        for slots in [None, Some(512)] {
+        // With the default 256 slots a worker starts its third of the burst in two waves;
+        // with 64, in six; with more slots than its share, in one.
+        for slots in [None, Some(64), Some(512)] {
             let report = burst(&scratch, 3, slots).await;
             let settings =
                 slots.map_or_else(|| "default settings".to_owned(), |n| format!("--slots {n}"));
