@@ -1,14 +1,13 @@
-//! Each command: the API calls it makes and what it prints.
+//! Each command but the jobs' ([`jobs`]): the API calls it makes and what it prints.
 
 use std::io::Read as _;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::{encode, Client, Failure, Saved};
 use crate::output::{cell, document, say, table, Format};
-use crate::{crontab, follow, plan};
-use crate::{ApplyArgs, AuditArgs, Cli, Command, ImportArgs, JobsCommand, RunFilter, RunsCommand};
+use crate::{crontab, follow, jobs, plan};
+use crate::{ApplyArgs, AuditArgs, Cli, Command, ImportArgs, RunFilter, RunsCommand};
 
 pub async fn dispatch(client: &Client, cli: Cli, url: &str, token: &str) -> Result<(), Failure> {
     let format = cli.output;
@@ -23,7 +22,7 @@ pub async fn dispatch(client: &Client, cli: Cli, url: &str, token: &str) -> Resu
             say(&format!("signed in to {url}; saved in {}", path.display()));
             Ok(())
         }
-        Command::Jobs(command) => jobs(client, command, format).await,
+        Command::Jobs(command) => jobs::run(client, command, format).await,
         Command::Runs(command) => runs(client, command, format).await,
         Command::Audit(args) => audit(client, &args, format).await,
         Command::Workers => {
@@ -52,12 +51,16 @@ pub async fn dispatch(client: &Client, cli: Cli, url: &str, token: &str) -> Resu
     }
 }
 
-fn items(body: &Value) -> Vec<Value> {
+pub(crate) fn items(body: &Value) -> Vec<Value> {
     body["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// Prints `body` as asked: the table `draw` makes, or JSON/YAML of the answer.
-fn show(body: &Value, format: Format, draw: impl Fn(&Value) -> String) -> Result<(), Failure> {
+pub(crate) fn show(
+    body: &Value,
+    format: Format,
+    draw: impl Fn(&Value) -> String,
+) -> Result<(), Failure> {
     match document(body, format)? {
         Some(text) => say(&text),
         None => say(&draw(body)),
@@ -65,12 +68,12 @@ fn show(body: &Value, format: Format, draw: impl Fn(&Value) -> String) -> Result
     Ok(())
 }
 
-fn job_path(name: &str) -> String {
+pub(crate) fn job_path(name: &str) -> String {
     format!("/jobs/{}", encode(name))
 }
 
 /// A file's text, or stdin's for `-`.
-fn read_source(path: &str) -> Result<String, Failure> {
+pub(crate) fn read_source(path: &str) -> Result<String, Failure> {
     if path == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -79,170 +82,6 @@ fn read_source(path: &str) -> Result<String, Failure> {
         return Ok(text);
     }
     std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{path}: {e}")))
-}
-
-async fn jobs(client: &Client, command: JobsCommand, format: Format) -> Result<(), Failure> {
-    let job_row = |j: &Value| {
-        let state = if j["paused"].as_bool() == Some(true) {
-            "paused"
-        } else {
-            "active"
-        };
-        vec![
-            cell(&j["name"]),
-            cell(&j["cronExpr"]),
-            cell(&j["timezone"]),
-            state.to_owned(),
-            cell(&j["version"]),
-            cell(&j["command"]),
-        ]
-    };
-    const HEADERS: [&str; 6] = ["NAME", "SCHEDULE", "ZONE", "STATE", "VERSION", "COMMAND"];
-    match command {
-        JobsCommand::List { name, status } => {
-            let mut query = Vec::new();
-            if let Some(name) = name {
-                query.push(format!("name={}", encode(&name)));
-            }
-            if let Some(status) = status {
-                query.push(format!("status={}", encode(&status)));
-            }
-            let path = if query.is_empty() {
-                "/jobs".to_owned()
-            } else {
-                format!("/jobs?{}", query.join("&"))
-            };
-            let all = json!({ "items": client.all(&path).await? });
-            show(&all, format, |body| {
-                table(
-                    &HEADERS,
-                    &items(body).iter().map(job_row).collect::<Vec<_>>(),
-                )
-            })
-        }
-        JobsCommand::Get { name } => {
-            let job = client.get(&job_path(&name)).await?;
-            show(&job, format, |j| table(&HEADERS, &[job_row(j)]))
-        }
-        JobsCommand::Create { file } => {
-            let text = read_source(&file)?;
-            let spec: Value = serde_yaml::from_str(&text)
-                .map_err(|e| Failure::Usage(format!("{file}: not YAML or JSON: {e}")))?;
-            let created = client
-                .call(Method::POST, "/jobs", Some(&spec), None)
-                .await?;
-            show(&created.body, format, |j| {
-                format!(
-                    "created {} (version {})",
-                    cell(&j["name"]),
-                    cell(&j["version"])
-                )
-            })
-        }
-        JobsCommand::Edit { name } => edit(client, &name).await,
-        JobsCommand::Delete { name } => {
-            client
-                .call(Method::DELETE, &job_path(&name), None, None)
-                .await?;
-            say(&format!("deleted {name}"));
-            Ok(())
-        }
-        JobsCommand::Run { name } => {
-            let answer = client
-                .call(
-                    Method::POST,
-                    &format!("{}/run", job_path(&name)),
-                    None,
-                    None,
-                )
-                .await?;
-            show(&answer.body, format, |b| {
-                format!("run requested: {}", cell(&b["requestId"]))
-            })
-        }
-        JobsCommand::Kill { name } => {
-            let answer = client
-                .call(
-                    Method::POST,
-                    &format!("{}/kill", job_path(&name)),
-                    None,
-                    None,
-                )
-                .await?;
-            show(&answer.body, format, |b| {
-                format!("kill requested: {}", cell(&b["requestId"]))
-            })
-        }
-        JobsCommand::Pause { name } => toggle(client, &name, "pause", format).await,
-        JobsCommand::Resume { name } => toggle(client, &name, "resume", format).await,
-    }
-}
-
-/// Pauses or resumes a job (`action`).
-async fn toggle(client: &Client, name: &str, action: &str, format: Format) -> Result<(), Failure> {
-    let answer = client
-        .call(
-            Method::POST,
-            &format!("{}/{action}", job_path(name)),
-            None,
-            None,
-        )
-        .await?;
-    show(&answer.body, format, |j| {
-        format!(
-            "{action}d {} (version {})",
-            cell(&j["name"]),
-            cell(&j["version"])
-        )
-    })
-}
-
-/// Opens the spec in the user's editor and saves what comes back as an update of the version
-/// opened, so an edit made meanwhile is reported.
-async fn edit(client: &Client, name: &str) -> Result<(), Failure> {
-    let current = client
-        .call(Method::GET, &job_path(name), None, None)
-        .await?;
-    let spec = plan::canonical(&current.body, None)?;
-    let path = std::env::temp_dir().join(format!(
-        "cronfleet-{}-{}.yaml",
-        std::process::id(),
-        encode(name)
-    ));
-    let text = serde_yaml::to_string(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".to_owned());
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("editor")
-        .arg(&path)
-        .status()
-        .map_err(|e| Failure::Usage(format!("{editor}: {e}")))?;
-    let edited = std::fs::read_to_string(&path)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())));
-    let _ = std::fs::remove_file(&path);
-    if !status.success() {
-        return Err(Failure::Usage(format!(
-            "{editor} exited with {status}; nothing saved"
-        )));
-    }
-    let edited: Value = serde_yaml::from_str(&edited?)
-        .map_err(|e| Failure::Usage(format!("the edited spec: {e}")))?;
-    if plan::canonical(&edited, None)? == spec {
-        say(&format!("{name}: no change"));
-        return Ok(());
-    }
-    let answer = client
-        .call(Method::PUT, &job_path(name), Some(&edited), current.version)
-        .await?;
-    say(&format!(
-        "updated {name} (version {})",
-        cell(&answer.body["version"])
-    ));
-    Ok(())
 }
 
 async fn runs(client: &Client, command: RunsCommand, format: Format) -> Result<(), Failure> {

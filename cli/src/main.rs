@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod crontab;
 mod follow;
+mod jobs;
 mod output;
 mod plan;
 
