@@ -4,15 +4,15 @@
 //!   applied to the state.
 //! * [`store`] appends events to PostgreSQL with the `jobs` read model in one transaction, and
 //!   answers the read queries.
-//! * [`projector`] applies committed events to etcd, one master at a time; beside it, [`drift`]
-//!   records writes to `jobs/` made outside the master (go-crontab, `etcdctl`).
+//! * [`projector`] applies committed events to etcd, one master at a time; beside it,
+//!   [`projector::drift`] records writes to `jobs/` made outside the master (go-crontab,
+//!   `etcdctl`).
 //! * [`http`] serves the REST API, its OpenAPI document, health, readiness and [`metrics`].
 //! * [`rebuild`] replays the whole log into a fresh read model and etcd.
 
 pub mod accounts;
 pub mod config;
 pub mod domain;
-pub mod drift;
 pub mod health;
 pub mod http;
 pub mod identity;

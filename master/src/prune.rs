@@ -19,13 +19,21 @@ use std::time::Duration;
 use clap::Args;
 use cronfleet_common::Retention;
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Document, RawDocumentBuf};
+use mongodb::bson::{doc, Bson, Document, RawBsonRef, RawDocumentBuf};
 use mongodb::Collection;
 
-use crate::notify::NotifyError;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Why a pass stopped; the next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("mongo: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+}
 
 /// The fleet's default retention and how often it is enforced.
 #[derive(Debug, Clone, Args)]
@@ -93,7 +101,7 @@ impl Pruner {
     }
 
     /// One pass as of `now_ms`.
-    pub async fn prune(&self, now_ms: i64) -> Result<Pruned, NotifyError> {
+    pub async fn prune(&self, now_ms: i64) -> Result<Pruned, PruneError> {
         let jobs = self.store.live_jobs().await?;
         let mut pruned = Pruned::default();
         let own_days: Vec<&str> = jobs
@@ -124,7 +132,7 @@ impl Pruner {
     }
 
     /// Deletes a job's records past its newest `keep`, of those that started before `settled`.
-    async fn keep_newest(&self, job: &str, keep: u32, settled: i64) -> Result<u64, NotifyError> {
+    async fn keep_newest(&self, job: &str, keep: u32, settled: i64) -> Result<u64, PruneError> {
         let first_past: Option<RawDocumentBuf> = self
             .log
             .find(doc! { "jobName": job })
@@ -137,23 +145,43 @@ impl Pruner {
         let Some(first_past) = first_past else {
             return Ok(0);
         };
-        let Ok(start) = first_past.get_i64("startTime") else {
+        let Some(start) = start_time(&first_past) else {
             return Ok(0);
         };
         let mut deleted = self
             .delete(doc! { "jobName": job, "startTime": { "$lt": start.min(settled) } })
             .await?;
         if start < settled {
+            // Of the records of the same start time, those from it on in the list's order:
+            // cronfleet's by run id, then go-crontab's (no run id) by `_id`.
+            let mut ties = vec![doc! { "runId": Bson::Null }];
             if let Ok(run_id) = first_past.get_str("runId") {
-                let ties = doc! { "jobName": job, "startTime": start, "runId": { "$lte": run_id } };
-                deleted += self.delete(ties).await?;
+                ties.push(doc! { "runId": { "$lte": run_id } });
+            } else if let Ok(id) = first_past.get_object_id("_id") {
+                ties[0].insert("_id", doc! { "$lte": id });
+            }
+            for tie in ties {
+                let mut filter = doc! { "jobName": job, "startTime": start };
+                filter.extend(tie);
+                deleted += self.delete(filter).await?;
             }
         }
         Ok(deleted)
     }
 
-    async fn delete(&self, filter: Document) -> Result<u64, NotifyError> {
+    async fn delete(&self, filter: Document) -> Result<u64, PruneError> {
         Ok(self.log.delete_many(filter).await?.deleted_count)
+    }
+}
+
+/// A record's start time, however its writer stored the number.
+fn start_time(record: &RawDocumentBuf) -> Option<i64> {
+    #[allow(clippy::cast_possible_truncation)]
+    match record.get("startTime").ok().flatten()? {
+        RawBsonRef::Int64(n) => Some(n),
+        RawBsonRef::Int32(n) => Some(i64::from(n)),
+        RawBsonRef::Double(n) if n.is_finite() => Some(n as i64),
+        _ => None,
     }
 }
 

@@ -4,6 +4,9 @@
 //! even across crashes and changes of leader. It only reads committed events: never an etcd
 //! write without a PostgreSQL commit.
 
+pub mod drift;
+mod error;
+
 use std::time::Duration;
 
 use cronfleet_common::etcd::LeaseKeeper;
@@ -14,8 +17,9 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Event;
-use crate::drift::Drift;
 use crate::store::{Store, StoreError, StoredEvent};
+use drift::Drift;
+pub use error::ProjectorError;
 
 /// Events per etcd txn; etcd allows 128 operations per txn.
 const BATCH: i64 = 100;
@@ -25,20 +29,6 @@ const REVOKE_RETRY: Duration = Duration::from_millis(250);
 const KILL_TTL_SECS: i64 = 30;
 /// Lifetime of a run-now request in etcd: it is dropped if no worker takes it in this time.
 const TRIGGER_TTL_SECS: i64 = 60;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectorError {
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("lost the projector election")]
-    LostLeadership,
-    #[error("the checkpoint in etcd does not parse: {0:?}")]
-    BadCheckpoint(String),
-    #[error("the watch of jobs/ ended (compacted at revision {0})")]
-    WatchEnded(i64),
-}
 
 /// Applies events to etcd while it leads.
 pub struct Projector {

@@ -18,8 +18,8 @@ use cronfleet_common::{JobName, JobSpec, Keys};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use serde_json::Value;
 
+use super::error::ProjectorError;
 use crate::domain::{Command, DomainError};
-use crate::projector::ProjectorError;
 use crate::store::{JobRow, RequestMeta, Store, StoreError};
 
 /// First pause before following `jobs/` again after a failure; it doubles up to [`MAX_RETRY`].
