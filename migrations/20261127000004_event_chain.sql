@@ -3,7 +3,7 @@
 -- chain from there on; `cronfleet-master audit verify` walks it.
 --
 -- The digest covers every column but the hashes, each as its length and its text (so no
--- field can borrow from the next): seq, stream, subject, version, type, payload (jsonb's own
+-- field can borrow from the next; a NULL as `-`, which no length starts with): seq, stream, subject, version, type, payload (jsonb's own
 -- normalised text), actor, request id, idempotency key, and the time recorded in
 -- microseconds since the epoch (independent of the session's time zone).
 
@@ -12,10 +12,10 @@ ALTER TABLE events ADD COLUMN prev_hash BYTEA, ADD COLUMN hash BYTEA;
 CREATE FUNCTION event_digest(prev BYTEA, e events) RETURNS BYTEA
 LANGUAGE sql STABLE AS $$
     SELECT sha256(coalesce(prev, ''::bytea) || convert_to(
-        (SELECT string_agg(length(field)::text || ':' || field, '' ORDER BY n)
+        (SELECT string_agg(coalesce(length(field)::text || ':' || field, '-'), '' ORDER BY n)
          FROM unnest(ARRAY[
              e.seq::text, e.stream, e.job_name, e.version::text, e.type, e.payload::text,
-             e.actor, e.request_id, coalesce(e.idempotency_key, ''),
+             e.actor, e.request_id, e.idempotency_key,
              (extract(epoch FROM e.recorded_at) * 1000000)::bigint::text
          ]) WITH ORDINALITY AS f(field, n)),
         'UTF8'))

@@ -61,6 +61,7 @@ impl Store {
             broken: None,
         };
         let mut after = 0_i64;
+        let mut anchor_seen = false;
         loop {
             let rows = sqlx::query(
                 "SELECT seq, prev_hash, hash, event_digest(prev_hash, e) AS digest
@@ -90,6 +91,7 @@ impl Store {
                 } else {
                     None
                 };
+                anchor_seen |= anchor.is_some_and(|a| a.seq == seq);
                 if let Some(reason) = reason {
                     verified.broken = Some(Break {
                         seq,
@@ -101,11 +103,7 @@ impl Store {
             }
         }
         if let Some(anchor) = anchor {
-            if verified
-                .head
-                .as_ref()
-                .is_none_or(|(seq, _)| *seq < anchor.seq)
-            {
+            if !anchor_seen {
                 verified.broken = Some(Break {
                     seq: anchor.seq,
                     reason: "the anchor's event is no longer in the log".to_owned(),

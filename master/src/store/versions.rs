@@ -3,7 +3,7 @@
 //! spec. Run-now and kill events are in the log but are no version of the spec.
 
 use chrono::{DateTime, Utc};
-use cronfleet_common::{JobName, JobSpec};
+use cronfleet_common::{FieldError, JobName, JobSpec};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -19,6 +19,21 @@ pub struct PastSpec {
     pub actor: String,
     /// The event's type (`JobUpdated`…).
     pub kind: String,
+}
+
+impl PastSpec {
+    /// The spec to revert to, through the same validation as a write (a go-crontab job's
+    /// version becomes a cronfleet job, as any update makes it; a schedule that no longer
+    /// fires is refused).
+    pub fn revived(&self) -> Result<JobSpec, FieldError> {
+        let mut value = serde_json::to_value(&self.spec)
+            .map_err(|e| FieldError::new("toVersion", e.to_string()))?;
+        if let serde_json::Value::Object(object) = &mut value {
+            object.remove("legacy");
+            object.remove("version");
+        }
+        JobSpec::from_user_json(value.to_string().as_bytes())
+    }
 }
 
 const COLUMNS: &str = "SELECT version, type, payload, actor, recorded_at FROM events";

@@ -127,6 +127,31 @@ async fn the_chain_holds_until_a_superuser_changes_the_log_and_verify_names_the_
     let (code, out) = verify_cli(&master, &["--anchor", "twelve"]);
     assert_ne!(code, 0, "{out}");
 
+    // The newest event removed leaves a shorter chain that holds: only an anchor at it tells.
+    let (newest, newest_hash) = store.verify_chain(None).await.unwrap().head.unwrap();
+    let anchor = Anchor {
+        seq: newest,
+        hash: newest_hash,
+    };
+    as_superuser(
+        &store.pool,
+        &format!("DELETE FROM events WHERE seq = {newest}"),
+    )
+    .await;
+    assert_eq!(store.verify_chain(None).await.unwrap().broken, None);
+    let broken = store
+        .verify_chain(Some(&anchor))
+        .await
+        .unwrap()
+        .broken
+        .unwrap();
+    assert_eq!(broken.seq, newest);
+    assert!(
+        broken.reason.contains("no longer in the log"),
+        "{}",
+        broken.reason
+    );
+
     // An event removed: the next one no longer links to the one before it.
     as_superuser(
         &store.pool,

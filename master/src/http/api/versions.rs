@@ -67,7 +67,8 @@ async fn job_version(
 }
 
 /// Give the job back the spec it had at `toVersion`: appended as an update of the current
-/// version, checked against `If-Match` when sent.
+/// version, checked against `If-Match` when sent and validated as any update is. Like any
+/// update, it keeps the job's pause as it is.
 #[utoipa::path(post, path = "/jobs/{name}/revert", tag = "jobs", request_body = RevertInput,
     params(("name" = String, Path), ("If-Match" = Option<String>, Header, description = "The ETag you last saw"),
            ("Idempotency-Key" = Option<String>, Header)),
@@ -98,12 +99,13 @@ async fn revert_job(
         .job_version(&name, to_version)
         .await?
         .ok_or_else(|| no_version(name.as_str(), to_version))?;
+    let spec = past.revived().map_err(HttpError::invalid)?;
     let expected = expected_version(&headers, 0)?;
     let meta = context.meta(&body);
     write(
         &state,
         &name,
-        Command::UpdateJob(past.spec),
+        Command::UpdateJob(spec),
         expected,
         &meta,
         StatusCode::OK,

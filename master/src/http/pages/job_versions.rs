@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
+use cronfleet_common::JobSpec;
 use serde::Deserialize;
 
 use super::{meta, no_such_job, parse_name, show};
@@ -76,7 +77,14 @@ pub(super) async fn page(
         }
         _ => (row.version, row.spec.clone()),
     };
-    let json = |spec| serde_json::to_value(spec).ok();
+    // A revert keeps the job's pause as it is, so the pause is no difference here.
+    let json = |spec: &JobSpec| {
+        let mut value = serde_json::to_value(spec).ok();
+        if let Some(serde_json::Value::Object(object)) = &mut value {
+            object.remove("paused");
+        }
+        value
+    };
     let PastSpec {
         spec,
         recorded_at,
@@ -111,11 +119,12 @@ pub(super) async fn revert(
         .job_version(&name, version)
         .await?
         .ok_or_else(no_version)?;
+    let spec = past.revived().map_err(HttpError::invalid)?;
     state
         .store
         .execute(
             &name,
-            Command::UpdateJob(past.spec),
+            Command::UpdateJob(spec),
             Some(form.current),
             &meta(&session, &id),
         )
