@@ -139,10 +139,16 @@ async fn an_unknown_user_costs_a_sign_in_the_same_hash_work_as_a_known_one() {
     let master = Master::new().await;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    // Interleaved, so that load on the machine weighs on both alike; five tries each, which
-    // the throttle still lets through to the password check.
-    for round in 0..5 {
-        for (name, times) in [("carol", &mut known), ("nobody-at-all", &mut unknown)] {
+    // Interleaved, so that load on the machine weighs on both alike; five tries for each of
+    // five names of each kind, which the throttle still lets through to the password check.
+    let known_names = ["alice", "bob", "carol", "vera", "otto"];
+    let unknown_names = ["nobody-1", "nobody-2", "nobody-3", "nobody-4", "nobody-5"];
+    for round in 0..25 {
+        let pair = [
+            (known_names[round % 5], &mut known),
+            (unknown_names[round % 5], &mut unknown),
+        ];
+        for (name, times) in pair {
             let password = format!("wrong password {round}");
             let started = Instant::now();
             let reply = master
