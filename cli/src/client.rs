@@ -224,6 +224,11 @@ impl Client {
     }
 }
 
+/// The API path of a job.
+pub fn job_path(name: &str) -> String {
+    format!("/jobs/{}", encode(name))
+}
+
 /// Percent-encodes a path segment or query value.
 pub fn encode(text: &str) -> String {
     let mut out = String::new();

@@ -1,11 +1,10 @@
 //! Each command but the jobs' ([`jobs`]): the API calls it makes and what it prints.
 
-use std::io::Read as _;
-
 use serde_json::{json, Value};
 
 use crate::client::{encode, Client, Failure, Saved};
-use crate::output::{cell, document, say, table, Format};
+use crate::input::read_source;
+use crate::output::{cell, document, items, say, show, table, Format};
 use crate::{crontab, follow, jobs, plan};
 use crate::{ApplyArgs, AuditArgs, Cli, Command, ImportArgs, RunFilter, RunsCommand};
 
@@ -49,39 +48,6 @@ pub async fn dispatch(client: &Client, cli: Cli, url: &str, token: &str) -> Resu
         Command::ImportCrontab(args) => import(client, &args).await,
         Command::Completions { .. } => Ok(()),
     }
-}
-
-pub(crate) fn items(body: &Value) -> Vec<Value> {
-    body["items"].as_array().cloned().unwrap_or_default()
-}
-
-/// Prints `body` as asked: the table `draw` makes, or JSON/YAML of the answer.
-pub(crate) fn show(
-    body: &Value,
-    format: Format,
-    draw: impl Fn(&Value) -> String,
-) -> Result<(), Failure> {
-    match document(body, format)? {
-        Some(text) => say(&text),
-        None => say(&draw(body)),
-    }
-    Ok(())
-}
-
-pub(crate) fn job_path(name: &str) -> String {
-    format!("/jobs/{}", encode(name))
-}
-
-/// A file's text, or stdin's for `-`.
-pub(crate) fn read_source(path: &str) -> Result<String, Failure> {
-    if path == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure::Usage(format!("stdin: {e}")))?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{path}: {e}")))
 }
 
 async fn runs(client: &Client, command: RunsCommand, format: Format) -> Result<(), Failure> {
@@ -232,10 +198,17 @@ async fn carry_out(
 
 async fn export(client: &Client, format: Format) -> Result<(), Failure> {
     let live = client.all("/jobs").await?;
-    let jobs = live
+    let jobs: Vec<Value> = live
         .iter()
-        .map(|job| plan::canonical(job, None))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|job| {
+            plan::canonical(job, None).unwrap_or_else(|failure| {
+                // A job the master kept but would not take today (a schedule that no longer
+                // fires): exported as it is, so nothing is lost.
+                eprintln!("note: {failure}; exported as the master holds it");
+                plan::spec_fields(job)
+            })
+        })
+        .collect();
     let file = json!({ "jobs": jobs });
     let format = if format == Format::Json {
         Format::Json
@@ -250,6 +223,13 @@ async fn export(client: &Client, format: Format) -> Result<(), Failure> {
 
 fn read_crontabs(args: &ImportArgs) -> Result<crontab::Imported, Failure> {
     let mut all = crontab::Imported::default();
+    let zone = args.timezone.clone().or_else(crontab::local_zone);
+    if zone.is_none() {
+        all.notes.push(
+            "this host's time zone is unknown: lines without CRON_TZ run in UTC; pass --timezone"
+                .to_owned(),
+        );
+    }
     for file in &args.files {
         let text = read_source(file)?;
         let path = std::path::Path::new(file);
@@ -262,7 +242,7 @@ fn read_crontabs(args: &ImportArgs) -> Result<crontab::Imported, Failure> {
             || "crontab".to_owned(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let imported = crontab::parse(&text, &source, flavor);
+        let imported = crontab::parse(&text, &source, flavor, zone.as_deref());
         all.jobs.extend(imported.jobs);
         all.notes
             .extend(imported.notes.into_iter().map(|n| format!("{file}: {n}")));

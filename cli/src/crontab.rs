@@ -9,7 +9,7 @@
 //!   job's environment.
 //! * The comment lines right above a job become its description.
 //! * In the command, the first `%` not escaped as `\%` ends it; the rest, every `%` a newline,
-//!   is the command's standard input — given to it as a here-document.
+//!   is the command's standard input — given to the whole command line as a here-document.
 //! * `@reboot` has no tick and is skipped; `@yearly`, `@annually`, `@monthly`, `@weekly`,
 //!   `@daily`, `@midnight` and `@hourly` are kept as they are.
 //!
@@ -60,7 +60,9 @@ const SHORTCUTS: &[&str] = &[
 ];
 
 /// Reads `text`; `source` names the jobs (a file name such as `crontab` or `cron.d/backup`).
-pub fn parse(text: &str, source: &str, flavor: Flavor) -> Imported {
+/// Lines before any `CRON_TZ` run in `host_zone`, the zone of the host the crontab came from
+/// (cron reads them in its local time); with none, the master's default, UTC.
+pub fn parse(text: &str, source: &str, flavor: Flavor, host_zone: Option<&str>) -> Imported {
     let mut imported = Imported::default();
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut shell: Option<String> = None;
@@ -125,25 +127,28 @@ pub fn parse(text: &str, source: &str, flavor: Flavor) -> Imported {
             continue;
         }
         let command = command_with_input(&entry.command);
-        let mut name = format!(
+        // Named by what runs, not when: a line whose schedule changes keeps its job.
+        let what = format!(
+            "{}\0{}",
+            entry.user.as_deref().unwrap_or_default(),
+            entry.command
+        );
+        let stem = format!(
             "{prefix}-{}-{}",
             slug(&command_words(&entry.command)),
-            short_hash(line)
+            short_hash(&what)
         );
+        let mut name = stem.clone();
         let mut n = 2;
         while !names.insert(name.clone()) {
-            name = format!(
-                "{prefix}-{}-{}-{n}",
-                slug(&command_words(&entry.command)),
-                short_hash(line)
-            );
+            name = format!("{stem}-{n}");
             n += 1;
         }
         let mut job = Map::new();
         job.insert("name".into(), json!(name));
         job.insert("command".into(), json!(command));
         job.insert("cronExpr".into(), json!(entry.schedule));
-        if let Some(tz) = &timezone {
+        if let Some(tz) = timezone.as_deref().or(host_zone) {
             job.insert("timezone".into(), json!(tz));
         }
         if let Some(shell) = &shell {
@@ -234,6 +239,27 @@ fn entry(line: &str, flavor: Flavor) -> Option<Entry> {
     })
 }
 
+/// This host's IANA time zone: `TZ`, else where `/etc/localtime` points, else
+/// `/etc/timezone`.
+pub fn local_zone() -> Option<String> {
+    if let Ok(tz) = std::env::var("TZ") {
+        let tz = tz.trim_start_matches(':');
+        if !tz.is_empty() && !tz.starts_with('/') {
+            return Some(tz.to_owned());
+        }
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime") {
+        let target = target.to_string_lossy();
+        if let Some(at) = target.find("zoneinfo/") {
+            return Some(target[at + "zoneinfo/".len()..].to_owned());
+        }
+    }
+    std::fs::read_to_string("/etc/timezone")
+        .ok()
+        .map(|zone| zone.trim().to_owned())
+        .filter(|zone| !zone.is_empty())
+}
+
 /// Whether `field` reads as a cron time field: numbers, `*`, `/`, `,`, `-`, `?`, and
 /// month or weekday names.
 fn time_field(field: &str) -> bool {
@@ -285,7 +311,9 @@ fn command_with_input(raw: &str) -> String {
                 marker.push('_');
             }
             let input = input.strip_suffix('\n').unwrap_or(&input);
-            format!("{command} <<'{marker}'\n{input}\n{marker}")
+            // Braces give the input to the whole command line, as cron does, and end a
+            // comment in it before the here-document starts.
+            format!("{{ {command}\n}} <<'{marker}'\n{input}\n{marker}")
         }
     }
 }
@@ -345,14 +373,14 @@ mod tests {
         assert_eq!(command_with_input("date +\\%F"), "date +%F");
         assert_eq!(
             command_with_input("mail -s hi ops%line one%line two%"),
-            "mail -s hi ops <<'CRONTAB_INPUT'\nline one\nline two\nCRONTAB_INPUT"
+            "{ mail -s hi ops\n} <<'CRONTAB_INPUT'\nline one\nline two\nCRONTAB_INPUT"
         );
     }
 
     #[test]
     fn settings_apply_to_the_lines_after_them_and_names_are_stable() {
         let text = "SHELL=/bin/bash\nA = 'one two'\n# says hello\n* * * * * echo hi\nCRON_TZ=Asia/Tokyo\n0 9 * * mon-fri  root  /usr/bin/report --daily\n";
-        let user = parse(text, "my crontab", Flavor::User);
+        let user = parse(text, "my crontab", Flavor::User, None);
         assert_eq!(user.jobs.len(), 2);
         let first = &user.jobs[0];
         assert_eq!(first["shell"], "/bin/bash");
@@ -370,16 +398,39 @@ mod tests {
             "a user crontab has no user column"
         );
         assert_eq!(
-            parse(text, "my crontab", Flavor::User),
+            parse(text, "my crontab", Flavor::User, None),
             user,
             "the same file, the same jobs"
         );
-        let system = parse(text, "my crontab", Flavor::System);
+        let system = parse(text, "my crontab", Flavor::System, None);
         assert_eq!(system.jobs[1]["command"], "/usr/bin/report --daily");
         assert_eq!(system.jobs[0]["command"], "hi");
         assert_eq!(
             system.notes,
             ["line 4: ran as echo; cronfleet runs it as the worker's --run-as user"]
+        );
+    }
+
+    #[test]
+    fn the_input_goes_to_the_whole_command_line_even_after_a_comment() {
+        let command = command_with_input("tr -d x | tr a-z A-Z # shout it%hello x");
+        let output = std::process::Command::new("/bin/sh")
+            .args(["-c", &command])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "HELLO \n");
+    }
+
+    #[test]
+    fn lines_run_in_the_hosts_zone_until_cron_tz_says_otherwise() {
+        let text = "0 9 * * * a\nCRON_TZ=Asia/Tokyo\n0 9 * * * b\n";
+        let jobs = parse(text, "t", Flavor::User, Some("Europe/Paris")).jobs;
+        assert_eq!(jobs[0]["timezone"], "Europe/Paris");
+        assert_eq!(jobs[1]["timezone"], "Asia/Tokyo");
+        let moved = parse("0 10 * * * a\n", "t", Flavor::User, None).jobs;
+        assert_eq!(
+            moved[0]["name"],
+            parse("0 9 * * * a\n", "t", Flavor::User, None).jobs[0]["name"]
         );
     }
 

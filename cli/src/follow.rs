@@ -3,7 +3,7 @@
 //! answer is printed from where the last one left off. When the record arrives, the rest of
 //! the kept output is printed and the command ends with the run.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -12,20 +12,42 @@ use crate::output::say;
 
 /// How often the run is asked for.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a run seen running may be unknown to the master before its record arrives.
+const RECORD_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn follow(client: &Client, run_id: &str) -> Result<(), Failure> {
     let path = format!("/executions/{}", encode(run_id));
     let mut shown = String::new();
+    let mut seen_running: Option<Instant> = None;
     loop {
-        let run: Value = client.get(&path).await?;
+        let run: Value = match client.get(&path).await {
+            Ok(run) => run,
+            // Between the end of the run and its record reaching MongoDB the master knows
+            // neither; the record is on its way.
+            Err(Failure::NotFound(_))
+                if seen_running.is_some_and(|at| at.elapsed() < RECORD_WAIT) =>
+            {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(failure) => return Err(failure),
+        };
         let output = run["output"].as_str().unwrap_or_default();
-        let fresh = unseen(&shown, output);
+        let running = run["status"].as_str() == Some("running");
+        let fresh = if running {
+            unseen(&shown, output)
+        } else {
+            rest_of(&shown, output)
+        };
         if !fresh.is_empty() {
             say_raw(fresh);
             shown = output.to_owned();
         }
         match run["status"].as_str() {
-            Some("running") => tokio::time::sleep(POLL).await,
+            Some("running") => {
+                seen_running = Some(Instant::now());
+                tokio::time::sleep(POLL).await;
+            }
             Some("succeeded") => return Ok(()),
             other => {
                 return Err(Failure::RunFailed(format!(
@@ -34,6 +56,19 @@ pub async fn follow(client: &Client, run_id: &str) -> Result<(), Failure> {
                 )))
             }
         }
+    }
+}
+
+/// What the record's kept output holds after the last tail shown: the record may keep the
+/// head and the end of a long output with a marker between, so the tail is looked for
+/// anywhere, its last place.
+fn rest_of<'a>(shown: &str, output: &'a str) -> &'a str {
+    if shown.is_empty() {
+        return output;
+    }
+    match output.rfind(shown) {
+        Some(at) => &output[at + shown.len()..],
+        None => unseen(shown, output),
     }
 }
 
@@ -75,5 +110,16 @@ mod tests {
         assert_eq!(unseen("1\n2\n3\n", "2\n3\n4\n"), "4\n");
         assert_eq!(unseen("a\n", "a\n"), "");
         assert_eq!(unseen("old\n", "new\n"), "new\n");
+    }
+
+    #[test]
+    fn a_record_that_kept_the_head_and_the_end_prints_only_what_follows_the_last_tail() {
+        let record = "line 1\n… 9000 bytes left out …\nline 998\nline 999\nline 1000\n";
+        assert_eq!(
+            super::rest_of("line 998\nline 999\n", record),
+            "line 1000\n"
+        );
+        assert_eq!(super::rest_of("", "all\n"), "all\n");
+        assert_eq!(super::rest_of("gone\n", "new\n"), "new\n");
     }
 }

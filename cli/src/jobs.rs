@@ -1,11 +1,14 @@
 //! `cronfleet jobs …`: list, show, create, edit in an editor, delete, run, kill, pause, resume.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::client::{encode, Client, Failure};
-use crate::commands::{items, job_path, read_source, show};
-use crate::output::{cell, say, table, Format};
+use crate::client::{encode, job_path, Client, Failure};
+use crate::input::read_source;
+use crate::output::{cell, items, say, show, table, Format};
 use crate::plan;
 use crate::JobsCommand;
 
@@ -138,7 +141,15 @@ async fn edit(client: &Client, name: &str) -> Result<(), Failure> {
         encode(name)
     ));
     let text = serde_yaml::to_string(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
-    std::fs::write(&path, text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    // The spec may hold secrets in its environment: readable by its owner only, and never
+    // an existing file (a link planted under that name).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".to_owned());

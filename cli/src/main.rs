@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod crontab;
 mod follow;
+mod input;
 mod jobs;
 mod output;
 mod plan;
@@ -180,6 +181,10 @@ struct ImportArgs {
     /// `cron.d` directory are, the rest are user crontabs).
     #[arg(long)]
     system: bool,
+    /// The IANA time zone of the host the crontabs come from, for the lines before any
+    /// `CRON_TZ` (cron reads them in local time); default: this host's.
+    #[arg(long)]
+    timezone: Option<String>,
     /// Print the plan only.
     #[arg(long)]
     dry_run: bool,

@@ -72,6 +72,20 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// The `items` of a list answer.
+pub fn items(body: &Value) -> Vec<Value> {
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Prints `body` as asked: the table `draw` makes, or JSON/YAML of the answer.
+pub fn show(body: &Value, format: Format, draw: impl Fn(&Value) -> String) -> Result<(), Failure> {
+    match document(body, format)? {
+        Some(text) => say(&text),
+        None => say(&draw(body)),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,10 @@
 //!
 //! Both sides are compared as the master would store them: read through the same validation
 //! (`cronfleet-common`'s job spec), so defaults filled in by the master (a retry's delays, the
-//! time zone) are no difference. A file that leaves `paused` out leaves each job's pause as it
-//! is; `export` writes it, so `export | apply` changes nothing.
+//! time zone) are no difference. An update keeps a job's pause as it is (as the API's does);
+//! a file whose `paused` differs from the job's adds a pause or resume step, and a file that
+//! leaves it out leaves the pause alone. `export` writes it, so `export | apply` changes
+//! nothing.
 //!
 //! A plan printed as JSON can be applied later exactly as it was made (`apply --plan`): every
 //! job changed since then is reported and left as it is.
@@ -45,6 +47,12 @@ pub enum Step {
         name: String,
         version: i64,
     },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
     Unchanged {
         name: String,
     },
@@ -82,18 +90,28 @@ pub fn read_specs(text: &str, source: &str) -> Result<Vec<Value>, Failure> {
     Ok(list)
 }
 
+/// A job's spec fields as they are (no validation), the version and empty fields left out.
+pub fn spec_fields(job: &Value) -> Value {
+    Value::Object(
+        job.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| {
+                JOB_SPEC_FIELDS.contains(&k.as_str()) && *k != "version" && !v.is_null()
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
 /// A spec as the master keeps it, for comparing: only a spec's own fields, validated, the
 /// version and the default shell left out. `paused`, when the spec leaves it out, is
 /// `keep_paused`.
 pub fn canonical(spec: &Value, keep_paused: Option<bool>) -> Result<Value, Failure> {
     let name = spec["name"].as_str().unwrap_or("?").to_owned();
-    let mut object: Map<String, Value> = spec
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, v)| JOB_SPEC_FIELDS.contains(&k.as_str()) && *k != "version" && !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let Value::Object(mut object) = spec_fields(spec) else {
+        return Err(Failure::Usage(format!("job {name}: not an object")));
+    };
     if let Some(paused) = keep_paused {
         object.entry("paused").or_insert(Value::Bool(paused));
     }
@@ -133,28 +151,34 @@ pub fn plan(desired: &[Value], live: &[Value], prune: bool) -> Result<Vec<Step>,
             steps.push(Step::Create { name, body });
             continue;
         };
+        // An update keeps the job's pause as it is: pausing and resuming are steps of their own.
         let paused = current["paused"].as_bool();
-        let wanted = canonical(spec, paused)?;
+        let wanted_paused = spec["paused"].as_bool().or(paused);
+        let mut kept = spec.clone();
+        if let (Value::Object(object), Some(paused)) = (&mut kept, paused) {
+            object.insert("paused".into(), Value::Bool(paused));
+        }
+        let wanted = canonical(&kept, None)?;
         let now = canonical(current, None).unwrap_or(Value::Null);
-        if wanted == now {
-            steps.push(Step::Unchanged { name });
-            continue;
-        }
-        let mut changes = Vec::new();
-        diff("", &now, &wanted, &mut changes);
-        let mut body = spec.clone();
-        if let Value::Object(object) = &mut body {
-            object.remove("version");
-            if let Some(paused) = paused {
-                object.entry("paused").or_insert(Value::Bool(paused));
+        if wanted != now {
+            let mut changes = Vec::new();
+            diff("", &now, &wanted, &mut changes);
+            if let Value::Object(object) = &mut kept {
+                object.remove("version");
             }
+            steps.push(Step::Update {
+                name: name.clone(),
+                body: kept,
+                version: current["version"].as_i64().unwrap_or_default(),
+                changes,
+            });
         }
-        steps.push(Step::Update {
-            name,
-            body,
-            version: current["version"].as_i64().unwrap_or_default(),
-            changes,
-        });
+        match (paused, wanted_paused) {
+            (Some(false), Some(true)) => steps.push(Step::Pause { name }),
+            (Some(true), Some(false)) => steps.push(Step::Resume { name }),
+            _ if wanted == now => steps.push(Step::Unchanged { name }),
+            _ => {}
+        }
     }
     if prune {
         for (name, job) in &live {
@@ -221,7 +245,7 @@ fn shown(value: &Value) -> String {
 /// The plan as people read it, and a count of each kind.
 pub fn describe(steps: &[Step]) -> String {
     let mut out = String::new();
-    let (mut create, mut update, mut delete, mut same) = (0, 0, 0, 0);
+    let (mut create, mut update, mut delete, mut same, mut toggle) = (0, 0, 0, 0, 0);
     for step in steps {
         match step {
             Step::Create { name, .. } => {
@@ -239,6 +263,15 @@ pub fn describe(steps: &[Step]) -> String {
                 delete += 1;
                 let _ = writeln!(out, "- delete  {name}");
             }
+            Step::Pause { name } | Step::Resume { name } => {
+                toggle += 1;
+                let verb = if matches!(step, Step::Pause { .. }) {
+                    "pause"
+                } else {
+                    "resume"
+                };
+                let _ = writeln!(out, "~ {verb:<7} {name}");
+            }
             Step::Unchanged { .. } => same += 1,
         }
     }
@@ -246,6 +279,9 @@ pub fn describe(steps: &[Step]) -> String {
         out,
         "plan: {create} to create, {update} to update, {delete} to delete, {same} unchanged"
     );
+    if toggle > 0 {
+        let _ = write!(out, ", {toggle} to pause or resume");
+    }
     out
 }
 
@@ -290,6 +326,18 @@ pub async fn apply(client: &Client, steps: &[Step]) -> (String, Option<Failure>)
                     )
                     .await,
             ),
+            Step::Pause { name } | Step::Resume { name } => {
+                let (what, action) = match step {
+                    Step::Pause { .. } => ("paused", "pause"),
+                    _ => ("resumed", "resume"),
+                };
+                let path = format!("/jobs/{}/{action}", encode(name));
+                (
+                    what,
+                    name,
+                    client.call(Method::POST, &path, None, None).await,
+                )
+            }
             Step::Unchanged { .. } => continue,
         };
         match result {

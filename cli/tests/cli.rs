@@ -242,6 +242,28 @@ async fn apply_plans_applies_prunes_and_reports_a_concurrent_change() {
         "45 2 * * *"
     );
 
+    // A file that names a pause different from the job's pauses or resumes it.
+    let resume = master.file(
+        "resume.yaml",
+        &JOBS.replace(
+            "cronExpr: \"@daily\"",
+            "cronExpr: \"@daily\"\n    paused: false",
+        ),
+    );
+    let plan = master.ok(&["apply", "-f", &resume, "--dry-run"]).await;
+    assert!(plan.contains("~ resume  report"), "{plan}");
+    master.ok(&["apply", "-f", &resume]).await;
+    let report = master.json(&["jobs", "get", "report"]).await;
+    assert_eq!(
+        (report["paused"].as_bool(), report["command"].as_str()),
+        (Some(false), Some("make report"))
+    );
+    let again = master.ok(&["apply", "-f", &resume]).await;
+    assert!(
+        again.contains("0 to update, 0 to delete, 2 unchanged"),
+        "{again}"
+    );
+
     let stale = master.run(&["jobs", "get", "no-such-job"]).await;
     assert_eq!(stale.status.code(), Some(3));
     let bad = master.file(
@@ -325,7 +347,7 @@ async fn crontabs_import_as_jobs_once() {
         fixture("etc/cron.d/certbot"),
         fixture("users/deploy"),
     ];
-    let mut args = vec!["import-crontab"];
+    let mut args = vec!["import-crontab", "--timezone", "America/New_York"];
     args.extend(files.iter().map(String::as_str));
     let mut dry = args.clone();
     dry.push("--dry-run");
@@ -361,7 +383,14 @@ async fn crontabs_import_as_jobs_once() {
         .iter()
         .find(|j| j["command"].as_str().unwrap().contains("backup"))
         .unwrap();
-    assert_eq!(backup["timezone"], "Europe/Berlin");
+    assert_eq!(backup["timezone"], "Europe/Berlin", "CRON_TZ in the file");
+    let hourly = master
+        .json(&["jobs", "list", "--name", "crontab-run-parts"])
+        .await;
+    assert_eq!(
+        hourly["items"][0]["timezone"], "America/New_York",
+        "the host's zone"
+    );
     assert_eq!(backup["env"]["APP_ENV"], "production");
     assert_eq!(
         backup["description"],
