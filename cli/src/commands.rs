@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::client::{encode, Client, Failure, Saved};
 use crate::input::read_source;
-use crate::output::{cell, document, items, say, show, table, Format};
+use crate::output::{cell, columns, document, items, say, show, table, Format};
 use crate::{crontab, follow, jobs, plan};
 use crate::{ApplyArgs, AuditArgs, Cli, Command, ImportArgs, RunFilter, RunsCommand};
 
@@ -55,19 +55,16 @@ async fn runs(client: &Client, command: RunsCommand, format: Format) -> Result<(
         RunsCommand::List(filter) => {
             let body = client.get(&runs_path(&filter)).await?;
             show(&body, format, |body| {
-                let rows = items(body)
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            cell(&r["runId"]),
-                            cell(&r["jobName"]),
-                            cell(&r["status"]),
-                            cell(&r["startedAt"]),
-                            cell(&r["workerId"]),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table(&["RUN", "JOB", "STATUS", "STARTED", "WORKER"], &rows)
+                columns(
+                    body,
+                    &[
+                        ("RUN", "runId"),
+                        ("JOB", "jobName"),
+                        ("STATUS", "status"),
+                        ("STARTED", "startedAt"),
+                        ("WORKER", "workerId"),
+                    ],
+                )
             })
         }
         RunsCommand::Show { run_id } => {
@@ -115,49 +112,53 @@ async fn runs(client: &Client, command: RunsCommand, format: Format) -> Result<(
 }
 
 fn runs_path(filter: &RunFilter) -> String {
-    let mut query = vec![format!("limit={}", filter.limit)];
-    for (name, value) in [
-        ("job", &filter.job),
-        ("status", &filter.status),
-        ("worker", &filter.worker),
-        ("since", &filter.since),
-        ("until", &filter.until),
-    ] {
+    let query = query(
+        filter.limit,
+        &[
+            ("job", &filter.job),
+            ("status", &filter.status),
+            ("worker", &filter.worker),
+            ("since", &filter.since),
+            ("until", &filter.until),
+        ],
+    );
+    format!("/executions?{query}")
+}
+
+/// `limit=N` and each parameter given, encoded.
+fn query(limit: u32, parameters: &[(&str, &Option<String>)]) -> String {
+    let mut query = vec![format!("limit={limit}")];
+    for (name, value) in parameters {
         if let Some(value) = value {
             query.push(format!("{name}={}", encode(value)));
         }
     }
-    format!("/executions?{}", query.join("&"))
+    query.join("&")
 }
 
 async fn audit(client: &Client, args: &AuditArgs, format: Format) -> Result<(), Failure> {
-    let mut query = vec![format!("limit={}", args.limit)];
-    for (name, value) in [
-        ("job", &args.job),
-        ("actor", &args.actor),
-        ("type", &args.kind),
-        ("since", &args.since),
-        ("until", &args.until),
-    ] {
-        if let Some(value) = value {
-            query.push(format!("{name}={}", encode(value)));
-        }
-    }
-    let body = client.get(&format!("/events?{}", query.join("&"))).await?;
+    let query = query(
+        args.limit,
+        &[
+            ("job", &args.job),
+            ("actor", &args.actor),
+            ("type", &args.kind),
+            ("since", &args.since),
+            ("until", &args.until),
+        ],
+    );
+    let body = client.get(&format!("/events?{query}")).await?;
     show(&body, format, |body| {
-        let rows = items(body)
-            .iter()
-            .map(|e| {
-                vec![
-                    cell(&e["seq"]),
-                    cell(&e["recordedAt"]),
-                    cell(&e["type"]),
-                    cell(&e["subject"]),
-                    cell(&e["actor"]),
-                ]
-            })
-            .collect::<Vec<_>>();
-        table(&["SEQ", "AT", "TYPE", "SUBJECT", "ACTOR"], &rows)
+        columns(
+            body,
+            &[
+                ("SEQ", "seq"),
+                ("AT", "recordedAt"),
+                ("TYPE", "type"),
+                ("SUBJECT", "subject"),
+                ("ACTOR", "actor"),
+            ],
+        )
     })
 }
 

@@ -63,6 +63,21 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A list answer's items as a table: each column a header and the field it shows.
+pub fn columns(body: &Value, columns: &[(&str, &str)]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let rows: Vec<Vec<String>> = items(body)
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, field)| cell(&item[*field]))
+                .collect()
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
 /// A field of an API object as a cell: strings bare, null as `-`, the rest as JSON.
 pub fn cell(value: &Value) -> String {
     match value {
