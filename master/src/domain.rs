@@ -240,30 +240,40 @@ pub fn decide(
             Event::KillRequested { request_id }
         }
         Command::RecordOutsideChange { seen, spec } => {
-            let after = spec.map(|mut spec| {
-                spec.version = next;
-                spec
-            });
-            let unchanged = match (&state.spec, &after) {
-                (None, None) => true,
-                (Some(before), Some(after)) => {
-                    let mut same = after.clone();
-                    same.version = before.version;
-                    &same == before
-                }
-                _ => false,
-            };
-            if unchanged {
-                return Ok(Vec::new());
-            }
-            Event::JobChangedOutsideMaster {
-                before: state.spec.clone(),
-                after,
-                seen,
+            match outside_change(state, spec, seen, next) {
+                Some(event) => event,
+                None => return Ok(Vec::new()),
             }
         }
     };
     Ok(vec![event])
+}
+
+/// A write to etcd made outside the master, or `None` when it left the job as it was.
+fn outside_change(
+    state: &JobState,
+    spec: Option<JobSpec>,
+    seen: serde_json::Value,
+    next: u64,
+) -> Option<Event> {
+    let after = spec.map(|mut spec| {
+        spec.version = next;
+        spec
+    });
+    let unchanged = match (&state.spec, &after) {
+        (None, None) => true,
+        (Some(before), Some(after)) => {
+            let mut same = after.clone();
+            same.version = before.version;
+            &same == before
+        }
+        _ => false,
+    };
+    (!unchanged).then(|| Event::JobChangedOutsideMaster {
+        before: state.spec.clone(),
+        after,
+        seen,
+    })
 }
 
 fn create(

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use cronfleet_master::accounts::UserChange;
-use cronfleet_master::config::{Action, AuditAction, Cli, TokenAction, UserAction};
+use cronfleet_master::config::{Action, AuditAction, Cli, Config, TokenAction, UserAction};
 use cronfleet_master::identity::Role;
 use cronfleet_master::store::chain::{self, Anchor};
 use cronfleet_master::store::RequestMeta;
@@ -14,100 +14,24 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cronfleet_common::telemetry::init(cli.config.log_json);
+    let config = &cli.config;
     match cli.command.unwrap_or(Action::Serve) {
         Action::Serve => {
-            let app = App::build(&cli.config).await?;
+            let app = App::build(config).await?;
             app.run(shutdown_on_signal()?).await
         }
         Action::Migrate => {
-            Services::connect(&cli.config).await?;
+            Services::connect(config).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Action::User(UserAction::Create { name, role }) => {
-            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.reason))?;
-            let password = password()?;
-            let services = Services::connect(&cli.config).await?;
-            let user = services
-                .store
-                .create_user(&name, role, &password, &command_line())
-                .await?;
-            tracing::info!(user = %user.name, role = %user.role, "user created");
-            Ok(())
-        }
-        Action::User(UserAction::ResetPassword { name }) => {
-            let password = password()?;
-            let services = Services::connect(&cli.config).await?;
-            let change = UserChange {
-                disabled: Some(false),
-                password: Some(password),
-                ..UserChange::default()
-            };
-            services
-                .store
-                .change_user(&name, &change, &command_line())
-                .await?;
-            tracing::info!(user = %name, "password reset");
-            Ok(())
-        }
-        Action::Token(TokenAction::Create {
-            user,
-            name,
-            expires_in_days,
-        }) => {
-            let services = Services::connect(&cli.config).await?;
-            let (token, _) = services
-                .store
-                .create_token(&user, &name, expires_in_days, &command_line())
-                .await?;
-            #[allow(clippy::print_stdout)] // the token is the command's output, shown this once
-            {
-                println!("{}", token.plaintext);
-            }
-            Ok(())
-        }
-        Action::Token(TokenAction::Revoke { id }) => {
-            let services = Services::connect(&cli.config).await?;
-            services.store.revoke_token(&id, &command_line()).await?;
-            tracing::info!(token = %id, "token revoked");
-            Ok(())
-        }
-        Action::Audit(AuditAction::Verify { anchor }) => {
-            let anchor = anchor
-                .map(|text| {
-                    Anchor::parse(&text).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--anchor: expected <seq>:<hex hash>, as verify prints the head"
-                        )
-                    })
-                })
-                .transpose()?;
-            let services = Services::connect(&cli.config).await?;
-            let verified = services.store.verify_chain(anchor.as_ref()).await?;
-            #[allow(clippy::print_stdout)] // the verdict is the command's output
-            match (&verified.broken, &verified.head) {
-                (Some(broken), _) => {
-                    println!(
-                        "BROKEN at event {}: {} ({} events checked)",
-                        broken.seq, broken.reason, verified.events
-                    );
-                    std::process::exit(1);
-                }
-                (None, Some((seq, hash))) => {
-                    println!(
-                        "ok: {} events; head {seq}:{}",
-                        verified.events,
-                        chain::hex(hash)
-                    );
-                }
-                (None, None) => println!("ok: the audit log is empty"),
-            }
-            Ok(())
-        }
+        Action::User(action) => user(config, action).await,
+        Action::Token(action) => token(config, action).await,
+        Action::Audit(AuditAction::Verify { anchor }) => verify(config, anchor).await,
         Action::Rebuild => {
-            let services = Services::connect(&cli.config).await?;
+            let services = Services::connect(config).await?;
             let mut projector = services.projector(
-                cli.config.projector_lease_ttl_secs,
+                config.projector_lease_ttl_secs,
                 format!("rebuild-{}", std::process::id()),
             );
             let rebuilt = cronfleet_master::rebuild::rebuild(&mut projector).await?;
@@ -118,6 +42,91 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
+    let password = password()?;
+    let services = Services::connect(config).await?;
+    match action {
+        UserAction::Create { name, role } => {
+            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {}", e.reason))?;
+            let user = services
+                .store
+                .create_user(&name, role, &password, &command_line())
+                .await?;
+            tracing::info!(user = %user.name, role = %user.role, "user created");
+        }
+        UserAction::ResetPassword { name } => {
+            let change = UserChange {
+                disabled: Some(false),
+                password: Some(password),
+                ..UserChange::default()
+            };
+            services
+                .store
+                .change_user(&name, &change, &command_line())
+                .await?;
+            tracing::info!(user = %name, "password reset");
+        }
+    }
+    Ok(())
+}
+
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    let services = Services::connect(config).await?;
+    match action {
+        TokenAction::Create {
+            user,
+            name,
+            expires_in_days,
+        } => {
+            let (token, _) = services
+                .store
+                .create_token(&user, &name, expires_in_days, &command_line())
+                .await?;
+            #[allow(clippy::print_stdout)] // the token is the command's output, shown this once
+            {
+                println!("{}", token.plaintext);
+            }
+        }
+        TokenAction::Revoke { id } => {
+            services.store.revoke_token(&id, &command_line()).await?;
+            tracing::info!(token = %id, "token revoked");
+        }
+    }
+    Ok(())
+}
+
+/// `audit verify`: prints the verdict; exits 1 when the chain is broken.
+async fn verify(config: &Config, anchor: Option<String>) -> anyhow::Result<()> {
+    let anchor = anchor
+        .map(|text| {
+            Anchor::parse(&text).ok_or_else(|| {
+                anyhow::anyhow!("--anchor: expected <seq>:<hex hash>, as verify prints the head")
+            })
+        })
+        .transpose()?;
+    let services = Services::connect(config).await?;
+    let verified = services.store.verify_chain(anchor.as_ref()).await?;
+    #[allow(clippy::print_stdout)] // the verdict is the command's output
+    match (&verified.broken, &verified.head) {
+        (Some(broken), _) => {
+            println!(
+                "BROKEN at event {}: {} ({} events checked)",
+                broken.seq, broken.reason, verified.events
+            );
+            std::process::exit(1);
+        }
+        (None, Some((seq, hash))) => {
+            println!(
+                "ok: {} events; head {seq}:{}",
+                verified.events,
+                chain::hex(hash)
+            );
+        }
+        (None, None) => println!("ok: the audit log is empty"),
+    }
+    Ok(())
 }
 
 /// Changes made from the command line are recorded as made by the local operator.

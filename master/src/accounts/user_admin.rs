@@ -5,7 +5,8 @@
 //! both are checked against `users.disabled` every time.
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::{record, AccountError, UserView};
 use crate::identity::{self, Role};
@@ -34,68 +35,40 @@ impl Store {
             .map(identity::hash_password)
             .transpose()?;
         let mut tx = begin(&self.pool).await?;
-        // Admin changes are serialised, so two of them cannot each leave the other admin last.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cronfleet users'))")
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(
-            "SELECT role, disabled, created_at, created_by FROM users WHERE name = $1 FOR UPDATE",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| AccountError::NoSuchUser(name.to_owned()))?;
+        let row = lock_user(&mut tx, name).await?;
         let role = Role::parse(row.try_get("role")?)?;
         let disabled: bool = row.try_get("disabled")?;
         let new_role = change.role.unwrap_or(role);
         let new_disabled = change.disabled.unwrap_or(disabled);
         let stays_admin = new_role == Role::Admin && !new_disabled;
         if role == Role::Admin && !disabled && !stays_admin {
-            let others: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND name <> $1",
-            )
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
-            if others == 0 {
-                return Err(AccountError::LastAdmin(name.to_owned()));
-            }
+            keep_an_admin(&mut tx, name).await?;
         }
+        let mut user = Changed {
+            tx: &mut tx,
+            name,
+            meta,
+        };
         if new_role != role {
-            sqlx::query("UPDATE users SET role = $2 WHERE name = $1")
-                .bind(name)
-                .bind(new_role.as_str())
-                .execute(&mut *tx)
-                .await?;
             let payload = json!({ "before": { "role": role }, "after": { "role": new_role } });
-            record(&mut tx, ("user", name), "UserRoleChanged", payload, meta).await?;
+            user.set("role", new_role.as_str(), "UserRoleChanged", payload)
+                .await?;
         }
         if new_disabled != disabled {
-            sqlx::query("UPDATE users SET disabled = $2 WHERE name = $1")
-                .bind(name)
-                .bind(new_disabled)
-                .execute(&mut *tx)
-                .await?;
             let kind = if new_disabled {
                 "UserDisabled"
             } else {
                 "UserEnabled"
             };
             let payload = json!({ "before": { "disabled": disabled }, "after": { "disabled": new_disabled } });
-            record(&mut tx, ("user", name), kind, payload, meta).await?;
+            user.set("disabled", new_disabled, kind, payload).await?;
         }
         if let Some(hash) = &hash {
-            sqlx::query("UPDATE users SET password_hash = $2 WHERE name = $1")
-                .bind(name)
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
-            record(
-                &mut tx,
-                ("user", name),
+            user.set(
+                "password_hash",
+                hash.as_str(),
                 "UserPasswordReset",
                 json!({}),
-                meta,
             )
             .await?;
         }
@@ -113,5 +86,63 @@ impl Store {
             created_at: row.try_get("created_at")?,
             created_by: row.try_get("created_by")?,
         })
+    }
+}
+
+/// The user's row, locked for the change; admin changes are serialised, so two of them
+/// cannot each leave the other admin last.
+async fn lock_user(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<PgRow, AccountError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cronfleet users'))")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "SELECT role, disabled, created_at, created_by FROM users WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| AccountError::NoSuchUser(name.to_owned()))
+}
+
+/// Refuses a change that would leave no enabled admin but `name`.
+async fn keep_an_admin(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<(), AccountError> {
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND name <> $1",
+    )
+    .bind(name)
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 {
+        return Err(AccountError::LastAdmin(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// One user being changed in a transaction.
+struct Changed<'a, 't> {
+    tx: &'a mut Transaction<'t, Postgres>,
+    name: &'a str,
+    meta: &'a RequestMeta,
+}
+
+impl Changed<'_, '_> {
+    /// Sets `column` (one of this module's, never user input) and records `kind`.
+    async fn set<T>(
+        &mut self,
+        column: &'static str,
+        value: T,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), AccountError>
+    where
+        T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+    {
+        sqlx::query(&format!("UPDATE users SET {column} = $2 WHERE name = $1"))
+            .bind(self.name)
+            .bind(value)
+            .execute(&mut **self.tx)
+            .await?;
+        record(self.tx, ("user", self.name), kind, payload, self.meta).await?;
+        Ok(())
     }
 }

@@ -51,23 +51,7 @@ pub fn judge(record: &ExecutionRecord, spec: &JobSpec, failures: u32) -> Judgeme
         outcome
     };
     match outcome {
-        NotifyOn::Failure => {
-            let failures = failures.saturating_add(1);
-            let notify = spec
-                .notify
-                .iter()
-                .filter(|rule| {
-                    rule.on.contains(&NotifyOn::Failure) && failures >= rule.after_failures
-                })
-                .map(|rule| (rule.channel.clone(), NotifyOn::Failure))
-                .collect();
-            Judgement {
-                outcome: Some(NotifyOn::Failure),
-                failures,
-                notify,
-                chain: spec.on_failure.clone(),
-            }
-        }
+        NotifyOn::Failure => failed(spec, failures.saturating_add(1)),
         NotifyOn::Missed => Judgement {
             outcome: Some(NotifyOn::Missed),
             failures,
@@ -79,32 +63,52 @@ pub fn judge(record: &ExecutionRecord, spec: &JobSpec, failures: u32) -> Judgeme
                 .collect(),
             chain: Vec::new(),
         },
-        NotifyOn::Success | NotifyOn::Recovery => {
-            let notify = spec
-                .notify
-                .iter()
-                .filter_map(|rule| {
-                    let recovered = failures > 0 && failures >= rule.after_failures;
-                    if recovered && rule.on.contains(&NotifyOn::Recovery) {
-                        Some((rule.channel.clone(), NotifyOn::Recovery))
-                    } else if rule.on.contains(&NotifyOn::Success) {
-                        Some((rule.channel.clone(), NotifyOn::Success))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            Judgement {
-                outcome: Some(if failures > 0 {
-                    NotifyOn::Recovery
-                } else {
-                    NotifyOn::Success
-                }),
-                failures: 0,
-                notify,
-                chain: spec.on_success.clone(),
+        NotifyOn::Success | NotifyOn::Recovery => succeeded(spec, failures),
+    }
+}
+
+/// A tick that failed, the `failures`-th in a row: the rules whose threshold it reaches.
+fn failed(spec: &JobSpec, failures: u32) -> Judgement {
+    let notify = spec
+        .notify
+        .iter()
+        .filter(|rule| rule.on.contains(&NotifyOn::Failure) && failures >= rule.after_failures)
+        .map(|rule| (rule.channel.clone(), NotifyOn::Failure))
+        .collect();
+    Judgement {
+        outcome: Some(NotifyOn::Failure),
+        failures,
+        notify,
+        chain: spec.on_failure.clone(),
+    }
+}
+
+/// A tick that succeeded after `failures` in a row: a recovery for the rules that were told
+/// of them, a success for the rules that want successes.
+fn succeeded(spec: &JobSpec, failures: u32) -> Judgement {
+    let notify = spec
+        .notify
+        .iter()
+        .filter_map(|rule| {
+            let recovered = failures > 0 && failures >= rule.after_failures;
+            if recovered && rule.on.contains(&NotifyOn::Recovery) {
+                Some((rule.channel.clone(), NotifyOn::Recovery))
+            } else if rule.on.contains(&NotifyOn::Success) {
+                Some((rule.channel.clone(), NotifyOn::Success))
+            } else {
+                None
             }
-        }
+        })
+        .collect();
+    Judgement {
+        outcome: Some(if failures > 0 {
+            NotifyOn::Recovery
+        } else {
+            NotifyOn::Success
+        }),
+        failures: 0,
+        notify,
+        chain: spec.on_success.clone(),
     }
 }
 

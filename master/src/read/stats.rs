@@ -56,27 +56,53 @@ pub async fn record(
     tx: &mut Transaction<'static, Postgres>,
     records: &[&ExecutionRecord],
 ) -> Result<(), sqlx::Error> {
-    let mut by_status: HashMap<(&str, i64, &str), (i64, i64)> = HashMap::new();
-    let mut durations: HashMap<(&str, i64, i16), i64> = HashMap::new();
-    let mut minutes: HashMap<(i64, &str), i64> = HashMap::new();
-    for r in records {
-        let secs = r.start_time.div_euclid(1000);
-        let hour = secs - secs.rem_euclid(3600);
-        let duration = (r.end_time - r.start_time).max(0);
-        let slot = by_status
-            .entry((&r.job_name, hour, r.status.as_str()))
-            .or_default();
-        slot.0 += 1;
-        slot.1 += duration;
-        if ran(r.status) {
-            *durations
-                .entry((&r.job_name, hour, bucket(duration)))
+    let counts = Counts::of(records);
+    write_by_status(tx, counts.by_status).await?;
+    write_durations(tx, counts.durations).await?;
+    write_minutes(tx, counts.minutes).await
+}
+
+/// What a batch of records adds to each table: runs and total duration by job, hour and
+/// status; runs by job, hour and duration bucket; the fleet's runs by minute and status.
+#[derive(Default)]
+struct Counts<'a> {
+    by_status: HashMap<(&'a str, i64, &'a str), (i64, i64)>,
+    durations: HashMap<(&'a str, i64, i16), i64>,
+    minutes: HashMap<(i64, &'a str), i64>,
+}
+
+impl<'a> Counts<'a> {
+    fn of(records: &[&'a ExecutionRecord]) -> Self {
+        let mut counts = Self::default();
+        for r in records {
+            let secs = r.start_time.div_euclid(1000);
+            let hour = secs - secs.rem_euclid(3600);
+            let duration = (r.end_time - r.start_time).max(0);
+            let slot = counts
+                .by_status
+                .entry((&r.job_name, hour, r.status.as_str()))
+                .or_default();
+            slot.0 += 1;
+            slot.1 += duration;
+            if ran(r.status) {
+                *counts
+                    .durations
+                    .entry((&r.job_name, hour, bucket(duration)))
+                    .or_default() += 1;
+            }
+            *counts
+                .minutes
+                .entry((secs.div_euclid(60), r.status.as_str()))
                 .or_default() += 1;
         }
-        *minutes
-            .entry((secs.div_euclid(60), r.status.as_str()))
-            .or_default() += 1;
+        counts
     }
+}
+
+async fn write_by_status(
+    tx: &mut Transaction<'static, Postgres>,
+    by_status: HashMap<(&str, i64, &str), (i64, i64)>,
+) -> Result<(), sqlx::Error> {
     let (mut jobs, mut hours, mut statuses, mut runs, mut total) =
         (vec![], vec![], vec![], vec![], vec![]);
     for ((job, hour, status), (n, ms)) in by_status {
@@ -100,6 +126,13 @@ pub async fn record(
     .bind(&total)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+async fn write_durations(
+    tx: &mut Transaction<'static, Postgres>,
+    durations: HashMap<(&str, i64, i16), i64>,
+) -> Result<(), sqlx::Error> {
     let (mut jobs, mut hours, mut buckets, mut runs) = (vec![], vec![], vec![], vec![]);
     for ((job, hour, b), n) in durations {
         jobs.push(job);
@@ -119,6 +152,13 @@ pub async fn record(
     .bind(&runs)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+async fn write_minutes(
+    tx: &mut Transaction<'static, Postgres>,
+    minutes: HashMap<(i64, &str), i64>,
+) -> Result<(), sqlx::Error> {
     let (mut at, mut statuses, mut runs) = (vec![], vec![], vec![]);
     for ((minute, status), n) in minutes {
         at.push(minute);
@@ -209,17 +249,7 @@ pub async fn job(
             .map(|t| t.date_naive())
             .unwrap_or_default()
     };
-    let today = tz.from_utc_datetime(&now.naive_utc()).date_naive();
-    let mut daily: Vec<Day> = (0..CHART_DAYS)
-        .rev()
-        .filter_map(|back| today.checked_sub_days(chrono::Days::new(back as u64)))
-        .map(|date| Day {
-            date,
-            succeeded: 0,
-            failed: 0,
-            other: 0,
-        })
-        .collect();
+    let mut daily = chart_days(now, tz);
     let (mut day_window, mut week_window) = (Window::default(), Window::default());
     for row in &rows {
         let hour: i64 = row.get("hour");
@@ -242,18 +272,7 @@ pub async fn job(
     }
     for (window, span) in [(&mut day_window, 86_400), (&mut week_window, 7 * 86_400)] {
         window.success_rate = success_rate(&window.by_status);
-        let histogram = sqlx::query(
-            "SELECT bucket, sum(runs)::bigint AS runs FROM run_durations
-             WHERE job_name = $1 AND hour > $2 GROUP BY bucket",
-        )
-        .bind(job)
-        .bind(now_secs - span)
-        .fetch_all(pool)
-        .await?;
-        let histogram: BTreeMap<i16, i64> = histogram
-            .iter()
-            .map(|row| (row.get("bucket"), row.get("runs")))
-            .collect();
+        let histogram = durations(pool, job, now_secs - span).await?;
         window.p50_ms = percentile(&histogram, 0.50);
         window.p95_ms = percentile(&histogram, 0.95);
     }
@@ -262,6 +281,41 @@ pub async fn job(
         last_7d: week_window,
         daily,
     })
+}
+
+/// The chart's days, oldest first, ending today in `tz`, all at zero.
+fn chart_days(now: DateTime<Utc>, tz: Tz) -> Vec<Day> {
+    let today = tz.from_utc_datetime(&now.naive_utc()).date_naive();
+    (0..CHART_DAYS)
+        .rev()
+        .filter_map(|back| today.checked_sub_days(chrono::Days::new(back as u64)))
+        .map(|date| Day {
+            date,
+            succeeded: 0,
+            failed: 0,
+            other: 0,
+        })
+        .collect()
+}
+
+/// A job's runs by duration bucket over the hours after `after_secs`.
+async fn durations(
+    pool: &PgPool,
+    job: &str,
+    after_secs: i64,
+) -> Result<BTreeMap<i16, i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT bucket, sum(runs)::bigint AS runs FROM run_durations
+         WHERE job_name = $1 AND hour > $2 GROUP BY bucket",
+    )
+    .bind(job)
+    .bind(after_secs)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get("bucket"), row.get("runs")))
+        .collect())
 }
 
 fn success_rate(by_status: &BTreeMap<String, i64>) -> Option<f64> {

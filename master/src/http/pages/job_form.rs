@@ -117,16 +117,12 @@ impl JobForm {
             ("timeoutSecs", &self.timeout_secs),
             ("startingDeadlineSecs", &self.starting_deadline_secs),
         ] {
-            if !text.trim().is_empty() {
-                match text.trim().parse::<u64>() {
-                    Ok(secs) => {
-                        body.insert(field.into(), json!(secs));
-                    }
-                    Err(_) => errors.push((
-                        field.to_owned(),
-                        format!("{field}: must be a whole number of seconds"),
-                    )),
+            match whole_number(text, field, "a whole number of seconds") {
+                Ok(Some(secs)) => {
+                    body.insert(field.into(), json!(secs));
                 }
+                Ok(None) => {}
+                Err(error) => errors.push(error),
             }
         }
         if !self.concurrency.is_empty() {
@@ -136,35 +132,21 @@ impl JobForm {
             body.insert("shell".into(), json!(self.shell.trim()));
         }
         body.insert("description".into(), json!(self.description));
-        let mut env = Map::new();
-        for line in self.env.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            match line.split_once('=') {
-                Some((name, value)) => {
-                    env.insert(name.trim().to_owned(), json!(value));
-                }
-                None => errors.push(("env".into(), format!("env: {line:?} is not NAME=value"))),
-            }
-        }
+        let (env, env_errors) = env_lines(&self.env);
+        errors.extend(env_errors);
         body.insert("env".into(), Value::Object(env));
         body.insert("paused".into(), json!(paused));
         let mut retention = Map::new();
-        for (field, name, text) in [
-            ("retention.days", "days", &self.retention_days),
-            (
-                "retention.maxRecords",
-                "maxRecords",
-                &self.retention_max_records,
-            ),
+        for (name, text) in [
+            ("days", &self.retention_days),
+            ("maxRecords", &self.retention_max_records),
         ] {
-            if !text.trim().is_empty() {
-                match text.trim().parse::<u64>() {
-                    Ok(n) => {
-                        retention.insert(name.into(), json!(n));
-                    }
-                    Err(_) => {
-                        errors.push((field.to_owned(), format!("{field}: must be a whole number")));
-                    }
+            match whole_number(text, &format!("retention.{name}"), "a whole number") {
+                Ok(Some(n)) => {
+                    retention.insert(name.into(), json!(n));
                 }
+                Ok(None) => {}
+                Err(error) => errors.push(error),
             }
         }
         if !retention.is_empty() {
@@ -174,6 +156,32 @@ impl JobForm {
         errors.extend(self.outcomes.fill(&mut body).err());
         form_check::checked(body, errors)
     }
+}
+
+/// A number input: empty is `None`; anything but a whole number is an error for `field`.
+fn whole_number(text: &str, field: &str, what: &str) -> Result<Option<u64>, FormError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| (field.to_owned(), format!("{field}: must be {what}")))
+}
+
+/// `NAME=value` lines as an object, and an error for each line that is not one.
+fn env_lines(text: &str) -> (Map<String, Value>, Vec<FormError>) {
+    let mut env = Map::new();
+    let mut errors = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once('=') {
+            Some((name, value)) => {
+                env.insert(name.trim().to_owned(), json!(value));
+            }
+            None => errors.push(("env".into(), format!("env: {line:?} is not NAME=value"))),
+        }
+    }
+    (env, errors)
 }
 
 #[derive(Template)]

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::Extension;
 use chrono::Utc;
 use cronfleet_common::values::Registration;
-use cronfleet_common::{JobSpec, NotifyRule, Retention};
+use cronfleet_common::{JobName, JobSpec, NotifyRule, Retention};
 
 use super::audit::ChangeView;
 use super::deliveries::{DeliveryRow, RECENT_DELIVERIES};
@@ -197,6 +197,39 @@ fn unmatched_selector(spec: &JobSpec, workers: &[Registration]) -> Option<String
     (!selector.is_empty() && !matched).then(|| selector.describe())
 }
 
+/// `?runs=`: where the page of runs starts; none for the newest.
+fn runs_cursor(text: Option<&str>) -> Result<Option<RunCursor>, HttpError> {
+    match text.filter(|c| !c.is_empty()) {
+        Some(text) => RunCursor::parse(text).map(Some).ok_or_else(|| {
+            HttpError::query(cronfleet_common::FieldError::new(
+                "runs",
+                "not a position in this job's runs",
+            ))
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The job's last 20 changes, newest first, their times in `tz`.
+async fn history(
+    state: &AppState,
+    name: &JobName,
+    tz: chrono_tz::Tz,
+) -> Result<Vec<ChangeView>, HttpError> {
+    let filter = EventFilter {
+        job: Some(name.to_string()),
+        limit: 20,
+        ..EventFilter::default()
+    };
+    Ok(state
+        .reads
+        .events(&filter)
+        .await?
+        .into_iter()
+        .map(|event| change_view(event, tz))
+        .collect())
+}
+
 pub(super) async fn detail(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
@@ -205,15 +238,7 @@ pub(super) async fn detail(
 ) -> Result<Response, HttpError> {
     let nav = Nav::new(&session, query.done.as_deref());
     let name = parse_name(&name)?;
-    let cursor = match query.runs.as_deref().filter(|c| !c.is_empty()) {
-        Some(text) => Some(RunCursor::parse(text).ok_or_else(|| {
-            HttpError::query(cronfleet_common::FieldError::new(
-                "runs",
-                "not a position in this job's runs",
-            ))
-        })?),
-        None => None,
-    };
+    let cursor = runs_cursor(query.runs.as_deref())?;
     let row = state.store.job(&name).await?.ok_or_else(no_such_job)?;
     let (records, fleet, running) = tokio::try_join!(
         state.reads.executions(&name, cursor.as_ref(), RECENT_RUNS),
@@ -231,18 +256,7 @@ pub(super) async fn detail(
         state.store.upstream(&name),
         state.store.deliveries(&filter, RECENT_DELIVERIES)
     )?;
-    let filter = EventFilter {
-        job: Some(name.to_string()),
-        limit: 20,
-        ..EventFilter::default()
-    };
-    let history: Vec<ChangeView> = state
-        .reads
-        .events(&filter)
-        .await?
-        .into_iter()
-        .map(|event| change_view(event, row.spec.timezone))
-        .collect();
+    let history = history(&state, &name, row.spec.timezone).await?;
     let changed_outside = history
         .first()
         .filter(|change| change.kind == "JobChangedOutsideMaster")
