@@ -1,4 +1,5 @@
-//! `cronfleet jobs …`: list, show, create, edit in an editor, delete, run, kill, pause, resume.
+//! `cronfleet jobs …`: list, show (now, at a version, at a moment), create, edit in an editor,
+//! revert to a version, delete, run, kill, pause, resume.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -51,9 +52,34 @@ pub async fn run(client: &Client, command: JobsCommand, format: Format) -> Resul
                 )
             })
         }
-        JobsCommand::Get { name } => {
-            let job = client.get(&job_path(&name)).await?;
+        JobsCommand::Get {
+            name,
+            version,
+            as_of,
+        } => {
+            let path = match (version, as_of) {
+                (Some(version), _) => format!("{}/versions/{version}", job_path(&name)),
+                (None, Some(at)) => format!("{}?asOf={}", job_path(&name), encode(&at)),
+                (None, None) => job_path(&name),
+            };
+            let job = client.get(&path).await?;
             show(&job, format, |j| table(&HEADERS, &[job_row(j)]))
+        }
+        JobsCommand::Revert { name, to } => {
+            let current = client
+                .call(Method::GET, &job_path(&name), None, None)
+                .await?;
+            let body = json!({ "toVersion": to });
+            let path = format!("{}/revert", job_path(&name));
+            let answer = client
+                .call(Method::POST, &path, Some(&body), current.version)
+                .await?;
+            show(&answer.body, format, |j| {
+                format!(
+                    "reverted {name} to version {to}'s spec (now version {})",
+                    cell(&j["version"])
+                )
+            })
         }
         JobsCommand::Create { file } => {
             let text = read_source(&file)?;

@@ -43,7 +43,8 @@ pub struct Cli {
 enum Command {
     /// Check the URL and token against the master and keep them (mode 0600) for later calls.
     Login,
-    /// Jobs: list, show, create, edit, delete, run, kill, pause, resume.
+    /// Jobs: list, show (now or as they were), create, edit, revert, delete, run, kill, pause,
+    /// resume.
     #[command(subcommand)]
     Jobs(JobsCommand),
     /// Execution records and runs in progress.
@@ -74,8 +75,22 @@ enum JobsCommand {
         #[arg(long)]
         status: Option<String>,
     },
+    /// The job now, or as it was at a version or a moment.
     Get {
         name: String,
+        /// A version it had (its ETag then).
+        #[arg(long, conflicts_with = "as_of")]
+        version: Option<i64>,
+        /// An RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Give the job back the spec of a past version, as an update of the version it has now.
+    Revert {
+        name: String,
+        /// The version to go back to.
+        #[arg(long)]
+        to: i64,
     },
     /// Create a job from a YAML or JSON spec file (`-` for stdin).
     Create {

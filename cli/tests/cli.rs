@@ -264,6 +264,31 @@ async fn apply_plans_applies_prunes_and_reports_a_concurrent_change() {
         "{again}"
     );
 
+    // Back in time: the job as it was, and a revert to that version in one command.
+    let first = master
+        .json(&["jobs", "get", "report", "--version", "1"])
+        .await;
+    assert_eq!(first["command"], "make report");
+    let last = master.file("final.yaml", &JOBS.replace("make report", "make final"));
+    master.ok(&["apply", "-f", &last]).await;
+    let now = master.json(&["jobs", "get", "report"]).await;
+    assert_eq!(now["command"], "make final");
+    let reverted = master.ok(&["jobs", "revert", "report", "--to", "1"]).await;
+    assert!(
+        reverted.starts_with("reverted report to version 1's spec"),
+        "{reverted}"
+    );
+    let after = master.json(&["jobs", "get", "report"]).await;
+    assert_eq!(after["command"], "make report");
+    assert_eq!(
+        after["version"].as_i64(),
+        now["version"].as_i64().map(|v| v + 1)
+    );
+    let before = master
+        .run(&["jobs", "get", "report", "--as-of", "2000-01-01T00:00:00Z"])
+        .await;
+    assert_eq!(before.status.code(), Some(3), "the job did not exist then");
+
     let stale = master.run(&["jobs", "get", "no-such-job"]).await;
     assert_eq!(stale.status.code(), Some(3));
     let bad = master.file(
