@@ -302,6 +302,21 @@ async fn apply_plans_applies_prunes_and_reports_a_concurrent_change() {
         "checked before anything is sent"
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("job x: cronExpr:"));
+
+    // --prune for real: what the file leaves out is deleted, what it names is kept.
+    let backup_only = master.file(
+        "backup-only.yaml",
+        &JOBS[..JOBS.find("  - name: report").unwrap()],
+    );
+    let pruned = master.ok(&["apply", "-f", &backup_only, "--prune"]).await;
+    assert!(pruned.contains("deleted report"), "{pruned}");
+    let names: Vec<Value> = master.json(&["jobs", "list"]).await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("backup")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
