@@ -79,8 +79,6 @@ async fn burst(workers: &[&str]) -> (Vec<ExecutionRecord>, Vec<String>) {
             .put_job(json!({"name": job(i), "command": "sleep 0.2", "cronExpr": "*/2 * * * * *"}))
             .await;
     }
-    // A round that fell due while the jobs were being written has only some of them.
-    let loaded_at = chrono::Utc::now().timestamp_millis();
     // Four complete rounds, every job recorded in each.
     wait_until(Duration::from_secs(30), "four complete rounds", || async {
         let records = all_records(&fleet).await;
@@ -91,6 +89,14 @@ async fn burst(workers: &[&str]) -> (Vec<ExecutionRecord>, Vec<String>) {
             >= 4
     })
     .await;
+    // A round that fell due before the workers had read every job from their watch has only
+    // some of them; from the first round the fleet ran in full on, every round must be full.
+    let records = all_records(&fleet).await;
+    let loaded_at = by_tick(&records)
+        .iter()
+        .find(|(_, tick)| tick.len() >= JOBS)
+        .map(|(planned, _)| planned - 1)
+        .unwrap();
     let paused_at = chrono::Utc::now().timestamp_millis();
     for i in 0..JOBS {
         fleet
