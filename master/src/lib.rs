@@ -83,10 +83,8 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
-    /// Connects and applies pending migrations.
-    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
-        let keys = Keys::new(&config.etcd.etcd_prefix)
-            .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
+    /// The store alone (PostgreSQL, migrated), for commands that need nothing else.
+    pub async fn store(config: &Config) -> anyhow::Result<Store> {
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
             .acquire_timeout(DEPENDENCY_TIMEOUT)
@@ -99,6 +97,15 @@ impl Services {
                 )
             })?;
         MIGRATOR.run(&pool).await.context("applying migrations")?;
+        Ok(Store { pool })
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.etcd.etcd_prefix)
+            .map_err(|e| anyhow::anyhow!("--etcd-prefix: {}", e.reason))?;
+        let store = Self::store(config).await?;
+        let pool = store.pool.clone();
         tokio::task::spawn_blocking(identity::prepare_decoy)
             .await
             .context("preparing the sign-in decoy")?;

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
             app.run(shutdown_on_signal()?).await
         }
         Action::Migrate => {
-            Services::connect(config).await?;
+            Services::store(config).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -106,8 +106,8 @@ async fn verify(config: &Config, anchor: Option<String>) -> anyhow::Result<()> {
             })
         })
         .transpose()?;
-    let services = Services::connect(config).await?;
-    let verified = services.store.verify_chain(anchor.as_ref()).await?;
+    let store = Services::store(config).await?;
+    let verified = store.verify_chain(anchor.as_ref()).await?;
     #[allow(clippy::print_stdout)] // the verdict is the command's output
     match (&verified.broken, &verified.head) {
         (Some(broken), _) => {
