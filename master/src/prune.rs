@@ -1,6 +1,7 @@
 //! Retention: deletes execution records older than their job keeps them, or beyond the newest
-//! so many. Run by the elected notifier (one master at a time), a pass right after it is
-//! elected and then every [`RetentionArgs::retention_every_secs`].
+//! so many. Run by the elected notifier (one master at a time): a pass every
+//! [`RetentionArgs::retention_every_secs`] while it leads, the first one period after it is
+//! elected.
 //!
 //! A pass reads the live jobs from the read model and deletes, each by a plain query the
 //! `(jobName, startTime)` and `startTime` indexes bound:
@@ -86,6 +87,9 @@ impl Pruner {
     /// the next one tries again.
     pub async fn run(&self) {
         loop {
+            // A pass a period after election, not at once: a master that starts (or a
+            // notifier that takes over) first catches up on records, then deletes.
+            tokio::time::sleep(self.every).await;
             let now_ms = chrono::Utc::now().timestamp_millis();
             match self.prune(now_ms).await {
                 Ok(pruned) if pruned != Pruned::default() => tracing::info!(
@@ -96,7 +100,6 @@ impl Pruner {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention pass failed; trying again later"),
             }
-            tokio::time::sleep(self.every).await;
         }
     }
 
