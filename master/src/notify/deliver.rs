@@ -2,11 +2,13 @@
 //! (its next try pushed [`LEASE`] ahead) before it is sent, so a notifier that dies mid-send
 //! leaves it to be sent again; every try is logged in `delivery_attempts`; a failed one is
 //! tried again after an exponential backoff (1 s doubling, at most [`MAX_BACKOFF`], ±20 %)
-//! until [`GIVE_UP_AFTER`] has passed since it was queued.
+//! until [`GIVE_UP_AFTER`] has passed since it was queued. Up to [`IN_FLIGHT`] tries run at
+//! once and each is settled the moment it ends, so a receiver that hangs until the timeout
+//! holds up its own deliveries only.
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use sqlx::Row;
 
@@ -18,10 +20,11 @@ use super::NotifyError;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Deliveries sent at once.
-const BATCH: i64 = 32;
-/// How long a leased delivery is left alone.
-const LEASE: Duration = Duration::from_secs(60);
+/// Tries in flight at once.
+const IN_FLIGHT: usize = 32;
+/// How long a leased delivery is left alone: longer than a try can take (a webhook gives up
+/// after 10 s, mail after 15 s), so only a notifier that died mid-try leaves one to the lease.
+const LEASE: Duration = Duration::from_secs(30);
 /// The longest wait between two tries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After this long, a delivery that never went through is marked failed.
@@ -46,8 +49,30 @@ struct Due {
 }
 
 impl Sender {
-    /// Sends the deliveries that are due; returns how many were tried.
-    pub async fn send_due(&self) -> Result<usize, NotifyError> {
+    /// Sends due deliveries until dropped, looking for more every `poll` while there is room.
+    pub async fn run(&self, poll: Duration) {
+        let mut in_flight = FuturesUnordered::new();
+        let mut ticks = tokio::time::interval(poll);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                _ = ticks.tick() => {
+                    let room = IN_FLIGHT - in_flight.len();
+                    if room == 0 {
+                        continue;
+                    }
+                    match self.lease_due(room).await {
+                        Ok(due) => in_flight.extend(due.into_iter().map(|due| self.deliver(due))),
+                        Err(e) => tracing::warn!(error = %e, "notifier could not read due deliveries; reading again"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to `room` due deliveries, each leased for one try.
+    async fn lease_due(&self, room: usize) -> Result<Vec<Due>, NotifyError> {
         let rows = sqlx::query(
             "UPDATE deliveries SET next_at = now() + make_interval(secs => $2), attempts = attempts + 1
              WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_at <= now()
@@ -55,7 +80,7 @@ impl Sender {
              RETURNING id, run_id, channel, outcome, payload, attempts,
                        created_at < now() - make_interval(secs => $3) AS expired",
         )
-        .bind(BATCH)
+        .bind(i64::try_from(room).unwrap_or(i64::MAX))
         .bind(LEASE.as_secs_f64())
         .bind(GIVE_UP_AFTER.as_secs_f64())
         .fetch_all(&self.store.pool)
@@ -74,12 +99,15 @@ impl Sender {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let tried = due.len();
-        let results = join_all(due.iter().map(|delivery| self.try_one(delivery))).await;
-        for (delivery, result) in due.iter().zip(results) {
-            self.settle(delivery, result).await?;
+        Ok(due)
+    }
+
+    /// One try of `due`, settled; a try that cannot be settled is left to its lease.
+    async fn deliver(&self, due: Due) {
+        let result = self.try_one(&due).await;
+        if let Err(e) = self.settle(&due, result).await {
+            tracing::warn!(delivery = due.id, error = %e, "could not record a delivery try; it is tried again when its lease ends");
         }
-        Ok(tried)
     }
 
     /// One try: the answer, or the error and whether trying again is pointless.

@@ -37,7 +37,9 @@ const NOTIFIER_LOCK: i64 = 0x6e6f_7469_6669_6572;
 /// How often the notifier reads new records and sends due deliveries.
 const POLL: Duration = Duration::from_millis(500);
 /// How long the lock's connection may take to answer before this master steps down.
-const ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Generous: correctness does not rest on the lock, and a leader that steps down under a
+/// moment's load cuts its tries short.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a master that is not the notifier tries to become it.
 const CAMPAIGN: Duration = Duration::from_secs(2);
 
@@ -154,18 +156,10 @@ impl Notifier {
                 tokio::time::sleep(POLL).await;
             }
         };
-        let sending = async {
-            loop {
-                if let Err(e) = sender.send_due().await {
-                    tracing::warn!(error = %e, "notifier send failed; sending again");
-                }
-                tokio::time::sleep(POLL).await;
-            }
-        };
         tokio::select! {
             result = holding => result,
             () = reading => Ok(()),
-            () = sending => Ok(()),
+            () = sender.run(POLL) => Ok(()),
             () = self.pruner.run() => Ok(()),
         }
     }
