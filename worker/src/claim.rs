@@ -222,7 +222,9 @@ impl Claimer {
         txn: Txn,
     ) -> Result<Answer, etcd_client::Error> {
         let sent = std::time::Instant::now();
+        let in_flight = self.metrics.txn_sent();
         let answer = self.etcd.send(job, txn).await;
+        drop(in_flight);
         match answer {
             Ok(_) => self.metrics.claim_answered(sent.elapsed()),
             Err(_) => self.metrics.txn(TxnResult::Failed),

@@ -57,8 +57,20 @@ pub struct Metrics {
     duration_sum_micros: AtomicU64,
     /// Moving average of how long etcd takes to answer a claim txn, in microseconds.
     claim_latency_micros: AtomicU64,
+    /// Txns this worker has sent and etcd has not answered yet.
+    txns_in_flight: AtomicUsize,
     /// How far the fleet's clock is from this worker's, in milliseconds.
     clock_offset_ms: AtomicI64,
+}
+
+/// A txn counted in flight; counted out when dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -88,6 +100,17 @@ impl Metrics {
                 })
             },
         );
+    }
+
+    /// Counts a txn out until the returned guard is dropped (answered or given up).
+    pub fn txn_sent(&self) -> InFlight<'_> {
+        self.txns_in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.txns_in_flight)
+    }
+
+    /// Txns this worker has sent and etcd has not answered yet.
+    pub fn txns_in_flight(&self) -> usize {
+        self.txns_in_flight.load(Ordering::Relaxed)
     }
 
     /// The moving average of claim txn round trips.
@@ -156,6 +179,12 @@ impl Metrics {
             "gauge",
             "Slots held by runs and by claims about to start one.",
             &[(String::new(), slots.saturating_sub(free) as f64)],
+        );
+        metric(
+            "cronfleet_worker_txns_in_flight",
+            "gauge",
+            "Claim, skip, miss and release txns sent and not answered yet.",
+            &[(String::new(), self.txns_in_flight() as f64)],
         );
         metric(
             "cronfleet_worker_queue_depth",
@@ -394,6 +423,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_txn_counts_in_flight_until_its_guard_is_dropped() {
+        let metrics = Metrics::default();
+        let first = metrics.txn_sent();
+        let second = metrics.txn_sent();
+        assert_eq!(metrics.txns_in_flight(), 2);
+        drop(first);
+        assert_eq!(metrics.txns_in_flight(), 1);
+        drop(second);
+        assert_eq!(metrics.txns_in_flight(), 0);
     }
 
     #[test]

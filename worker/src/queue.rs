@@ -131,6 +131,14 @@ impl Queue {
         }
     }
 
+    /// The tick [`Queue::pop_ready`] would take at `now`.
+    pub fn peek_ready(&self, now: DateTime<Utc>) -> Option<&Pending> {
+        self.ready
+            .iter()
+            .filter_map(|(_, _, key)| self.entries.get(key))
+            .find(|pending| pending.deadline.is_none_or(|deadline| deadline > now))
+    }
+
     /// Takes the eligible tick with the oldest planned time that may still start at `now`.
     /// Ticks past their deadline stay only until they expire.
     pub fn pop_ready(&mut self, now: DateTime<Utc>) -> Option<Pending> {
@@ -282,6 +290,20 @@ mod tests {
             .map(|p| p.spec.name.to_string())
             .collect();
         assert_eq!(names, ["d", "b", "c", "a"]);
+    }
+
+    #[test]
+    fn the_next_tick_to_start_can_be_looked_at_and_stays_first() {
+        let mut queue = Queue::default();
+        queue.push(tick("a", 0, 0));
+        queue.push(tick("b", 5, 0));
+        queue.promote(at(0));
+        // "a" is past its deadline at 10: "b" is the one a slot would go to.
+        assert_eq!(queue.peek_ready(at(10)).unwrap().spec.name.as_str(), "b");
+        assert_eq!(queue.peek_ready(at(0)).unwrap().spec.name.as_str(), "a");
+        assert_eq!(queue.pop_ready(at(0)).unwrap().spec.name.as_str(), "a");
+        assert_eq!(queue.peek_ready(at(0)).unwrap().spec.name.as_str(), "b");
+        assert_eq!(queue.len(), 1);
     }
 
     #[test]

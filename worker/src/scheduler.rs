@@ -26,7 +26,7 @@ use crate::rendezvous::Peers;
 use crate::skew::{ClockCheck, Verdict};
 use crate::slot::Slot;
 use crate::tick::{self, Context, Source, CLAIM_LEAD};
-use crate::turn::{self, last_tick_by, Turn};
+use crate::turn::{self, last_tick_by, Turn, MAX_HANDOFF};
 use crate::watcher::Change;
 use cronfleet_common::values::Chain;
 
@@ -38,7 +38,10 @@ struct Entry {
     next: Option<DateTime<Utc>>,
 }
 
-/// Who runs a tick, as this worker sees the fleet.
+/// How soon a dispatch that held a handed-off tick back looks again.
+const HELD_BACK_RECHECK: TimeDelta = TimeDelta::milliseconds(10);
+
+// Who runs a tick, as this worker sees the fleet.
 enum Placement {
     /// This worker may, at this rank in the tick's order.
     Mine(i32),
@@ -68,6 +71,9 @@ pub struct Scheduler {
     /// Why this worker does not claim now, as this dispatcher last looked.
     holds: watch::Receiver<BTreeSet<Hold>>,
     clock_check: ClockCheck,
+    /// Whether the last dispatch held back a tick handed off to this worker while its own
+    /// txns were still out (see [`Scheduler::racing`]).
+    held_back: bool,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -85,6 +91,7 @@ impl Scheduler {
             lease: context.lease.clone(),
             holds: context.holds.subscribe(),
             clock_check: ClockCheck::new(context.max_clock_skew_ms),
+            held_back: false,
             context,
             slots,
             tasks,
@@ -102,10 +109,13 @@ impl Scheduler {
     pub async fn run(mut self, mut changes: mpsc::Receiver<Change>, shutdown: CancellationToken) {
         loop {
             let fire = self.plan.first().map(|(at, _)| *at - CLAIM_LEAD);
-            let wake = match (fire, self.queue.next_wake()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let recheck = self
+                .held_back
+                .then(|| self.context.clock.now() + HELD_BACK_RECHECK);
+            let wake = [fire, self.queue.next_wake(), recheck]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = wake.map(|at| self.context.clock.until(at));
             let freed = Arc::clone(&self.freed);
             // A clone has seen what `self.lease` has seen, so it wakes only for a newer lease.
@@ -241,7 +251,16 @@ impl Scheduler {
         let blocked = holds.contains(&Hold::RecordsBlocked);
         let clock_held = holds.contains(&Hold::ClockSkew);
         let held = blocked || clock_held;
+        self.held_back = false;
         while session && !blocked && self.queue.has_ready() {
+            if self
+                .queue
+                .peek_ready(now)
+                .is_some_and(|pending| self.racing(pending, now))
+            {
+                self.held_back = true;
+                break;
+            }
             let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 break;
             };
@@ -290,6 +309,18 @@ impl Scheduler {
             self.miss(expired, reason);
         }
         self.context.metrics.set_queue_depth(self.queue.len());
+    }
+
+    /// Whether trying `pending` now would race the worker it was handed off from: this worker
+    /// is not first in its order and still waits for etcd to answer txns of its own. Under a
+    /// burst every worker's claims queue up in etcd together; until this worker's are answered,
+    /// the first worker's are most likely still on their way too, and a hand-off timed by
+    /// calmer answers would only send a losing txn — or win one the first worker had set up
+    /// to start at once. Held back at most [`MAX_HANDOFF`] past its turn.
+    fn racing(&self, pending: &Pending, now: DateTime<Utc>) -> bool {
+        pending.rank > 0
+            && self.context.metrics.txns_in_flight() > 0
+            && now < pending.try_at + MAX_HANDOFF
     }
 
     /// Holds scheduled claims while this worker's clock is off the fleet's (or not checked

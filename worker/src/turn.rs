@@ -18,7 +18,7 @@ use crate::tick::CLAIM_LEAD;
 /// The shortest hand-off between one worker's turn and the next one's.
 pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
 /// The longest hand-off, however slow etcd is.
-const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
+pub const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
 /// How much later each next worker gives a tick up as missed.
 pub const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 
