@@ -55,6 +55,8 @@ pub enum NotifyError {
     Read(#[from] crate::read::ReadError),
     #[error("the connection holding the notifier lock stopped answering")]
     LockLost,
+    #[error("MongoDB did not answer a read within {0:?}")]
+    ReadTimeout(Duration),
 }
 
 /// The notifier of one master: campaigns, and reads, delivers and prunes while it leads.

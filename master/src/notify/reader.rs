@@ -10,6 +10,7 @@
 //! clock behind), so every [`SWEEP_EVERY`] the reader goes over the last lookback window again.
 
 use std::collections::HashMap;
+use std::future::IntoFuture as _;
 use std::time::{Duration, Instant};
 
 use cronfleet_common::{ExecutionRecord, JobName, JobSpec, NotifyOn};
@@ -35,6 +36,13 @@ const FUTURE_MARGIN_SECS: i64 = 60;
 const DELIVERY_RETENTION_DAYS: i32 = 30;
 /// How often the last lookback window is read again.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How long one MongoDB read may take. The driver waits for an answer as long as the
+/// connection stays open, so a server that never answers one request would stop the notifier
+/// for good; given up, the read is tried again at the next poll on another connection.
+const MONGO_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long making sure of the indexes may take. A server that takes longer goes on building
+/// them; this leadership reads without waiting for them.
+const INDEX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The notifier's reading position and what it needs to act.
 #[derive(Debug)]
@@ -93,10 +101,14 @@ impl Reader {
     /// landed behind it); returns how many were new.
     pub async fn poll(&mut self) -> Result<usize, NotifyError> {
         if !self.indexed {
-            match indexes::ensure(&self.log).await {
-                Ok(()) => self.indexed = true,
-                Err(e) => {
+            match tokio::time::timeout(INDEX_TIMEOUT, indexes::ensure(&self.log)).await {
+                Ok(Ok(())) => self.indexed = true,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "could not create the indexes the notifier reads by; reading without them")
+                }
+                Err(_) => {
+                    self.indexed = true;
+                    tracing::warn!("the indexes the notifier reads by are still being built; reading without them meanwhile");
                 }
             }
         }
@@ -122,7 +134,7 @@ impl Reader {
             self.unfilled = true;
         }
         if self.unfilled {
-            let filled = last_runs::fill(&self.store.pool, &self.log).await?;
+            let filled = bounded(last_runs::fill(&self.store.pool, &self.log)).await??;
             self.unfilled = filled >= last_runs::FILL_BATCH;
         }
         self.update_lag();
@@ -154,15 +166,17 @@ impl Reader {
     /// Up to [`BATCH`] records after `after`, without their output; the last `_id` read
     /// (decodable or not) and whether the batch was full.
     async fn batch(&self, after: ObjectId) -> Result<Batch, NotifyError> {
-        let found: Vec<RawDocumentBuf> = self
-            .log
-            .find(doc! {"_id": {"$gt": after}})
-            .sort(doc! {"_id": 1})
-            .limit(BATCH)
-            .projection(doc! {"output": 0})
-            .await?
-            .try_collect()
-            .await?;
+        let find = async {
+            self.log
+                .find(doc! {"_id": {"$gt": after}})
+                .sort(doc! {"_id": 1})
+                .limit(BATCH)
+                .projection(doc! {"output": 0})
+                .await?
+                .try_collect::<Vec<RawDocumentBuf>>()
+                .await
+        };
+        let found = bounded(find).await??;
         let last = found
             .iter()
             .rev()
@@ -304,11 +318,13 @@ impl Reader {
 
     /// The output of one run, which the batch read left out.
     async fn output_of(&self, run_id: &str) -> Result<String, NotifyError> {
-        let found = self
-            .log
-            .find_one(doc! {"runId": run_id})
-            .projection(doc! {"output": 1})
-            .await?;
+        let found = bounded(
+            self.log
+                .find_one(doc! {"runId": run_id})
+                .projection(doc! {"output": 1})
+                .into_future(),
+        )
+        .await??;
         Ok(found
             .and_then(|raw| raw.get_str("output").ok().map(str::to_owned))
             .unwrap_or_default())
@@ -422,4 +438,11 @@ async fn run_chained(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `read`, given up after [`MONGO_READ_TIMEOUT`].
+async fn bounded<T>(read: impl std::future::Future<Output = T>) -> Result<T, NotifyError> {
+    tokio::time::timeout(MONGO_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| NotifyError::ReadTimeout(MONGO_READ_TIMEOUT))
 }

@@ -16,6 +16,22 @@ use etcd_client::GetOptions;
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// The master's log lines go to the output of the test whose threads wrote them, which the
+/// harness prints when the test fails.
+fn log_to_the_test_output() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cronfleet_master=info"));
+        // Another subscriber set first (none is) would keep its place.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 pub struct Master {
     pub env: TestEnv,
     pub services: Services,
@@ -42,6 +58,7 @@ impl Master {
 
     /// A master on `env`, which a test may point at services of its own.
     pub async fn with_env(env: TestEnv) -> Self {
+        log_to_the_test_output();
         let services = Services::connect(&Self::config(&env)).await.unwrap();
         let router = cronfleet_master::http::router(services.app_state());
         let mut tokens = BTreeMap::new();
