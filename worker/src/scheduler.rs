@@ -26,7 +26,7 @@ use crate::rendezvous::Peers;
 use crate::skew::{ClockCheck, Verdict};
 use crate::slot::Slot;
 use crate::tick::{self, Context, Source, CLAIM_LEAD};
-use crate::turn::{self, last_tick_by, Turn, MAX_HANDOFF};
+use crate::turn::{self, last_tick_by, Taker, Turn};
 use crate::watcher::Change;
 use cronfleet_common::values::Chain;
 
@@ -71,9 +71,11 @@ pub struct Scheduler {
     /// Why this worker does not claim now, as this dispatcher last looked.
     holds: watch::Receiver<BTreeSet<Hold>>,
     clock_check: ClockCheck,
-    /// Whether the last dispatch held back a tick handed off to this worker while its own
-    /// txns were still out (see [`Scheduler::racing`]).
+    /// Whether the last dispatch held back a tick handed off to this worker (see
+    /// [`Scheduler::hold_back`]).
     held_back: bool,
+    /// Since when this worker has had a free slot and started nothing it comes first for.
+    idle_since: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -92,6 +94,7 @@ impl Scheduler {
             holds: context.holds.subscribe(),
             clock_check: ClockCheck::new(context.max_clock_skew_ms),
             held_back: false,
+            idle_since: None,
             context,
             slots,
             tasks,
@@ -251,22 +254,48 @@ impl Scheduler {
         let blocked = holds.contains(&Hold::RecordsBlocked);
         let clock_held = holds.contains(&Hold::ClockSkew);
         let held = blocked || clock_held;
-        self.held_back = false;
-        while session && !blocked && self.queue.has_ready() {
-            if self
-                .queue
-                .peek_ready(now)
-                .is_some_and(|pending| self.racing(pending, now))
-            {
-                self.held_back = true;
-                break;
+        if session && !blocked {
+            self.start_ready(now, clock_held);
+        }
+        while let Some(expired) = self.queue.pop_expired(now) {
+            // A deadline by a clock in doubt is no deadline: the fleet decides.
+            if clock_held {
+                continue;
             }
+            let reason = if !expired.spec.selector.matches(&self.context.labels) {
+                MissReason::NoMatchingWorker
+            } else if expired.late {
+                MissReason::DeadlinePassed
+            } else if session && !held {
+                MissReason::NoFreeSlot
+            } else {
+                // This worker could not claim at all; it counts as no worker.
+                MissReason::NoWorker
+            };
+            self.miss(expired, reason);
+        }
+        self.context.metrics.set_queue_depth(self.queue.len());
+    }
+
+    /// Starts eligible ticks while slots are free, oldest planned time first, holding back
+    /// one handed off to this worker while [`Scheduler::hold_back`] says so.
+    fn start_ready(&mut self, now: DateTime<Utc>, clock_held: bool) {
+        self.held_back = false;
+        while self.queue.has_ready() {
             let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
                 break;
             };
+            let next = self.queue.peek_ready(now);
+            if next.is_some_and(|pending| self.hold_back(pending, now)) {
+                self.held_back = true;
+                break;
+            }
             let Some(pending) = self.queue.pop_ready(now) else {
                 break;
             };
+            if pending.rank == 0 {
+                self.idle_since = None;
+            }
             // Queued before the clock came into doubt: the fleet runs it.
             if clock_held && pending.origin == Origin::Schedule {
                 continue;
@@ -291,36 +320,20 @@ impl Scheduler {
                 slot,
             ));
         }
-        while let Some(expired) = self.queue.pop_expired(now) {
-            // A deadline by a clock in doubt is no deadline: the fleet decides.
-            if clock_held {
-                continue;
-            }
-            let reason = if !expired.spec.selector.matches(&self.context.labels) {
-                MissReason::NoMatchingWorker
-            } else if expired.late {
-                MissReason::DeadlinePassed
-            } else if session && !held {
-                MissReason::NoFreeSlot
-            } else {
-                // This worker could not claim at all; it counts as no worker.
-                MissReason::NoWorker
-            };
-            self.miss(expired, reason);
+        if self.slots.available_permits() == 0 {
+            self.idle_since = None;
+        } else {
+            self.idle_since.get_or_insert(now);
         }
-        self.context.metrics.set_queue_depth(self.queue.len());
     }
 
-    /// Whether trying `pending` now would race the worker it was handed off from: this worker
-    /// is not first in its order and still waits for etcd to answer txns of its own. Under a
-    /// burst every worker's claims queue up in etcd together; until this worker's are answered,
-    /// the first worker's are most likely still on their way too, and a hand-off timed by
-    /// calmer answers would only send a losing txn — or win one the first worker had set up
-    /// to start at once. Held back at most [`MAX_HANDOFF`] past its turn.
-    fn racing(&self, pending: &Pending, now: DateTime<Utc>) -> bool {
-        pending.rank > 0
-            && self.context.metrics.txns_in_flight() > 0
-            && now < pending.try_at + MAX_HANDOFF
+    /// Whether to leave `pending` to the workers ahead of this one a while longer.
+    fn hold_back(&self, pending: &Pending, now: DateTime<Utc>) -> bool {
+        let taker = Taker {
+            own_txns_out: self.context.metrics.txns_in_flight() > 0,
+            idle_since: self.idle_since,
+        };
+        taker.holds_back(pending.rank, pending.try_at, pending.deadline, now)
     }
 
     /// Holds scheduled claims while this worker's clock is off the fleet's (or not checked

@@ -5,7 +5,9 @@
 //! its turn before the tick's starting deadline and before the job's next tick can be claimed
 //! (a claim of the next tick moves the guard past this one). A tick still waiting at its
 //! deadline is given up, each next worker a little later, so that normally one worker writes
-//! the `missed` record.
+//! the `missed` record. A worker whose turn has come may still hold a tick back a while
+//! ([`Taker`]), when what it knows of itself says the first worker is most likely about to
+//! start it.
 
 use std::time::Duration;
 
@@ -18,7 +20,11 @@ use crate::tick::CLAIM_LEAD;
 /// The shortest hand-off between one worker's turn and the next one's.
 pub const HANDOFF: TimeDelta = TimeDelta::milliseconds(250);
 /// The longest hand-off, however slow etcd is.
-pub const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
+const MAX_HANDOFF: TimeDelta = TimeDelta::seconds(5);
+/// How long a worker has had a free slot and nothing of its own to start before it takes a
+/// tick handed off to it: long enough for workers that started a burst together to free their
+/// slots too, short enough not to leave a worker with a backlog alone for long.
+const IDLE_BEFORE_TAKING: TimeDelta = TimeDelta::milliseconds(100);
 /// How much later each next worker gives a tick up as missed.
 pub const MISS_STAGGER: TimeDelta = TimeDelta::milliseconds(100);
 
@@ -55,6 +61,47 @@ impl Turn {
             deadline,
             expire_at: deadline + MISS_STAGGER * rank,
         }
+    }
+}
+
+/// What a worker knows of itself when a tick it is not first in the order for becomes
+/// eligible.
+#[derive(Debug, Clone, Copy)]
+pub struct Taker {
+    /// etcd has not answered txns this worker sent.
+    pub own_txns_out: bool,
+    /// Since when this worker has had a free slot and started nothing it is first for.
+    pub idle_since: Option<DateTime<Utc>>,
+}
+
+impl Taker {
+    /// Whether to leave a tick ranked `rank`, eligible since `try_at`, to the workers ahead a
+    /// while longer — at most [`MAX_HANDOFF`] past its turn, and never past half the time from
+    /// its turn to its starting `deadline`:
+    /// * while etcd has not answered this worker's own txns: under a burst every worker's
+    ///   claims queue up in etcd together, so the first worker's are most likely still on
+    ///   their way too, and a hand-off timed by calmer answers would only send a losing txn,
+    ///   or win a tick the first worker had set up to start at once;
+    /// * until this worker has had a free slot and nothing of its own to start for
+    ///   [`IDLE_BEFORE_TAKING`]: under a burst every worker's slots free up at about the same time, and the
+    ///   first to free up would otherwise take the second waves of all the others, which then
+    ///   find nothing left to start (the slow bursts measured had one worker running nearly
+    ///   half of them).
+    pub fn holds_back(
+        &self,
+        rank: u32,
+        try_at: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let mut until = try_at + MAX_HANDOFF;
+        if let Some(deadline) = deadline {
+            until = until.min(try_at + (deadline - try_at) / 2);
+        }
+        if rank == 0 || now >= until {
+            return false;
+        }
+        self.own_txns_out || now < self.idle_since.unwrap_or(now) + IDLE_BEFORE_TAKING
     }
 }
 
@@ -110,6 +157,27 @@ mod tests {
         let long_deadline = spec("* * * * * *", Some(60));
         let last = Turn::of(&long_deadline, at(0), 40, HANDOFF);
         assert_eq!(last.try_at, at(799), "before the next tick is claimed");
+    }
+
+    #[test]
+    fn a_handed_off_tick_waits_for_the_takers_own_txns_and_a_handoff_of_idleness() {
+        let taker = |own_txns_out, idle_since| Taker {
+            own_txns_out,
+            idle_since,
+        };
+        let (turn, deadline) = (at(0), Some(at(60_000)));
+        // First in the order: never held.
+        assert!(!taker(true, None).holds_back(0, turn, deadline, at(10)));
+        // Own txns out: held, up to the longest hand-off.
+        assert!(taker(true, Some(at(-9_000))).holds_back(1, turn, deadline, at(10)));
+        assert!(!taker(true, None).holds_back(1, turn, deadline, at(5_000)));
+        // Idle for less than a hand-off, or not idle at all yet: held.
+        assert!(taker(false, Some(at(-80))).holds_back(1, turn, deadline, at(10)));
+        assert!(taker(false, None).holds_back(1, turn, deadline, at(10)));
+        assert!(!taker(false, Some(at(-90))).holds_back(2, turn, deadline, at(10)));
+        // Never past half the way to the starting deadline.
+        assert!(!taker(true, None).holds_back(1, turn, Some(at(1_000)), at(500)));
+        assert!(taker(true, None).holds_back(1, turn, Some(at(1_000)), at(499)));
     }
 
     #[test]
