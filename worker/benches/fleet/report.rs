@@ -21,7 +21,8 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn print(&self, title: &str, floor: &Spread) {
+    /// Prints the report beside `floor`; returns the last start against the floor's.
+    pub fn print(&self, title: &str, floor: &Spread) -> Option<f64> {
         let mut per_tick: HashMap<(&str, i64), usize> = HashMap::new();
         let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
@@ -63,18 +64,19 @@ impl Report {
             ran as f64 * 100.0 / self.planned as f64,
             shares.values().collect::<Vec<_>>()
         );
-        match Spread::of(delays) {
-            Some(delay) => {
-                println!("  start delay (planTime to startTime): {delay}");
-                println!(
-                    "  against the raw floor for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
-                    floor.n,
-                    delay.p50 / floor.p50,
-                    delay.p99 / floor.p99,
-                    delay.max / floor.max
-                );
-            }
-            None => println!("  start delay: nothing ran"),
+        let last_start = Spread::of(delays).map(|delay| {
+            println!("  start delay (planTime to startTime): {delay}");
+            println!(
+                "  against the raw floor for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
+                floor.n,
+                delay.p50 / floor.p50,
+                delay.p99 / floor.p99,
+                delay.max / floor.max
+            );
+            delay.max / floor.max
+        });
+        if last_start.is_none() {
+            println!("  start delay: nothing ran");
         }
         if let Some(spread) = Spread::of(claim_to_start) {
             println!("  dispatch to start (scheduleTime to startTime): {spread}");
@@ -107,5 +109,6 @@ impl Report {
             .map(|(name, share)| format!("{name} {:.0} %", share * 100.0))
             .collect();
         println!("  server CPU, share of one core: {}", servers.join(", "));
+        last_start
     }
 }
