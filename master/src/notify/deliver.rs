@@ -4,8 +4,11 @@
 //! tried again after an exponential backoff (1 s doubling, at most [`MAX_BACKOFF`], ±20 %)
 //! until [`GIVE_UP_AFTER`] has passed since it was queued. Up to [`IN_FLIGHT`] tries run at
 //! once and each is settled the moment it ends, so a receiver that hangs until the timeout
-//! holds up its own deliveries only.
+//! holds up its own deliveries only. The tries wait on the network alone: the channels of a
+//! leased batch are read before its tries start, and tries are settled one at a time, so the
+//! sender holds at most one database connection however many tries are out.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -13,6 +16,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::channel::Target;
+use super::channel_store::Channel;
 use super::email::Mailer;
 use super::payload;
 use super::webhook::{Delivery, Webhooks};
@@ -56,14 +60,24 @@ impl Sender {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                Some((due, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Err(e) = self.settle(&due, result).await {
+                        tracing::warn!(delivery = due.id, error = %e, "could not record a delivery try; it is tried again when its lease ends");
+                    }
+                }
                 _ = ticks.tick() => {
                     let room = IN_FLIGHT - in_flight.len();
                     if room == 0 {
                         continue;
                     }
                     match self.lease_due(room).await {
-                        Ok(due) => in_flight.extend(due.into_iter().map(|due| self.deliver(due))),
+                        Ok(due) => {
+                            let channels = self.channels_of(&due).await;
+                            in_flight.extend(due.into_iter().map(|due| {
+                                let channel = channels.get(&due.channel).cloned();
+                                self.try_one(due, channel)
+                            }));
+                        }
                         Err(e) => tracing::warn!(error = %e, "notifier could not read due deliveries; reading again"),
                     }
                 }
@@ -102,31 +116,39 @@ impl Sender {
         Ok(due)
     }
 
-    /// One try of `due`, settled; a try that cannot be settled is left to its lease.
-    async fn deliver(&self, due: Due) {
-        let result = self.try_one(&due).await;
-        if let Err(e) = self.settle(&due, result).await {
-            tracing::warn!(delivery = due.id, error = %e, "could not record a delivery try; it is tried again when its lease ends");
+    /// The channels `due` goes to, read one after another: each as stored (`None` when it no
+    /// longer exists), or why it could not be read.
+    async fn channels_of(&self, due: &[Due]) -> HashMap<String, Result<Option<Channel>, String>> {
+        let mut channels = HashMap::new();
+        for delivery in due {
+            if !channels.contains_key(&delivery.channel) {
+                let read = self.store.channel(&delivery.channel).await;
+                channels.insert(
+                    delivery.channel.clone(),
+                    read.map_err(|e| format!("reading channel {}: {e}", delivery.channel)),
+                );
+            }
         }
+        channels
     }
 
-    /// One try: the answer, or the error and whether trying again is pointless.
-    async fn try_one(&self, due: &Due) -> Result<String, (String, bool)> {
-        let channel = match self.store.channel(&due.channel).await {
-            Ok(Some(channel)) => channel,
-            Ok(None) => return Err((format!("channel {} no longer exists", due.channel), true)),
-            Err(e) => return Err((format!("reading channel {}: {e}", due.channel), false)),
-        };
-        self.send(due, channel)
-            .await
-            .map_err(|error| (error, false))
-    }
-
-    async fn send(
+    /// One try of `due` to `channel` (as [`Sender::channels_of`] read it): `due` back with the
+    /// answer, or the error and whether trying again is pointless.
+    async fn try_one(
         &self,
-        due: &Due,
-        channel: super::channel_store::Channel,
-    ) -> Result<String, String> {
+        due: Due,
+        channel: Option<Result<Option<Channel>, String>>,
+    ) -> (Due, Result<String, (String, bool)>) {
+        let result = match channel {
+            Some(Ok(Some(channel))) => self.send(&due, channel).await.map_err(|e| (e, false)),
+            Some(Ok(None)) => Err((format!("channel {} no longer exists", due.channel), true)),
+            Some(Err(error)) => Err((error, false)),
+            None => Err((format!("channel {} was not read", due.channel), false)),
+        };
+        (due, result)
+    }
+
+    async fn send(&self, due: &Due, channel: Channel) -> Result<String, String> {
         match &channel.target {
             Target::Webhook { url, headers } => {
                 let body = serde_json::to_vec(&due.payload).unwrap_or_default();
