@@ -22,6 +22,7 @@ pub mod channel_store;
 pub mod deliver;
 pub mod delivery_log;
 pub mod email;
+pub mod log_reads;
 pub mod payload;
 pub mod reader;
 pub mod rules;

@@ -10,25 +10,22 @@
 //! clock behind), so every [`SWEEP_EVERY`] the reader goes over the last lookback window again.
 
 use std::collections::HashMap;
-use std::future::IntoFuture as _;
 use std::time::{Duration, Instant};
 
 use cronfleet_common::{ExecutionRecord, JobName, JobSpec, NotifyOn};
-use futures_util::TryStreamExt;
-use mongodb::bson::{doc, oid::ObjectId, RawDocumentBuf};
+use mongodb::bson::{oid::ObjectId, RawDocumentBuf};
 use mongodb::Collection;
 use sqlx::{Postgres, Row, Transaction};
 
+use super::log_reads::{self, at_secs, secs_of};
 use super::payload;
 use super::rules::{judge, Judgement};
 use super::NotifyError;
 use crate::domain::{Command, DomainError};
 use crate::metrics::Metrics;
-use crate::read::{indexes, last_runs, stats, Run};
+use crate::read::{indexes, last_runs, stats};
 use crate::store::{execute_in, lock_appends, RequestMeta, Store, StoreError};
 
-/// Records read per query.
-const BATCH: i64 = 500;
 /// How far ahead of this master's clock the position may move: a record stamped by a worker
 /// whose clock runs ahead does not carry the checkpoint into the future.
 const FUTURE_MARGIN_SECS: i64 = 60;
@@ -36,10 +33,6 @@ const FUTURE_MARGIN_SECS: i64 = 60;
 const DELIVERY_RETENTION_DAYS: i32 = 30;
 /// How often the last lookback window is read again.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// How long one MongoDB read may take. The driver waits for an answer as long as the
-/// connection stays open, so a server that never answers one request would stop the notifier
-/// for good; given up, the read is tried again at the next poll on another connection.
-const MONGO_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long making sure of the indexes may take. A server that takes longer goes on building
 /// them; this leadership reads without waiting for them.
 const INDEX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -134,7 +127,7 @@ impl Reader {
             self.unfilled = true;
         }
         if self.unfilled {
-            let filled = bounded(last_runs::fill(&self.store.pool, &self.log)).await??;
+            let filled = log_reads::bounded(last_runs::fill(&self.store.pool, &self.log)).await??;
             self.unfilled = filled >= last_runs::FILL_BATCH;
         }
         self.update_lag();
@@ -145,7 +138,7 @@ impl Reader {
         let mut acted = 0;
         let ceiling = at_secs(chrono::Utc::now().timestamp() + FUTURE_MARGIN_SECS);
         loop {
-            let (batch, last, full) = self.batch(after).await?;
+            let (batch, last, full) = log_reads::batch(&self.log, after).await?;
             let Some(last) = last else {
                 self.caught_up = Instant::now();
                 return Ok(acted);
@@ -161,35 +154,6 @@ impl Reader {
                 return Ok(acted);
             }
         }
-    }
-
-    /// Up to [`BATCH`] records after `after`, without their output; the last `_id` read
-    /// (decodable or not) and whether the batch was full.
-    async fn batch(&self, after: ObjectId) -> Result<Batch, NotifyError> {
-        let find = async {
-            self.log
-                .find(doc! {"_id": {"$gt": after}})
-                .sort(doc! {"_id": 1})
-                .limit(BATCH)
-                .projection(doc! {"output": 0})
-                .await?
-                .try_collect::<Vec<RawDocumentBuf>>()
-                .await
-        };
-        let found = bounded(find).await??;
-        let last = found
-            .iter()
-            .rev()
-            .find_map(|raw| raw.get_object_id("_id").ok());
-        let full = found.len() as i64 >= BATCH;
-        let records = found
-            .iter()
-            .filter_map(|raw| {
-                let id = raw.get_object_id("_id").ok()?;
-                Some((id, Run::decode(raw)?.record))
-            })
-            .collect();
-        Ok((records, last, full))
     }
 
     /// Acts on the records of `batch` not acted on before, in one transaction.
@@ -229,7 +193,10 @@ impl Reader {
                 .get(&record.job_name)
                 .is_some_and(|spec| !spec.notify.is_empty())
             {
-                outputs.insert(record.run_id.clone(), self.output_of(&record.run_id).await?);
+                outputs.insert(
+                    record.run_id.clone(),
+                    log_reads::output_of(&self.log, &record.run_id).await?,
+                );
             }
         }
         for record in &fresh {
@@ -316,20 +283,6 @@ impl Reader {
         Ok(())
     }
 
-    /// The output of one run, which the batch read left out.
-    async fn output_of(&self, run_id: &str) -> Result<String, NotifyError> {
-        let found = bounded(
-            self.log
-                .find_one(doc! {"runId": run_id})
-                .projection(doc! {"output": 1})
-                .into_future(),
-        )
-        .await??;
-        Ok(found
-            .and_then(|raw| raw.get_str("output").ok().map(str::to_owned))
-            .unwrap_or_default())
-    }
-
     /// The checkpoint's second; on a first start, a lookback ahead of now, so that the read
     /// begins at now and no history is replayed.
     async fn checkpoint(&self) -> Result<i64, NotifyError> {
@@ -366,20 +319,6 @@ impl Reader {
         self.metrics
             .notifier_lag(i64::try_from(self.caught_up.elapsed().as_secs()).unwrap_or(i64::MAX));
     }
-}
-
-/// A batch of records with their `_id`s, the last `_id` read, and whether it was full.
-type Batch = (Vec<(ObjectId, ExecutionRecord)>, Option<ObjectId>, bool);
-
-fn secs_of(id: ObjectId) -> i64 {
-    id.timestamp().timestamp_millis() / 1000
-}
-
-/// An ObjectId below every one made at or after `secs`.
-fn at_secs(secs: i64) -> ObjectId {
-    let mut bytes = [0u8; 12];
-    bytes[..4].copy_from_slice(&u32::try_from(secs.max(0)).unwrap_or(u32::MAX).to_be_bytes());
-    ObjectId::from_bytes(bytes)
 }
 
 /// The specs of the jobs among `records` that notify or chain.
@@ -438,11 +377,4 @@ async fn run_chained(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// `read`, given up after [`MONGO_READ_TIMEOUT`].
-async fn bounded<T>(read: impl std::future::Future<Output = T>) -> Result<T, NotifyError> {
-    tokio::time::timeout(MONGO_READ_TIMEOUT, read)
-        .await
-        .map_err(|_| NotifyError::ReadTimeout(MONGO_READ_TIMEOUT))
 }
