@@ -9,6 +9,8 @@ use std::sync::Arc;
 pub use cronfleet_common::values::Hold;
 use tokio::sync::watch;
 
+use crate::skew::Verdict;
+
 /// The current holds, shared by whoever sets them and whoever obeys them.
 #[derive(Debug, Clone)]
 pub struct Holds {
@@ -24,6 +26,29 @@ impl Default for Holds {
 }
 
 impl Holds {
+    /// Holds scheduled claims while `verdict` puts this worker's clock off the fleet's (or
+    /// it is not checked yet), and lifts the hold when the clock is back within the bound.
+    pub fn follow_clock(&self, verdict: Verdict) {
+        match verdict {
+            Verdict::Outlier(offset) => self.set(
+                Hold::ClockSkew,
+                true,
+                &format!("the fleet's clock is {offset} ms from this worker's"),
+            ),
+            Verdict::Unverified if !self.has(Hold::ClockSkew) => self.set(
+                Hold::ClockSkew,
+                true,
+                "checking this worker's clock against its peers' first",
+            ),
+            Verdict::Unverified => {}
+            Verdict::InLine => self.set(
+                Hold::ClockSkew,
+                false,
+                "this worker's clock agrees with the fleet's",
+            ),
+        }
+    }
+
     /// Puts `hold` on or takes it off; says so in the log when that changes anything.
     pub fn set(&self, hold: Hold, on: bool, why: &str) {
         let changed = self.state.send_if_modified(|holds| {

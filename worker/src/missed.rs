@@ -14,13 +14,39 @@ use chrono::{DateTime, Utc};
 use cronfleet_common::values::Chain;
 use cronfleet_common::{JobSpec, MissReason, Mode, RunStatus, Trigger};
 
+use tokio_util::task::TaskTracker;
+
 use crate::claim::{Guard, Holder};
+use crate::queue::{Origin, Pending};
 use crate::records::{send, Base};
 use crate::tick::{schedule_tick_id, Context};
 
 /// Most `missed` records written for one gap; a longer gap gets one more record that says how
 /// many ticks it covered.
 const MAX_MISSED_RECORDS: usize = 100;
+
+/// Records `pending` as missed for `reason` in a task of `tasks`, the way its origin is given
+/// up; `guard` is its job's tick guard as this worker last saw it.
+pub fn spawn(
+    tasks: &TaskTracker,
+    context: Arc<Context>,
+    pending: Pending,
+    guard: Guard,
+    reason: MissReason,
+) {
+    let (spec, planned) = (pending.spec, pending.planned);
+    match pending.origin {
+        Origin::Retry(chain, revision) => {
+            tasks.spawn(miss_attempt(context, spec, (chain, revision), reason));
+        }
+        Origin::Schedule if spec.mode == Mode::All && spec.selector.matches(&context.labels) => {
+            tasks.spawn(miss_own(context, spec, planned, reason));
+        }
+        Origin::Schedule | Origin::Manual(..) => {
+            tasks.spawn(miss(context, spec, planned, guard, reason));
+        }
+    }
+}
 
 /// Gives up a tick that was still waiting on this worker at its deadline: if this worker is
 /// the one that moves the guard to it, it records it (and any unclaimed ticks before it) as

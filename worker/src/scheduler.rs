@@ -345,52 +345,23 @@ impl Scheduler {
             Verdict::InLine | Verdict::Unverified => 0,
         };
         self.context.metrics.set_clock_offset(offset);
-        let holds = &self.context.holds;
-        match verdict {
-            Verdict::Outlier(offset) => holds.set(
-                Hold::ClockSkew,
-                true,
-                &format!("the fleet's clock is {offset} ms from this worker's"),
-            ),
-            Verdict::Unverified if !holds.has(Hold::ClockSkew) => holds.set(
-                Hold::ClockSkew,
-                true,
-                "checking this worker's clock against its peers' first",
-            ),
-            Verdict::Unverified => {}
-            Verdict::InLine => holds.set(
-                Hold::ClockSkew,
-                false,
-                "this worker's clock agrees with the fleet's",
-            ),
-        }
+        self.context.holds.follow_clock(verdict);
     }
 
     /// Records a queued tick or attempt as missed, unless the fleet settled it first.
     fn miss(&self, pending: Pending, reason: MissReason) {
-        let context = Arc::clone(&self.context);
-        let (spec, planned) = (pending.spec, pending.planned);
-        match pending.origin {
-            Origin::Retry(chain, revision) => {
-                self.tasks.spawn(missed::miss_attempt(
-                    context,
-                    spec,
-                    (chain, revision),
-                    reason,
-                ));
-            }
-            Origin::Schedule
-                if spec.mode == Mode::All && spec.selector.matches(&self.context.labels) =>
-            {
-                self.tasks
-                    .spawn(missed::miss_own(context, spec, planned, reason));
-            }
-            Origin::Schedule | Origin::Manual(..) => {
-                let guard = self.guards.get(&spec.name).copied().unwrap_or_default();
-                self.tasks
-                    .spawn(missed::miss(context, spec, planned, guard, reason));
-            }
-        }
+        let guard = self
+            .guards
+            .get(&pending.spec.name)
+            .copied()
+            .unwrap_or_default();
+        missed::spawn(
+            &self.tasks,
+            Arc::clone(&self.context),
+            pending,
+            guard,
+            reason,
+        );
     }
 
     fn put(&mut self, spec: JobSpec) {
