@@ -200,6 +200,23 @@ async fn runs_in_progress_are_listed_everywhere_and_have_their_page_until_they_e
             .status,
         StatusCode::NOT_FOUND
     );
+    // A link to a worker's run drawn while it ran, opened in that moment: its id was made
+    // seconds ago, so the page waits for the record too.
+    let just_ended = format!("/executions/{}", uuid::Uuid::now_v7());
+    let opened = master
+        .page(Method::GET, &just_ended, Some(&cookie), None)
+        .await;
+    assert_eq!(opened.status, StatusCode::OK);
+    assert!(text(&opened).contains("its record is on its way"));
+    assert!(text(&opened).contains("?from=running"));
+    let unknown = format!("/executions/{}", uuid::Uuid::new_v4());
+    assert_eq!(
+        master
+            .page(Method::GET, &unknown, Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let mut ended = record("long", RunStatus::Succeeded);
     ended.run_id = "run-long".to_owned();
     write(&master, &ended).await;

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Extension;
+use chrono::{DateTime, Utc};
 use cronfleet_common::{ExecutionRecord, MissReason};
 use serde::Deserialize;
 
@@ -109,6 +110,25 @@ async fn tick_runs(
         .collect())
 }
 
+/// How long after its id was made a run without a record or keys is taken for one whose
+/// record is on its way, rather than for no run at all.
+const RECORD_ON_ITS_WAY_SECS: i64 = 120;
+
+/// Whether `run_id` is a worker's run id (a UUIDv7) made within [`RECORD_ON_ITS_WAY_SECS`]
+/// of `now`.
+fn just_started(run_id: &str, now: DateTime<Utc>) -> bool {
+    let Some(made) = uuid::Uuid::parse_str(run_id)
+        .ok()
+        .filter(|id| id.get_version_num() == 7)
+        .and_then(|id| id.get_timestamp())
+    else {
+        return false;
+    };
+    let (secs, _) = made.to_unix();
+    let age = now.timestamp() - i64::try_from(secs).unwrap_or(i64::MAX);
+    (-5..=RECORD_ON_ITS_WAY_SECS).contains(&age)
+}
+
 /// `?from=running`: the page was following the run while it ran.
 #[derive(Deserialize)]
 pub(super) struct PageQuery {
@@ -124,8 +144,10 @@ pub(super) async fn page(
     let nav = Nav::for_session(&session);
     let Some(run) = state.reads.execution(&run_id).await? else {
         // A run has its page from the moment it starts; its record comes when it ends, a
-        // moment after its keys go.
-        let following = query.from.as_deref() == Some("running");
+        // moment after its keys go. A page opened in that moment (a link to a run that was
+        // running when its list was drawn) follows it like one that watched it run.
+        let following =
+            query.from.as_deref() == Some("running") || just_started(&run_id, Utc::now());
         return super::running::run_page(&state, &session, &run_id, following)
             .await?
             .ok_or_else(|| HttpError::not_found("There is no such run."));
@@ -174,4 +196,20 @@ pub(super) async fn page(
         run,
         tick_runs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_worker_run_id_is_one_whose_record_is_on_its_way() {
+        let now = Utc::now();
+        let fresh = uuid::Uuid::now_v7().to_string();
+        assert!(just_started(&fresh, now));
+        assert!(!just_started(&fresh, now + chrono::TimeDelta::seconds(121)));
+        assert!(!just_started(&uuid::Uuid::new_v4().to_string(), now));
+        assert!(!just_started("missed-nightly-1764000000000", now));
+        assert!(!just_started("not a run", now));
+    }
 }
