@@ -90,4 +90,7 @@ async fn the_projector_and_the_api_carry_on_when_the_etcd_leader_dies() {
     println!("projected {projected_after:?} after the leader was killed");
     stop.cancel();
     projector.await.unwrap();
+    // The members' data and logs stay behind only when the test fails.
+    drop(etcd);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

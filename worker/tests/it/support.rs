@@ -69,6 +69,15 @@ pub struct Fleet {
     pub dir: PathBuf,
 }
 
+/// The scratch directory (workers' logs and spools) stays behind only when the test fails.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Fleet {
     pub async fn new() -> Self {
         let env = TestEnv::new().await;
