@@ -402,6 +402,7 @@ async fn log_pipeline(scratch: &Path) {
         log: log.clone(),
         sealed,
         reachable: Arc::new(AtomicBool::new(true)),
+        starts: Arc::default(),
     };
     cronfleet_worker::upload::ensure_indexes(&log)
         .await

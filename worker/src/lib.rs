@@ -16,7 +16,7 @@
 //! * [`live`] sends the end of a long run's output to MongoDB while it runs.
 //! * [`session`] keeps the worker's lease and registration.
 //! * [`log_sink`] and [`spool`] get every execution record to Mongo, across outages and
-//!   restarts.
+//!   restarts; uploads wait for a pause in the worker's [`starts`].
 //! * [`legacy`] keeps a mixed fleet (go-crontab workers beside these) to one run per tick.
 //! * [`metrics`] counts claims, ticks and runs for Prometheus.
 
@@ -47,6 +47,7 @@ pub mod session;
 pub mod skew;
 pub mod slot;
 pub mod spool;
+pub mod starts;
 pub mod supervisor;
 pub mod tick;
 pub mod turn;
@@ -78,6 +79,7 @@ use crate::runs::{Runs, StopReason};
 use crate::scheduler::Scheduler;
 use crate::session::{Registration, Session};
 use crate::spool::Spool;
+use crate::starts::Starts;
 use crate::upload::Uploader;
 use crate::watcher::Watcher;
 
@@ -211,6 +213,7 @@ impl Worker {
         let (lease_until_tx, lease_until_rx) = watch::channel(None);
         let (records_tx, records_rx) = mpsc::channel(4096);
         let sealed = Arc::new(Notify::new());
+        let starts = Arc::new(Starts::default());
         let live = live::Feed::spawn(
             self.log
                 .client()
@@ -235,6 +238,7 @@ impl Worker {
             log: self.log,
             sealed,
             reachable: Arc::new(AtomicBool::new(true)),
+            starts: Arc::clone(&starts),
         };
         let upload_stop = CancellationToken::new();
         let upload = tokio::spawn(uploader.clone().run(upload_stop.clone()));
@@ -301,6 +305,7 @@ impl Worker {
             max_clock_skew_ms: i64::from(config.max_clock_skew_ms),
             legacy: Arc::default(),
             metrics,
+            starts,
         });
         let (changes_tx, changes_rx) = mpsc::channel(1024);
         let watcher = tokio::spawn(

@@ -20,6 +20,7 @@ use crate::records::{send, Base};
 use crate::runs::StopReason;
 use crate::runs::{RunSummary, Runs};
 use crate::slot::Slot;
+use crate::starts::Starts;
 
 /// How long before its planned time a scheduled tick is claimed, so that the claim's etcd round
 /// trip is not part of the start latency. The run itself starts at the planned time.
@@ -49,6 +50,8 @@ pub struct Context {
     /// The go-crontab workers registered beside this fleet.
     pub legacy: Arc<LegacyWorkers>,
     pub metrics: Arc<Metrics>,
+    /// When this worker last started a run, for work that waits for a pause in them.
+    pub starts: Arc<Starts>,
 }
 
 /// What started the tick.
@@ -237,6 +240,7 @@ async fn claim(
                 .await;
             let prepared = match &early {
                 Ok(Claimed::Start { revision, .. }) => {
+                    context.starts.mark();
                     let run = RunContext {
                         run_id: holder.run_id.clone(),
                         planned_at: planned,
@@ -286,6 +290,7 @@ async fn execute(
         started_at: context.clock.now_ms(),
     };
     let stop = context.runs.insert(job.name.clone(), summary, revision);
+    context.starts.mark();
     let prepared = match prepared {
         Some(prepared) => prepared,
         None => {

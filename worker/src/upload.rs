@@ -1,6 +1,7 @@
 //! Uploading the spool: sealed segments go to Mongo `log` in batches (`insert_many`,
 //! unordered), oldest first, with backoff while Mongo is unreachable; a segment is deleted only
-//! once Mongo has every record of it.
+//! once Mongo has every record of it. Sealed segments wait for a pause in the worker's run
+//! starts ([`Starts`]), at most [`MAX_YIELD`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::spool::Spool;
+use crate::starts::Starts;
 
 /// Duplicate key: the record is already in Mongo.
 const DUPLICATE_KEY: i32 = 11000;
@@ -28,9 +30,19 @@ pub struct Uploader {
     pub sealed: Arc<Notify>,
     /// Whether the last upload attempt reached Mongo.
     pub reachable: Arc<AtomicBool>,
+    /// The worker's run starts, which sealed segments wait for a pause in.
+    pub starts: Arc<Starts>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long the worker must have started nothing before sealed segments go out: longer than
+/// the gaps between starts within a burst, whose runs end and free slots for the next ones.
+const QUIET_GAP: Duration = Duration::from_millis(150);
+
+/// The longest sealed segments wait for that pause, so that records reach MongoDB within
+/// seconds however steady the starts.
+const MAX_YIELD: Duration = Duration::from_secs(2);
 
 impl Uploader {
     /// Uploads until `shutdown`; the caller then runs [`Uploader::drain`] once the sink is done.
@@ -45,6 +57,10 @@ impl Uploader {
                     backoff = Duration::from_millis(200);
                     tokio::select! {
                         () = self.sealed.notified() => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    tokio::select! {
+                        () = self.starts.quiet(QUIET_GAP, MAX_YIELD) => {}
                         () = shutdown.cancelled() => return,
                     }
                 }
