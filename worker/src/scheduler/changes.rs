@@ -1,14 +1,17 @@
-//! The scheduler's reactions to what the watcher saw change in etcd.
+//! The scheduler's reactions to what the watcher saw change in etcd: jobs put into the plan
+//! (and their unclaimed tick caught up) or taken out, triggers, guards and workers.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use cronfleet_common::values::Request;
-use cronfleet_common::JobName;
+use cronfleet_common::{JobName, JobSpec, MissReason, Mode};
 
-use super::Scheduler;
+use super::{Entry, Scheduler};
 use crate::queue::{Origin, Pending};
 use crate::records;
 use crate::runs::StopReason;
+use crate::turn::last_tick_by;
 use crate::watcher::Change;
 
 impl Scheduler {
@@ -163,5 +166,82 @@ impl Scheduler {
             expire_at: None,
             late: false,
         });
+    }
+
+    fn put(&mut self, spec: JobSpec) {
+        if let Some(entry) = self.jobs.get(&spec.name) {
+            if *entry.spec == spec {
+                return;
+            }
+        }
+        let name = spec.name.clone();
+        tracing::debug!(job.name = %name, version = spec.version, "plan updated");
+        self.remove(&name);
+        let now = self.context.clock.now();
+        let next = spec.schedule().next_after(now);
+        if let Some(next) = next {
+            self.plan.insert((next, name.clone()));
+        }
+        let spec = Arc::new(spec);
+        self.jobs.insert(
+            name.clone(),
+            Entry {
+                spec: Arc::clone(&spec),
+                next,
+            },
+        );
+        // Ticks already waiting follow the new spec; a pause gives them up: those already due
+        // are recorded as missed, ticks queued ahead of their time (the claim lead) fall in the
+        // pause, when the job plans no ticks, and go unrecorded. A pending attempt is placed
+        // again under the new spec (its selector may have changed).
+        for mut pending in self.queue.take_job(&name) {
+            match pending.origin {
+                Origin::Retry(..) => {}
+                Origin::Schedule if spec.paused => {
+                    if pending.planned <= now {
+                        self.miss(pending, MissReason::Paused);
+                    }
+                }
+                Origin::Schedule | Origin::Manual(..) => {
+                    pending.spec = Arc::clone(&spec);
+                    self.queue.push(pending);
+                }
+            }
+        }
+        if let Some((chain, revision)) = self.chains.get(&name).cloned() {
+            self.chain(&name, chain, revision);
+        }
+        if !spec.paused {
+            if let Some(tick) = self.catch_up(&spec, now) {
+                self.enqueue(spec, tick, now);
+            }
+        }
+    }
+
+    /// The latest tick of `spec` that nobody claimed (every worker was down or full) and
+    /// whose starting deadline has not passed: it still runs once. Only within the job
+    /// version the guard was written under; older unclaimed ticks are recorded as missed by
+    /// the claim that moves the guard past them.
+    fn catch_up(&self, spec: &JobSpec, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if spec.mode == Mode::All {
+            return None;
+        }
+        let guard = self.guards.get(&spec.name)?;
+        if guard.mod_revision == 0 || guard.version != spec.version {
+            return None;
+        }
+        let after = DateTime::from_timestamp_millis(guard.planned_ms)?;
+        let latest = last_tick_by(spec, after, now);
+        (latest > after)
+            .then_some(latest)
+            .filter(|tick| now < spec.start_deadline(*tick))
+    }
+
+    fn remove(&mut self, name: &JobName) {
+        if let Some(entry) = self.jobs.remove(name) {
+            if let Some(next) = entry.next {
+                self.plan.remove(&(next, name.clone()));
+            }
+        }
     }
 }
