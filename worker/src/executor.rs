@@ -17,21 +17,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cronfleet_common::job::steers_process_start;
 use cronfleet_common::{JobSpec, RunStatus};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::launcher::{Exit, Launched, Launcher};
-use crate::output::{Captured, Output};
+use crate::launcher::{Launched, Launcher};
+use crate::output::{capture, Captured, Output};
 use crate::run_limits::RunLimits;
 use crate::runs::StopReason;
 
-/// How long past the grace period the supervisor may take to end a run's processes and exit.
-const SUPERVISOR_MARGIN: Duration = Duration::from_secs(2);
+mod group;
+
+use group::{stop_group, terminate};
 
 /// Variables of the worker's own environment that runs inherit; everything else is dropped.
 const INHERITED_ENV: &[&str] = &[
@@ -380,113 +379,5 @@ async fn stopped(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
         Ok(reason) => reason.unwrap_or(StopReason::Shutdown),
         // The sender lives in the run table until the run ends; if it is gone, never stop.
         Err(_) => std::future::pending().await,
-    }
-}
-
-/// SIGTERM to the group; the supervisor passes it on to the run's processes outside the group
-/// and SIGKILLs every one of them after the grace period, then exits. SIGKILL to the group
-/// only if the supervisor has not exited a moment after that. Returns the shell's status.
-async fn terminate(exit: &mut Exit, group: Pid, grace: Duration) -> std::io::Result<ExitStatus> {
-    let _ = killpg(group, Signal::SIGTERM);
-    match tokio::time::timeout(grace + SUPERVISOR_MARGIN, exit.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            let _ = killpg(group, Signal::SIGKILL);
-            exit.wait().await
-        }
-    }
-}
-
-/// Stops whatever is left of a process group: SIGTERM, then SIGKILL after the grace period.
-async fn stop_group(group: Pid, grace: Duration) {
-    if !group_alive(group) {
-        return;
-    }
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        if !group_alive(group) {
-            return;
-        }
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    // SIGKILL is delivered asynchronously; give the kernel a moment to take them down.
-    for _ in 0..100 {
-        if !group_alive(group) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Whether a process of `group` is still running. Zombies do not count: they wait for init to
-/// reap them, which can take a while, and `kill(-pgid, 0)` would still find them.
-fn group_alive(group: Pid) -> bool {
-    // The usual end of a run: nothing at all is left in the group, zombies included.
-    if killpg(group, None) == Err(nix::errno::Errno::ESRCH) {
-        return false;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return killpg(group, None).is_ok();
-    };
-    entries.filter_map(Result::ok).any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // The command name in parentheses may contain spaces; the fields after it do not.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-        pgrp == Some(group.as_raw()) && state != Some("Z") && state != Some("X")
-    })
-}
-
-/// Reads stdout and stderr to their ends, or until `finish`, offering what it has to `live`
-/// as it goes.
-async fn capture(
-    (mut stdout, mut stderr): (
-        Option<impl AsyncRead + Unpin>,
-        Option<impl AsyncRead + Unpin>,
-    ),
-    cap: usize,
-    mut live: Option<crate::live::Publisher>,
-    mut finish: oneshot::Receiver<()>,
-) -> Captured {
-    let mut output = Output::new(cap);
-    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    while stdout.is_some() || stderr.is_some() {
-        tokio::select! {
-            _ = &mut finish => break,
-            read = read_some(&mut stdout, &mut out_buf) => match read {
-                Some(n) => output.push(&out_buf[..n]),
-                None => stdout = None,
-            },
-            read = read_some(&mut stderr, &mut err_buf) => match read {
-                Some(n) => output.push(&err_buf[..n]),
-                None => stderr = None,
-            },
-        }
-        if let Some(live) = live.as_mut() {
-            live.offer(&output);
-        }
-    }
-    if let Some(live) = live {
-        live.ended();
-    }
-    output.finish()
-}
-
-/// Reads a chunk; `None` at end of stream or on error. Pending forever once the stream is gone.
-async fn read_some(stream: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
-    match stream {
-        Some(stream) => match stream.read(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
     }
 }

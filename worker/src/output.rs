@@ -1,8 +1,11 @@
 //! Output capture under a cap: the first half of the cap from the start of the output, the
 //! second half from its end, and a count of every byte. Memory stays at the cap whatever the
-//! run writes.
+//! run writes. [`capture`] reads a run's stdout and stderr into it.
 
 use std::collections::VecDeque;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::sync::oneshot;
 
 /// Collects a run's stdout and stderr.
 #[derive(Debug)]
@@ -87,6 +90,52 @@ impl Output {
             total_bytes: self.total,
             truncated,
         }
+    }
+}
+
+/// Reads stdout and stderr to their ends, or until `finish`, offering what it has to `live`
+/// as it goes.
+pub async fn capture(
+    (mut stdout, mut stderr): (
+        Option<impl AsyncRead + Unpin>,
+        Option<impl AsyncRead + Unpin>,
+    ),
+    cap: usize,
+    mut live: Option<crate::live::Publisher>,
+    mut finish: oneshot::Receiver<()>,
+) -> Captured {
+    let mut output = Output::new(cap);
+    let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    while stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            _ = &mut finish => break,
+            read = read_some(&mut stdout, &mut out_buf) => match read {
+                Some(n) => output.push(&out_buf[..n]),
+                None => stdout = None,
+            },
+            read = read_some(&mut stderr, &mut err_buf) => match read {
+                Some(n) => output.push(&err_buf[..n]),
+                None => stderr = None,
+            },
+        }
+        if let Some(live) = live.as_mut() {
+            live.offer(&output);
+        }
+    }
+    if let Some(live) = live {
+        live.ended();
+    }
+    output.finish()
+}
+
+/// Reads a chunk; `None` at end of stream or on error. Pending forever once the stream is gone.
+async fn read_some(stream: &mut Option<impl AsyncRead + Unpin>, buf: &mut [u8]) -> Option<usize> {
+    match stream {
+        Some(stream) => match stream.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
     }
 }
 
