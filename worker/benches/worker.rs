@@ -152,6 +152,7 @@ async fn load_and_watch(scratch: &Path) {
     put_jobs(
         &mut etcd,
         &env.keys,
+        "true",
         // 1,440 distinct schedules that fire once a year, never during the measurement.
         (0..LOADED_JOBS).map(|i| {
             (
@@ -217,6 +218,7 @@ async fn trigger_latency_and_kill(scratch: &Path) {
     put_jobs(
         &mut etcd,
         &env.keys,
+        "true",
         (0..PER_MINUTE_JOBS).map(|i| (format!("tick-{i:04}"), format!("{} * * * * *", i % 60))),
     )
     .await;

@@ -4,13 +4,16 @@
 //! due at the same instant every second), on one and on three worker processes with default
 //! settings, for one minute; then a burst of 1,000 jobs due on one second. For each: planned
 //! ticks, ran, skipped, missed by reason, unrecorded, duplicates, start delay (planned time to
-//! the record's `startTime`), claim txns per execution (from the workers' metrics) and worker
+//! the record's `startTime`, and to the shell running by its own clock: every job prints the
+//! uptime its shell reads), claim txns per execution (from the workers' metrics) and worker
 //! CPU. Beside them, measured in the same run: the raw floor, a plain loop that spawns the same
-//! number of `/bin/sh -c true` at one instant (time until each spawn has returned, i.e. the
-//! shell is exec'd), and raw etcd txn/s.
+//! number of shells running the same command at one instant (time until each spawn has
+//! returned, i.e. the shell is exec'd, and until each shell ran, by its own clock), and raw
+//! etcd txn/s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod floor;
 mod report;
 #[path = "../support/mod.rs"]
 mod support;
@@ -24,10 +27,11 @@ use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use cronfleet_common::testkit::TestEnv;
 use cronfleet_common::ExecutionRecord;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use floor::{Floor, SHELL_CLOCK};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use report::Report;
-use support::{put_jobs, Bench, Spread};
+use support::{put_jobs, Bench};
 
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.
 const CLOCK_TICKS: f64 = 100.0;
@@ -39,13 +43,13 @@ async fn main() {
     // `cargo bench --bench fleet -- 10000x3 burst` runs only the scenarios named.
     let bench = Bench::start("fleet");
     let scratch = bench.scratch.clone();
-    let floors: BTreeMap<usize, Spread> = [10_000 / 60, 30_000 / 60, BURST]
+    let floors: BTreeMap<usize, Floor> = [10_000 / 60, 30_000 / 60, BURST]
         .into_iter()
-        .map(|n| (n, raw_floor(n)))
+        .map(|n| (n, Floor::measure(n)))
         .collect();
-    println!("\nraw floor: spawn n × `/bin/sh -c true` in a loop at one instant");
-    for (n, spread) in &floors {
-        println!("  {n:>5} at once: {spread}");
+    println!("\nraw floor: spawn n × `/bin/sh -c '{SHELL_CLOCK}'` in a loop at one instant");
+    for (n, floor) in &floors {
+        println!("  {n:>5} at once: {floor}");
     }
     let env = TestEnv::new().await;
     println!(
@@ -68,57 +72,33 @@ async fn main() {
         // with 64, in six; with more slots than its share, in one. A burst's last start swings
         // with whatever else the box is doing, and so does the floor's: each burst is set
         // beside a floor measured just before its fleet starts, and the default runs thrice.
-        let mut default_runs = Vec::new();
+        let (mut by_records, mut by_shells) = (Vec::new(), Vec::new());
         for slots in [None, None, None, Some(64), Some(512)] {
-            let floor = raw_floor(BURST);
+            let floor = Floor::measure(BURST);
             let report = burst(&scratch, 3, slots).await;
             let settings =
                 slots.map_or_else(|| "default settings".to_owned(), |n| format!("--slots {n}"));
-            let last_start = report.print(
+            let (record, shell) = report.print(
                 &format!("burst: {BURST} jobs due on one second, 3 workers, {settings}"),
                 &floor,
             );
-            if let (None, Some(ratio)) = (slots, last_start) {
-                default_runs.push(ratio);
+            if slots.is_none() {
+                by_records.extend(record);
+                by_shells.extend(shell);
             }
         }
-        default_runs.sort_by(f64::total_cmp);
-        let each: Vec<String> = default_runs.iter().map(|r| format!("{r:.2}×")).collect();
-        println!(
-            "\nburst with default settings, last start against the floor just before it: {} (median {:.2}×)",
-            each.join(", "),
-            default_runs.get(default_runs.len() / 2).copied().unwrap_or(f64::NAN)
-        );
+        println!("\nburst with default settings, last start against the floor just before it:");
+        println!("  by the records' startTime: {}", ratios(by_records));
+        println!("  by the shells' own clock:  {}", ratios(by_shells));
     }
 }
 
-/// Spawns `n` shells as fast as one loop can and returns how long after the start each had
-/// been spawned; the median run of three.
-fn raw_floor(n: usize) -> Spread {
-    let mut runs: Vec<Spread> = (0..3)
-        .map(|_| {
-            let started = Instant::now();
-            let mut children = Vec::with_capacity(n);
-            let mut delays = Vec::with_capacity(n);
-            for _ in 0..n {
-                let child = Command::new("/bin/sh")
-                    .args(["-c", "true"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                delays.push(started.elapsed().as_secs_f64() * 1000.0);
-                children.push(child);
-            }
-            for mut child in children {
-                child.wait().unwrap();
-            }
-            Spread::of(delays).unwrap()
-        })
-        .collect();
-    runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
-    runs.swap_remove(1)
+/// Ratios in order and their median.
+fn ratios(mut ratios: Vec<f64>) -> String {
+    ratios.sort_by(f64::total_cmp);
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    format!("{} (median {median:.2}×)", each.join(", "))
 }
 
 async fn raw_etcd(env: &TestEnv) -> f64 {
@@ -324,6 +304,7 @@ async fn spread_minute(scratch: &Path, per_minute: usize, workers: usize) -> Rep
     put_jobs(
         &mut etcd,
         &env.keys,
+        SHELL_CLOCK,
         (0..per_minute).map(|i| (format!("spread-{i:05}"), format!("{} * * * * *", i % 60))),
     )
     .await;
@@ -341,6 +322,7 @@ async fn burst(scratch: &Path, workers: usize, slots: Option<u32>) -> Report {
     put_jobs(
         &mut etcd,
         &env.keys,
+        SHELL_CLOCK,
         (0..BURST).map(|i| (format!("burst-{i:04}"), expr.clone())),
     )
     .await;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use cronfleet_common::{ExecutionRecord, RunStatus};
 
+use crate::floor::{boot_ms, Floor};
 use crate::support::Spread;
 
 /// The key under which [`Report::txns`] holds the workers' etcd requests.
@@ -21,8 +22,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Prints the report beside `floor`; returns the last start against the floor's.
-    pub fn print(&self, title: &str, floor: &Spread) -> Option<f64> {
+    /// Prints the report beside `floor`; returns the last start against the floor's, by the
+    /// records' `startTime` and by the shells' own clock.
+    pub fn print(&self, title: &str, floor: &Floor) -> (Option<f64>, Option<f64>) {
+        let boot = boot_ms();
+        let mut shell_delays = Vec::new();
         let mut per_tick: HashMap<(&str, i64), usize> = HashMap::new();
         let mut starts: HashMap<(&str, i64), usize> = HashMap::new();
         let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
@@ -44,6 +48,9 @@ impl Report {
                 delays.push((record.start_time - record.plan_time) as f64);
                 claim_to_start.push((record.start_time - record.schedule_time) as f64);
                 run_times.push((record.end_time - record.start_time) as f64);
+                if let Ok(up) = record.output.trim().parse::<f64>() {
+                    shell_delays.push(boot + up * 1000.0 - record.plan_time as f64);
+                }
             }
         }
         let ran = delays.len();
@@ -66,18 +73,15 @@ impl Report {
         );
         let last_start = Spread::of(delays).map(|delay| {
             println!("  start delay (planTime to startTime): {delay}");
-            println!(
-                "  against the raw floor for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
-                floor.n,
-                delay.p50 / floor.p50,
-                delay.p99 / floor.p99,
-                delay.max / floor.max
-            );
-            delay.max / floor.max
+            compare("spawned", &delay, &floor.spawned)
         });
         if last_start.is_none() {
             println!("  start delay: nothing ran");
         }
+        let shell_last = Spread::of(shell_delays).map(|delay| {
+            println!("  planTime to the shell running, by its own clock (10 ms steps): {delay}");
+            compare("shells running", &delay, &floor.shells)
+        });
         if let Some(spread) = Spread::of(claim_to_start) {
             println!("  dispatch to start (scheduleTime to startTime): {spread}");
         }
@@ -109,6 +113,18 @@ impl Report {
             .map(|(name, share)| format!("{name} {:.0} %", share * 100.0))
             .collect();
         println!("  server CPU, share of one core: {}", servers.join(", "));
-        last_start
+        (last_start, shell_last)
     }
+}
+
+/// Prints `delay` against the floor's `what`; returns the last against the floor's last.
+fn compare(what: &str, delay: &Spread, floor: &Spread) -> f64 {
+    println!(
+        "  against the raw floor's {what} for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
+        floor.n,
+        delay.p50 / floor.p50,
+        delay.p99 / floor.p99,
+        delay.max / floor.max
+    );
+    delay.max / floor.max
 }

@@ -81,16 +81,19 @@ impl Drop for Bench {
     }
 }
 
-/// Writes `(name, cronExpr)` jobs running `true` to etcd as the projector would, 128 a txn.
+/// Writes `(name, cronExpr)` jobs running `command` (no quotes or backslashes in it) to etcd as
+/// the projector would, 128 a txn.
 pub async fn put_jobs(
     etcd: &mut etcd_client::Client,
     keys: &cronfleet_common::Keys,
+    command: &str,
     jobs: impl Iterator<Item = (String, String)>,
 ) {
     let ops: Vec<etcd_client::TxnOp> = jobs
         .map(|(name, expr)| {
-            let value =
-                format!(r#"{{"name":"{name}","command":"true","cronExpr":"{expr}","version":1}}"#);
+            let value = format!(
+                r#"{{"name":"{name}","command":"{command}","cronExpr":"{expr}","version":1}}"#
+            );
             let name = cronfleet_common::JobName::parse(&name).expect("a valid job name");
             etcd_client::TxnOp::put(keys.job(&name), value, None)
         })
