@@ -20,6 +20,11 @@ impl Clock {
         Utc::now() + self.offset
     }
 
+    /// What this clock read when the system clock read `at`.
+    pub fn of_system(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + self.offset
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.now().timestamp_millis()
     }

@@ -21,9 +21,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::Clock;
-use crate::launcher::{Launched, Launcher};
+use crate::launcher::{Exit, Launched, Launcher};
 use crate::output::{capture, Captured, Output};
 use crate::run_limits::RunLimits;
 use crate::runs::StopReason;
@@ -111,20 +112,32 @@ enum Ending {
     Stopped(RunStatus, String, ExitStatus),
 }
 
-/// A run's supervisor, started and waiting for the word to start the shell. Starting it
-/// ahead of the planned time keeps the fork out of the start latency.
+/// A run's supervisor, started and waiting for its start time, when it starts the shell by
+/// itself. Starting it ahead of the planned time keeps the fork out of the start latency, and
+/// its own timer keeps the worker out of it: under a burst the worker need not get a CPU at
+/// the planned time for every run to start then.
 #[derive(Debug)]
 pub struct Prepared {
-    supervisor: Launched,
+    pid: nix::unistd::Pid,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    report: pipe::Receiver,
+    exit: Exit,
+    /// Holds the supervisor's stdin open, confirming the worker's lease on it where the run
+    /// is watched; its end of file before the start time calls the run off.
+    _input: AbortOnDropHandle<()>,
 }
 
-/// Starts the supervisor for a run; the shell starts on [`start`]. Dropping the result
-/// without starting it makes the supervisor exit without running anything.
+/// Starts the supervisor for a run, which starts the shell `start_in` from now; [`start`]
+/// follows the run from there. Dropping the result before then makes the supervisor exit
+/// without running anything.
 pub async fn prepare(
     job: &JobSpec,
     context: &RunContext,
     limits: &Limits,
+    start_in: Duration,
 ) -> std::io::Result<Prepared> {
+    let start_at = crate::supervisor::monotonic_now() + start_in;
     if !job.legacy && !limits.shells.iter().any(|shell| shell == job.shell()) {
         return Err(std::io::Error::other(format!(
             "the shell {} is not on this worker's allow-list ({}); start the worker with --shell {} to allow it",
@@ -140,14 +153,32 @@ pub async fn prepare(
             )));
         }
     }
-    let mut supervisor = limits.launcher.launch(arguments(limits, job)).await?;
+    let Launched {
+        pid,
+        mut stdin,
+        stdout,
+        stderr,
+        report,
+        exit,
+    } = limits
+        .launcher
+        .launch(arguments(limits, job, start_at))
+        .await?;
     let env = shell_env(limits, job, context);
     let block = crate::supervisor::environment_block(
         env.iter()
             .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
     );
-    supervisor.stdin.write_all(&block).await?;
-    Ok(Prepared { supervisor })
+    stdin.write_all(&block).await?;
+    let input = tokio::spawn(hold_input(stdin, limits.lease_until.clone()));
+    Ok(Prepared {
+        pid,
+        stdout,
+        stderr,
+        report,
+        exit,
+        _input: AbortOnDropHandle::new(input),
+    })
 }
 
 /// Runs `job`'s command to completion, timeout or stop request.
@@ -159,7 +190,7 @@ pub async fn execute(
     stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
     start(
-        prepare(job, context, limits).await,
+        prepare(job, context, limits, Duration::ZERO).await,
         (job, &context.run_id),
         limits,
         clock,
@@ -168,8 +199,8 @@ pub async fn execute(
     .await
 }
 
-/// Tells a prepared supervisor to start the shell, then supervises run `run_id` of `job` to
-/// its end.
+/// Follows run `run_id` of `job`, whose prepared supervisor starts the shell at its start
+/// time, to its end.
 pub async fn start(
     prepared: std::io::Result<Prepared>,
     (job, run_id): (&JobSpec, &str),
@@ -177,25 +208,17 @@ pub async fn start(
     clock: Clock,
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Outcome {
-    let started = match prepared {
-        Ok(Prepared { mut supervisor }) => {
-            supervisor.stdin.write_all(b"g").await.map(|()| supervisor)
-        }
-        Err(e) => Err(e),
-    };
-    // The supervisor is a running process that execs the shell as soon as it reads the word.
-    let started_at = clock.now();
-    // Runs due at the same instant wake together: each gives the word before any sets up
-    // the rest of its run.
-    tokio::task::yield_now().await;
-    let Launched {
+    // When the shell started if its supervisor does not say.
+    let reached = clock.now();
+    let Prepared {
         pid: group,
-        stdin: go,
         stdout,
         stderr,
+        report,
         mut exit,
-    } = match started {
-        Ok(started) => started,
+        _input: input,
+    } = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
             return Outcome {
                 status: RunStatus::FailedToStart,
@@ -203,16 +226,12 @@ pub async fn start(
                 exit_code: None,
                 signal: None,
                 output: Output::new(0).finish(),
-                started_at,
+                started_at: reached,
                 ended_at: clock.now(),
                 killed_by: None,
             };
         }
     };
-    let confirming = limits
-        .lease_until
-        .clone()
-        .map(|until| tokio::spawn(confirm_lease(go, until)));
     let (finish, finished) = oneshot::channel();
     let live = limits
         .live
@@ -243,9 +262,7 @@ pub async fn start(
                 .map(|status| Ending::Stopped(RunStatus::Killed, reason.describe().to_owned(), status))
         }
     };
-    if let Some(confirming) = confirming {
-        confirming.abort();
-    }
+    drop(input);
     stop_group(group, limits.kill_grace).await;
     // The run's processes are gone, and the pipes with them; one a process outside the run's
     // reach still holds is read for no longer than the grace period.
@@ -258,6 +275,7 @@ pub async fn start(
     }
     .unwrap_or_else(|_| Output::new(0).finish());
     let ended_at = clock.now();
+    let started_at = reported_start(&report, clock);
     let (status, err, exit) = match ending {
         Ok(Ending::Exited(exit)) => match exit.code() {
             Some(0) => (RunStatus::Succeeded, String::new(), exit),
@@ -276,11 +294,32 @@ pub async fn start(
                 exit_code: None,
                 signal: None,
                 output,
-                started_at,
+                started_at: started_at.unwrap_or(reached),
                 ended_at,
                 killed_by,
             }
         }
+    };
+    let Some(started_at) = started_at else {
+        // The supervisor ended without starting the shell: it could not, or the run was
+        // called off first.
+        let (status, err) = match status {
+            RunStatus::Killed | RunStatus::TimedOut => (status, err),
+            _ => (
+                RunStatus::FailedToStart,
+                "the shell did not start (its output says why)".to_owned(),
+            ),
+        };
+        return Outcome {
+            status,
+            err,
+            exit_code: None,
+            signal: None,
+            output,
+            started_at: reached,
+            ended_at,
+            killed_by,
+        };
     };
     // A run that fails under limits says which, since hitting one shows only as the
     // command's own error.
@@ -305,17 +344,27 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
+/// When the supervisor says it started the shell, if it did.
+fn reported_start(report: &pipe::Receiver, clock: Clock) -> Option<DateTime<Utc>> {
+    let mut bytes = [0u8; 8];
+    // The supervisor wrote it, if at all, before it ended.
+    match report.try_read(&mut bytes) {
+        Ok(8) => Some(clock.of_system(DateTime::from_timestamp_nanos(i64::from_le_bytes(bytes)))),
+        _ => None,
+    }
+}
+
 /// The supervisor's arguments. Its own environment is empty: the shell's comes through its
 /// stdin. The run server fills in its own pid as the process whose death ends the run.
-fn arguments(limits: &Limits, job: &JobSpec) -> Vec<OsString> {
+fn arguments(limits: &Limits, job: &JobSpec, start_at: Duration) -> Vec<OsString> {
     let run_as = limits.run_as.as_ref().map(|user| (user.uid, user.gid));
     crate::supervisor::arguments(
         (job.shell(), &job.command, job.working_dir.as_deref()),
         std::process::id(),
         run_as,
-        limits.kill_grace,
-        limits.lease_until.is_some(),
+        (limits.kill_grace, limits.lease_until.is_some()),
         &limits.run_limits,
+        start_at,
     )
 }
 
@@ -349,15 +398,19 @@ fn shell_env(limits: &Limits, job: &JobSpec, context: &RunContext) -> Vec<(OsStr
     env.into_iter().collect()
 }
 
-/// Tells the run's supervisor, at every renewal of the worker's lease, how long it holds; a
-/// lease that is gone holds for 0 ms.
-async fn confirm_lease(mut go: pipe::Sender, mut until: watch::Receiver<Option<Instant>>) {
+/// Holds the supervisor's stdin open until the run is over, telling it at every renewal of
+/// the worker's lease, if it watches one, how long the lease holds; a lease that is gone holds
+/// for 0 ms. When the worker's session ends, so does the stdin.
+async fn hold_input(mut stdin: pipe::Sender, until: Option<watch::Receiver<Option<Instant>>>) {
+    let Some(mut until) = until else {
+        return std::future::pending().await;
+    };
     loop {
         let valid = until.borrow_and_update().map_or(Duration::ZERO, |at| {
             at.saturating_duration_since(Instant::now())
         });
         let line = format!("{}\n", valid.as_millis());
-        if go.write_all(line.as_bytes()).await.is_err() || until.changed().await.is_err() {
+        if stdin.write_all(line.as_bytes()).await.is_err() || until.changed().await.is_err() {
             return;
         }
     }

@@ -11,7 +11,8 @@
 //!
 //! Messages, one per `SOCK_SEQPACKET` datagram (integers little-endian `i32`):
 //! * worker → server: `R` and the supervisor's arguments, each ended by a NUL byte, with the
-//!   run's stdin, stdout and stderr attached (`SCM_RIGHTS`): start a supervisor; `K` and a
+//!   run's stdin, stdout, stderr and start report pipe attached (`SCM_RIGHTS`): start a
+//!   supervisor; `K` and a
 //!   pid: SIGKILL that supervisor if it has not been reaped yet.
 //! * server → worker: `S` and a pid: the oldest start request was served; `F` and an errno:
 //!   it could not be; `X`, a pid and its wait status: that supervisor ended.
@@ -150,13 +151,14 @@ struct Routes {
 }
 
 /// A supervisor started for a run: its pid (also its process group), the write end of its
-/// stdin, the read ends of its stdout and stderr, and its end.
+/// stdin, the read ends of its stdout, stderr and start report, and its end.
 #[derive(Debug)]
 pub struct Launched {
     pub pid: Pid,
     pub stdin: pipe::Sender,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
+    pub report: pipe::Receiver,
     pub exit: Exit,
 }
 
@@ -228,9 +230,10 @@ impl Launcher {
         let (stdin_read, stdin) = pipe()?;
         let (stdout, stdout_write) = pipe()?;
         let (stderr, stderr_write) = pipe()?;
+        let (report, report_write) = pipe()?;
         let started = server.start(
             &Request::Start(args),
-            [stdin_read, stdout_write, stderr_write],
+            [stdin_read, stdout_write, stderr_write, report_write],
         )?;
         let (pid, ended) = started.await.map_err(|_| gone())??;
         Ok(Launched {
@@ -238,6 +241,7 @@ impl Launcher {
             stdin: pipe::Sender::from_owned_fd(stdin)?,
             stdout: pipe::Receiver::from_owned_fd(stdout)?,
             stderr: pipe::Receiver::from_owned_fd(stderr)?,
+            report: pipe::Receiver::from_owned_fd(report)?,
             exit: Exit {
                 pid,
                 ended,
@@ -268,6 +272,7 @@ impl Launcher {
         command
             .arg("serve")
             .arg(std::process::id().to_string())
+            .arg(crate::priority::runs().to_string())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .env_clear();
@@ -310,7 +315,7 @@ impl Server {
     fn start(
         &self,
         request: &Request,
-        fds: [OwnedFd; 3],
+        fds: [OwnedFd; 4],
     ) -> std::io::Result<oneshot::Receiver<Start>> {
         let _order = lock(&self.sending);
         let (answer, started) = oneshot::channel();

@@ -35,6 +35,7 @@ pub mod log_sink;
 pub mod metrics;
 pub mod missed;
 pub mod output;
+pub mod priority;
 pub mod queue;
 pub mod records;
 pub mod rendezvous;

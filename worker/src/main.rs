@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    cronfleet_worker::priority::yield_to_runs();
     cronfleet_common::telemetry::init(config.log_json);
     tokio::runtime::Runtime::new()?.block_on(serve(config))
 }

@@ -1,4 +1,5 @@
-//! The run server, `cronfleet-run serve <worker-pid>`: started once by each worker, it forks
+//! The run server, `cronfleet-run serve <worker-pid> <runs-nice>`: started once by each
+//! worker, it forks
 //! a [`supervisor`] for every run, so that a run costs one `exec` — the shell's — instead of
 //! two. Starting a dynamically linked program (loader, relocations, the C library's CPU
 //! probes) is most of what a supervisor used to cost; a fork of this small process is a
@@ -8,14 +9,16 @@
 //! with ordinary Rust code sound: no other thread can hold a lock the child would need. It
 //! talks to the worker over its stdin, a `SOCK_SEQPACKET` socket (one message per request or
 //! answer; see [`crate::launcher`] for the messages). Each supervisor is the leader of a new
-//! process group, with the run's three pipes as its stdin, stdout and stderr, exactly as if the
-//! worker had started it; the server reaps it and reports how it ended.
+//! process group, with the run's first three pipes as its stdin, stdout and stderr, exactly as
+//! if the worker had started it, and the fourth, closed on exec, to report its shell's start
+//! on; the server reaps it and reports how it ended.
 //!
-//! The server runs [`PRIORITY_BOOST`] nice values above the runs where its privileges allow
-//! (as root), and gives every supervisor back the worker's value: under a burst hundreds of
-//! runs are runnable at once, and a server that waited its fair turn behind them all forked
-//! each next run late. Only the server: a boosted worker slowed bursts down, its threads
-//! preempting runs that held their slots the longer.
+//! The server runs [`SERVER_BOOST`] nice values above the runs (`<runs-nice>`) where its
+//! privileges allow (as root), and gives every supervisor the runs' value: under a burst
+//! hundreds of runs are runnable at once, and a server that waited its fair turn behind them
+//! all forked each next run late. Only the server: a boosted worker slowed bursts down, its
+//! threads preempting runs that held their slots the longer (the worker now runs below its
+//! runs; see [`crate::priority`]).
 //!
 //! It dies with the worker (SIGKILL as its parent-death signal), and every supervisor asks
 //! for SIGHUP when the server dies, which ends its run at once — so a run still dies with the
@@ -37,14 +40,13 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, getppid, setpgid, ForkResult, Pid};
 
 use crate::launcher::{Answer, Request, MAX_REQUEST_BYTES};
+use crate::priority::{self, SERVER_BOOST};
 use crate::supervisor::Invocation;
 
-/// How many nice values the server runs above the runs, where it may.
-pub const PRIORITY_BOOST: i32 = 10;
-
-/// Serves the worker with pid `worker` on stdin until it goes away.
+/// Serves the worker with pid `worker` on stdin until it goes away; runs get nice value
+/// `runs_nice`, or the server's own where it has no privilege to go below that.
 #[allow(unsafe_code)]
-pub fn serve(worker: u32) -> ! {
+pub fn serve(worker: u32, runs_nice: i32) -> ! {
     let child_ended: SigSet = std::iter::once(Signal::SIGCHLD).collect();
     if child_ended.thread_block().is_err() {
         std::process::exit(127);
@@ -61,9 +63,9 @@ pub fn serve(worker: u32) -> ! {
     // SAFETY: the worker starts the server with its end of the socket as stdin, and nothing
     // else in this process owns descriptor 0.
     let socket = unsafe { OwnedFd::from_raw_fd(0) };
-    let runs_nice = nice();
     // Without the privilege to lower it, the server keeps the worker's nice value.
-    let _ = set_nice(runs_nice - PRIORITY_BOOST);
+    let _ = priority::set(runs_nice - SERVER_BOOST);
+    let runs_nice = runs_nice.max(priority::current());
     let mut server = Server {
         runs_nice,
         socket,
@@ -77,7 +79,7 @@ pub fn serve(worker: u32) -> ! {
 }
 
 struct Server {
-    /// The worker's nice value, which every run gets.
+    /// The nice value every run gets.
     runs_nice: i32,
     socket: OwnedFd,
     reaped: SignalFd,
@@ -127,7 +129,7 @@ impl Server {
 
     #[allow(unsafe_code)]
     fn take_request(&mut self) {
-        let mut space = nix::cmsg_space!([RawFd; 3]);
+        let mut space = nix::cmsg_space!([RawFd; 4]);
         let mut iov = [IoSliceMut::new(&mut self.buffer)];
         let message = match recvmsg::<()>(
             self.socket.as_raw_fd(),
@@ -170,11 +172,12 @@ impl Server {
         }
     }
 
-    /// Forks a supervisor for `args` with `fds` (stdin, stdout, stderr) and answers its pid.
+    /// Forks a supervisor for `args` with `fds` (stdin, stdout, stderr, the start report) and
+    /// answers its pid.
     #[allow(unsafe_code)]
     fn start(&mut self, args: &[OsString], fds: Vec<OwnedFd>) {
-        let (Some(mut invocation), Ok([stdin, stdout, stderr])) =
-            (Invocation::parse(args), <[OwnedFd; 3]>::try_from(fds))
+        let (Some(mut invocation), Ok([stdin, stdout, stderr, report])) =
+            (Invocation::parse(args), <[OwnedFd; 4]>::try_from(fds))
         else {
             return self.answer(&Answer::Refused(Errno::EINVAL as i32));
         };
@@ -185,7 +188,7 @@ impl Server {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => become_supervisor(
                 &invocation,
-                [stdin, stdout, stderr],
+                [stdin, stdout, stderr, report],
                 self.reaped.as_raw_fd(),
                 self.runs_nice,
             ),
@@ -215,19 +218,20 @@ impl Server {
     }
 }
 
-/// In the forked child: the run's pipes become stdin, stdout and stderr, the server's own
-/// descriptors and signal mask are left behind, and the supervisor takes over.
+/// In the forked child: the run's pipes become stdin, stdout and stderr (the report pipe stays
+/// as it came, closed on exec), the server's own descriptors and signal mask are left behind,
+/// and the supervisor takes over.
 fn become_supervisor(
     invocation: &Invocation,
-    pipes: [OwnedFd; 3],
+    pipes: [OwnedFd; 4],
     reaped: RawFd,
     runs_nice: i32,
 ) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if !set_nice(runs_nice) {
+    if !priority::set(runs_nice) {
         std::process::exit(127);
     }
-    let [stdin, stdout, stderr] = pipes;
+    let [stdin, stdout, stderr, report] = pipes;
     let moved = dup2_stdin(&stdin).and_then(|()| dup2_stdout(&stdout));
     if moved.and_then(|()| dup2_stderr(&stderr)).is_err() {
         std::process::exit(127);
@@ -237,21 +241,7 @@ fn become_supervisor(
     if SigSet::empty().thread_set_mask().is_err() {
         std::process::exit(127);
     }
-    crate::supervisor::run(invocation)
-}
-
-/// This process's nice value.
-#[allow(unsafe_code)]
-fn nice() -> i32 {
-    // SAFETY: getpriority(2) on this process reads a number and touches no memory.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-}
-
-/// Sets this process's nice value; false if not permitted.
-#[allow(unsafe_code)]
-fn set_nice(value: i32) -> bool {
-    // SAFETY: setpriority(2) on this process sets a number and touches no memory.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, value) == 0 }
+    crate::supervisor::run(invocation, report)
 }
 
 #[cfg(test)]

@@ -2,16 +2,21 @@
 //! nothing a run starts outlives it, nor the worker.
 //!
 //! The worker's [`crate::run_server`] forks one per run from `<parent-pid> <uid> <gid>
-//! <grace-ms> <watch> <limits> <command>` ([`arguments`]), as the leader of a new process
-//! group, ahead of the planned time, with an empty environment. The supervisor asks the
-//! kernel to send it SIGHUP when its parent dies (the server, which dies with the worker), and
-//! gives up at once if the parent is already gone, and makes itself a child subreaper, so every process the run
-//! starts — `setsid`, double-forked and `nohup`ed ones included — stays its descendant. It then
-//! reads the shell's environment from stdin (`NAME=value` entries, each ended by a NUL byte,
-//! the list by an empty entry: the job's variables never reach the supervisor's own
-//! environment, where the dynamic loader of a privileged process would honour them), waits for
-//! one more byte (the word to go; end of file means the run was called off), and starts
-//! `<shell> -c <command>` (the job's shell, `/bin/sh` unless it names another) as the run's user, stdin from `/dev/null`.
+//! <grace-ms> <watch> <limits> <command> <working-dir> <start-at>` ([`arguments`]), as the
+//! leader of a new process group, ahead of the planned time, with an empty environment. The
+//! supervisor asks the kernel to send it SIGHUP when its parent dies (the server, which dies
+//! with the worker), and gives up at once if the parent is already gone, and makes itself a
+//! child subreaper, so every process the run starts — `setsid`, double-forked and `nohup`ed
+//! ones included — stays its descendant. It then reads the shell's environment from stdin
+//! (`NAME=value` entries, each ended by a NUL byte, the list by an empty entry: the job's
+//! variables never reach the supervisor's own environment, where the dynamic loader of a
+//! privileged process would honour them), and waits on its own timer for `<start-at>`, an
+//! instant of the machine's monotonic clock: the run's shell starts at the planned time
+//! whether or not the worker gets a CPU then. End of file on stdin, a stop signal or a lease
+//! about to run out before that calls the run off. It then starts `<shell> -c <command>` (the
+//! job's shell, `/bin/sh` unless it names another) as the run's user, stdin from `/dev/null`,
+//! and writes the wall-clock time it did so (nanoseconds since the epoch, little-endian `i64`)
+//! to the report pipe the server handed it, which it closes: the run's `startTime`.
 //!
 //! * When the shell exits, every descendant still running gets SIGTERM, and SIGKILL after the
 //!   grace period; the supervisor then exits as the shell did (the same exit code, or death by
@@ -35,20 +40,20 @@ mod invocation;
 mod lease_watch;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read as _, Stdin};
-use std::os::fd::AsFd as _;
+use std::io::{BufReader, Stdin, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, raise, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getppid, Pid};
 
 use self::invocation::read_environment;
-pub use self::invocation::{arguments, environment_block, Invocation};
+pub use self::invocation::{arguments, environment_block, monotonic_now, Invocation};
 use self::lease_watch::LeaseWatch;
 use crate::run_limits::RunLimits;
 
@@ -58,8 +63,8 @@ pub const BINARY: &str = "cronfleet-run";
 /// How long before the worker's lease runs out every process of the run is dead.
 const LEASE_MARGIN: Duration = Duration::from_millis(250);
 
-/// Supervises `<shell> -c command` and exits as it did.
-pub fn run(invocation: &Invocation) -> ! {
+/// Supervises `<shell> -c command` and exits as it did; reports its start on `report`.
+pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
     let signals: SigSet = [
         Signal::SIGHUP,
         Signal::SIGTERM,
@@ -87,13 +92,9 @@ pub fn run(invocation: &Invocation) -> ! {
     let Some(env) = read_environment(&mut stdin) else {
         std::process::exit(0);
     };
-    let mut go = [0u8; 1];
-    if !matches!(stdin.read(&mut go), Ok(1)) {
-        std::process::exit(0);
-    }
-    let lease = invocation
-        .watch
-        .then(|| LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN));
+    let Ok(incoming) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
+        std::process::exit(127);
+    };
     let mut shell = Command::new(&invocation.shell);
     shell
         .arg("-c")
@@ -116,6 +117,13 @@ pub fn run(invocation: &Invocation) -> ! {
         eprintln!("cronfleet: could not set the run's limits: {e}");
         std::process::exit(127);
     }
+    // At the start time only the spawn is left to do.
+    let mut input = LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN);
+    if let Err(reason) = wait_to_start(invocation.start_at, &incoming, &mut input) {
+        eprintln!("cronfleet: the run was called off before its shell started: {reason}");
+        std::process::exit(0);
+    }
+    let lease = invocation.watch.then_some(input);
     let shell = match shell.spawn() {
         Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
         Err(e) => {
@@ -126,9 +134,8 @@ pub fn run(invocation: &Invocation) -> ! {
             std::process::exit(127);
         }
     };
-    let Ok(incoming) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
-        std::process::exit(127);
-    };
+    let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let _ = std::fs::File::from(report).write_all(&started.to_le_bytes());
     Supervisor {
         shell,
         status: None,
@@ -136,6 +143,49 @@ pub fn run(invocation: &Invocation) -> ! {
         stop_by: None,
     }
     .supervise(&incoming, lease)
+}
+
+/// Waits until `start_at` on the monotonic clock, reading the worker's lease confirmations
+/// meanwhile; the reason the run is called off instead, if it is.
+fn wait_to_start(
+    start_at: Duration,
+    incoming: &SignalFd,
+    input: &mut LeaseWatch<Stdin>,
+) -> Result<(), &'static str> {
+    loop {
+        let left = start_at.saturating_sub(monotonic_now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if input.stop_at().is_some_and(|at| at <= Instant::now()) {
+            return Err("the worker stopped confirming its etcd lease");
+        }
+        let lease_left = input
+            .stop_at()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        let timeout = lease_left.map_or(left, |lease| lease.min(left));
+        let (signalled, readable) = {
+            let mut fds = vec![PollFd::new(incoming.as_fd(), PollFlags::POLLIN)];
+            let Some(stdin) = input.readable() else {
+                return Err("the worker went away or called it off");
+            };
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+            match ppoll(&mut fds, Some(timeout.into()), None) {
+                Ok(_) => (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false)),
+                Err(_) => (false, false),
+            }
+        };
+        if readable {
+            input.read();
+        }
+        if signalled {
+            if let Ok(Some(info)) = incoming.read_signal() {
+                if info.ssi_signo != Signal::SIGCHLD as u32 {
+                    return Err("the run was stopped");
+                }
+            }
+        }
+    }
 }
 
 /// The shell, how it ended once it has, the grace between SIGTERM and SIGKILL, and when the

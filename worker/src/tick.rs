@@ -158,12 +158,17 @@ async fn claim_and_run(
         requested_by,
     };
     let (claimed, prepared) = claim(context, job, planned, &source, lease, &holder).await;
-    // Dispatched now: at the planned time for a scheduled tick (its claim came earlier), as
-    // go-crontab's `scheduleTime` means.
+    // Dispatched now, as go-crontab's `scheduleTime` means; a run prepared ahead is dispatched
+    // at the planned time by its supervisor's own timer.
+    let scheduled_at = if prepared.is_some() {
+        holder.planned_at
+    } else {
+        context.clock.now_ms().max(holder.planned_at)
+    };
     let base = Base {
         job,
         holder: &holder,
-        scheduled_at: context.clock.now_ms().max(holder.planned_at),
+        scheduled_at,
     };
     match claimed {
         Err(e) => {
@@ -248,7 +253,8 @@ async fn claim(
                         planned_at: planned,
                         fencing_token: *revision,
                     };
-                    Some(executor::prepare(job, &run, &context.limits).await)
+                    let start_in = context.clock.until(planned);
+                    Some(executor::prepare(job, &run, &context.limits, start_in).await)
                 }
                 _ => None,
             };
@@ -301,7 +307,7 @@ async fn execute(
                 planned_at: planned,
                 fencing_token: revision,
             };
-            executor::prepare(job, &run, &context.limits).await
+            executor::prepare(job, &run, &context.limits, std::time::Duration::ZERO).await
         }
     };
     let mut outcome = executor::start(

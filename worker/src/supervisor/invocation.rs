@@ -11,8 +11,8 @@ use crate::run_limits::RunLimits;
 const MAX_ENV_BYTES: usize = 1024 * 1024;
 
 /// What to supervise: the worker that started it, the command, the user and group to run it
-/// as (`-` for the worker's), how long descendants get between SIGTERM and SIGKILL, and
-/// whether the worker confirms its lease on stdin.
+/// as (`-` for the worker's), how long descendants get between SIGTERM and SIGKILL, whether
+/// the worker confirms its lease on stdin, and when to start the shell.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub worker: u32,
@@ -26,17 +26,29 @@ pub struct Invocation {
     pub grace: Duration,
     pub watch: bool,
     pub limits: RunLimits,
+    /// When to start the shell, on the system's monotonic clock ([`monotonic_now`]), which
+    /// every process of the machine shares; at once if it has passed.
+    pub start_at: Duration,
+}
+
+/// The time on the system's monotonic clock (`CLOCK_MONOTONIC`, which also underlies
+/// `std::time::Instant`): the same in the worker and in every supervisor.
+pub fn monotonic_now() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 /// The arguments that start a supervisor for `command` under worker process `worker`, run as
-/// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL.
+/// `run_as` (uid, gid) if given, with `grace` between SIGTERM and SIGKILL, its shell started
+/// at `start_at` ([`monotonic_now`]).
 pub fn arguments(
     (shell, command, working_dir): (&str, &str, Option<&str>),
     worker: u32,
     run_as: Option<(u32, u32)>,
-    grace: Duration,
-    watch: bool,
+    (grace, watch): (Duration, bool),
     limits: &RunLimits,
+    start_at: Duration,
 ) -> Vec<OsString> {
     let (uid, gid) = run_as.map_or_else(
         || ("-".to_owned(), "-".to_owned()),
@@ -52,10 +64,11 @@ pub fn arguments(
         shell.into(),
         command.into(),
         working_dir.unwrap_or("-").into(),
+        start_at.as_nanos().to_string().into(),
     ]
 }
 
-/// The environment block the supervisor reads before the word to go.
+/// The environment block the supervisor reads first on its stdin.
 pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let mut block = Vec::new();
     for (name, value) in vars {
@@ -71,7 +84,8 @@ pub fn environment_block<'a>(vars: impl IntoIterator<Item = (&'a [u8], &'a [u8])
 impl Invocation {
     /// The invocation that [`arguments`] describe, if they are one.
     pub fn parse(args: &[OsString]) -> Option<Self> {
-        let [worker, uid, gid, grace, watch, limits, shell, command, working_dir] = args else {
+        let [worker, uid, gid, grace, watch, limits, shell, command, working_dir, start_at] = args
+        else {
             return None;
         };
         let number = |raw: &OsString| raw.to_str().and_then(|s| s.parse::<u64>().ok());
@@ -87,6 +101,7 @@ impl Invocation {
             grace: Duration::from_millis(number(grace)?),
             watch: number(watch)? == 1,
             limits: RunLimits::from_argument(limits.to_str()?)?,
+            start_at: Duration::from_nanos(number(start_at)?),
         })
     }
 }
@@ -129,7 +144,7 @@ mod tests {
             (b"EQ", b"a=b"),
             (b"EMPTY", b""),
         ]);
-        let mut reader = std::io::Cursor::new([block.as_slice(), b"g"].concat());
+        let mut reader = std::io::Cursor::new([block.as_slice(), b"60000\n"].concat());
         let env = read_environment(&mut reader).unwrap();
         assert_eq!(
             env,
@@ -139,9 +154,10 @@ mod tests {
                 ("EMPTY".into(), "".into()),
             ]
         );
-        // The word to go follows the block.
-        let mut go = [0u8; 1];
-        assert_eq!(reader.read(&mut go).unwrap(), 1);
+        // The lease confirmations follow the block.
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "60000\n");
         // Cut short (the worker went away) or malformed: nothing runs.
         assert!(read_environment(&mut std::io::Cursor::new(b"PATH=/bin".to_vec())).is_none());
         assert!(read_environment(&mut std::io::Cursor::new(b"NOEQUALS\0\0".to_vec())).is_none());
@@ -153,11 +169,11 @@ mod tests {
             ("/bin/bash", "echo hi", Some("/srv/app")),
             42,
             Some((65534, 65534)),
-            Duration::from_secs(5),
-            true,
+            (Duration::from_secs(5), true),
             &RunLimits::default(),
+            Duration::from_millis(1_500),
         );
-        assert_eq!(args.len(), 9);
+        assert_eq!(args.len(), 10);
         assert_eq!(args[3], "5000");
         assert_eq!(args[4], "1");
         assert_eq!(args[5], "core=0");
@@ -167,6 +183,7 @@ mod tests {
         assert_eq!(invocation.shell, "/bin/bash");
         assert_eq!(invocation.command, "echo hi");
         assert_eq!(invocation.working_dir.as_deref(), Some("/srv/app".as_ref()));
+        assert_eq!(invocation.start_at, Duration::from_millis(1_500));
         let mut plain = args.clone();
         plain[8] = "-".into();
         assert_eq!(Invocation::parse(&plain).unwrap().working_dir, None);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use cronfleet_common::{JobSpec, RunStatus};
 use cronfleet_worker::clock::Clock;
-use cronfleet_worker::executor::{execute, Limits, Outcome, RunContext};
+use cronfleet_worker::executor::{execute, prepare, start, Limits, Outcome, RunContext};
 use cronfleet_worker::launcher::Launcher;
 use cronfleet_worker::runs::StopReason;
 use tokio::sync::watch;
@@ -411,10 +411,7 @@ async fn runs_get_the_workers_nice_value_and_the_run_server_a_higher_priority() 
         .collect();
     assert_eq!(
         nices,
-        [
-            worker,
-            worker - cronfleet_worker::run_server::PRIORITY_BOOST
-        ],
+        [worker, worker - cronfleet_worker::priority::SERVER_BOOST],
         "{outcome:?}"
     );
 }
@@ -480,4 +477,62 @@ async fn a_go_crontab_job_value_runs_under_bash_whatever_the_allow_list() {
     .await;
     assert_eq!(ran.status, RunStatus::Succeeded, "{ran:?}");
     assert_eq!(ran.output.text, "/bin/bash\n");
+}
+
+/// A prepared run's shell starts at its start time by the supervisor's own timer, however
+/// late the worker comes back to it; the outcome's start is when the shell started.
+#[tokio::test]
+async fn a_prepared_run_starts_on_time_without_the_worker_and_reports_its_start() {
+    let job = job("date +%s%3N", None);
+    let limits = limits();
+    let due = Utc::now().timestamp_millis() + 300;
+    let prepared = prepare(&job, &context("timed"), &limits, Duration::from_millis(300)).await;
+    // The worker is busy elsewhere well past the start time.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_keep, stop) = watch::channel(None);
+    let outcome = start(
+        prepared,
+        (&job, "timed"),
+        &limits,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    let shell_ran: i64 = outcome.output.text.trim().parse().unwrap();
+    let started = outcome.started_at.timestamp_millis();
+    for (what, at) in [("the shell ran", shell_ran), ("the start", started)] {
+        assert!(
+            (due..due + 1_000).contains(&at),
+            "{what} at {at}, due at {due}"
+        );
+    }
+}
+
+/// A prepared run dropped before its start time never starts.
+#[tokio::test]
+async fn a_prepared_run_called_off_before_its_start_time_never_runs() {
+    let marker = format!("/tmp/cronfleet-called-off-{}", uuid::Uuid::new_v4());
+    let job = job(&format!("touch {marker}"), None);
+    // Its run server lives as long as the launcher, as a worker's does.
+    let limits = limits();
+    let prepared = prepare(&job, &context("off"), &limits, Duration::from_millis(500)).await;
+    drop(prepared);
+    // Well past the start time: a shell started then would have touched the file.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!std::path::Path::new(&marker).exists());
+    // The same run, not called off, does.
+    let prepared = prepare(&job, &context("on"), &limits, Duration::from_millis(500)).await;
+    let (_keep, stop) = watch::channel(None);
+    let outcome = start(
+        prepared,
+        (&job, "on"),
+        &limits,
+        Clock::with_offset_ms(0),
+        stop,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert!(std::path::Path::new(&marker).exists());
+    let _ = std::fs::remove_file(&marker);
 }

@@ -21,6 +21,7 @@ mod live_output;
 mod mongo_outage;
 mod policies;
 mod policy_faults;
+mod priority;
 mod record_path;
 mod run_now;
 mod support;
