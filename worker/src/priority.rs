@@ -3,10 +3,9 @@
 //! Under load the box's cores are the bottleneck. Measured at 10,000 jobs a minute on three
 //! workers on 2 cores (a wave of 166 shells every second), with the workers and their runs at
 //! one nice value, the last shells of each wave ran 1.36× later than the same shells forked by
-//! a plain loop: the workers' bookkeeping for the runs that had already ended (releasing
-//! locks, writing records) took the CPU the later starts needed. That work can wait a few
-//! milliseconds; a start cannot. With the workers [`WORKER_YIELD`] below their runs, the same
-//! waves ran 1.13× the loop's.
+//! a plain loop: the work for the runs that had already ended (the workers releasing locks and
+//! writing records, the supervisors exiting — a quarter of the supervisors' CPU during a wave)
+//! took the CPU the later starts needed. That work can wait a few milliseconds; a start cannot.
 //!
 //! * The worker runs [`WORKER_YIELD`] nice values below its runs ([`yield_to_runs`], called
 //!   by `cronfleet-worker` before it starts any thread); its runs keep the nice value the
@@ -14,7 +13,9 @@
 //!   root with `CAP_SYS_NICE`, or under a high enough `RLIMIT_NICE`): otherwise it does not
 //!   yield, and runs keep the worker's value as before.
 //! * The run server runs [`SERVER_BOOST`] above the runs where it may (see
-//!   [`crate::run_server`]); each supervisor it forks gets the runs' value.
+//!   [`crate::run_server`]); each supervisor it forks gets the runs' value, starts its shell
+//!   at it, then steps [`WORKER_YIELD`] below for the rest of the run, and to the lowest
+//!   priority (19) once nothing of the run is left and only its own exit remains.
 //!
 //! Linux keeps the nice value per thread; threads started later inherit it.
 

@@ -16,7 +16,8 @@
 //! about to run out before that calls the run off. It then starts `<shell> -c <command>` (the
 //! job's shell, `/bin/sh` unless it names another) as the run's user, stdin from `/dev/null`,
 //! and writes the wall-clock time it did so (nanoseconds since the epoch, little-endian `i64`)
-//! to the report pipe the server handed it, which it closes: the run's `startTime`.
+//! to the report pipe the server handed it, which it closes: the run's `startTime`. It then
+//! yields the CPU to other runs' starts (see [`crate::priority`]).
 //!
 //! * When the shell exits, every descendant still running gets SIGTERM, and SIGKILL after the
 //!   grace period; the supervisor then exits as the shell did (the same exit code, or death by
@@ -136,6 +137,9 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
     };
     let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let _ = std::fs::File::from(report).write_all(&started.to_le_bytes());
+    // What is left (following the run, ending what it leaves, exiting) can wait for the
+    // starts of other runs, as the worker's own work does.
+    let _ = crate::priority::set(crate::priority::current() + crate::priority::WORKER_YIELD);
     Supervisor {
         shell,
         status: None,
@@ -272,6 +276,9 @@ impl Supervisor {
                     // After a stop, what is left has what remains of its grace.
                     let deadline = self.stop_by.unwrap_or_else(|| Instant::now() + self.grace);
                     self.end_descendants(deadline);
+                    // Nothing of the run is left: tearing this process down waits for idle
+                    // CPU, behind other runs' starts.
+                    let _ = crate::priority::set(19);
                     exit_like(status);
                 }
             }

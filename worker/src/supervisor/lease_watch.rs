@@ -87,10 +87,12 @@ mod tests {
         let (read, write) = nix::unistd::pipe().unwrap();
         let mut write = std::fs::File::from(write);
         let mut stdin = BufReader::new(std::fs::File::from(read));
-        // The environment block and the word to go, then a confirmation the reader buffered.
-        write.write_all(b"g60000\n").unwrap();
-        let mut go = [0u8; 1];
-        stdin.read_exact(&mut go).unwrap();
+        // The environment block, then a confirmation the reader buffered with it.
+        write.write_all(b"\x0060000\n").unwrap();
+        assert_eq!(
+            super::super::invocation::read_environment(&mut stdin),
+            Some(Vec::new())
+        );
         let lead = Duration::from_secs(5);
         let before = Instant::now();
         let mut watch = LeaseWatch::new(stdin, lead);
