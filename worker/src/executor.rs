@@ -274,8 +274,9 @@ pub async fn start(
         }
     }
     .unwrap_or_else(|_| Output::new(0).finish());
-    let ended_at = clock.now();
-    let started_at = reported_start(&report, clock);
+    // The supervisor's exit may come after the run's end, when the CPU is busy with starts.
+    let [started_at, reported_end] = reported(&report, clock);
+    let ended_at = reported_end.unwrap_or_else(|| clock.now());
     let (status, err, exit) = match ending {
         Ok(Ending::Exited(exit)) => match exit.code() {
             Some(0) => (RunStatus::Succeeded, String::new(), exit),
@@ -344,14 +345,25 @@ fn signal_of(status: ExitStatus) -> Option<i32> {
     std::os::unix::process::ExitStatusExt::signal(&status)
 }
 
-/// When the supervisor says it started the shell, if it did.
-fn reported_start(report: &pipe::Receiver, clock: Clock) -> Option<DateTime<Utc>> {
-    let mut bytes = [0u8; 8];
-    // The supervisor wrote it, if at all, before it ended.
-    match report.try_read(&mut bytes) {
-        Ok(8) => Some(clock.of_system(DateTime::from_timestamp_nanos(i64::from_le_bytes(bytes)))),
-        _ => None,
+/// When the supervisor says it started the shell and saw the run over, as far as it says.
+fn reported(report: &pipe::Receiver, clock: Clock) -> [Option<DateTime<Utc>>; 2] {
+    let mut bytes = [0u8; 16];
+    let mut read = 0;
+    // The supervisor wrote them, if at all, before it ended.
+    while read < bytes.len() {
+        match report.try_read(&mut bytes[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
     }
+    let at = |offset: usize| {
+        let raw = bytes
+            .get(offset..offset + 8)
+            .filter(|_| read >= offset + 8)?;
+        let nanos = i64::from_le_bytes(raw.try_into().ok()?);
+        Some(clock.of_system(DateTime::from_timestamp_nanos(nanos)))
+    };
+    [at(0), at(8)]
 }
 
 /// The supervisor's arguments. Its own environment is empty: the shell's comes through its

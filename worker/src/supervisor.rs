@@ -16,8 +16,10 @@
 //! about to run out before that calls the run off. It then starts `<shell> -c <command>` (the
 //! job's shell, `/bin/sh` unless it names another) as the run's user, stdin from `/dev/null`,
 //! and writes the wall-clock time it did so (nanoseconds since the epoch, little-endian `i64`)
-//! to the report pipe the server handed it, which it closes: the run's `startTime`. It then
-//! yields the CPU to other runs' starts (see [`crate::priority`]).
+//! to the report pipe the server handed it: the run's `startTime`. It then yields the CPU to
+//! other runs' starts (see [`crate::priority`]). When the run is over — the shell and every
+//! process it left gone — it writes that time to the pipe too, the run's `endTime`, and exits
+//! at the lowest priority: its own teardown can wait for idle CPU.
 //!
 //! * When the shell exits, every descendant still running gets SIGTERM, and SIGKILL after the
 //!   grace period; the supervisor then exits as the shell did (the same exit code, or death by
@@ -64,7 +66,7 @@ pub const BINARY: &str = "cronfleet-run";
 /// How long before the worker's lease runs out every process of the run is dead.
 const LEASE_MARGIN: Duration = Duration::from_millis(250);
 
-/// Supervises `<shell> -c command` and exits as it did; reports its start on `report`.
+/// Supervises `<shell> -c command` and exits as it did; reports its start and end on `report`.
 pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
     let signals: SigSet = [
         Signal::SIGHUP,
@@ -135,8 +137,8 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
             std::process::exit(127);
         }
     };
-    let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let _ = std::fs::File::from(report).write_all(&started.to_le_bytes());
+    let mut report = std::fs::File::from(report);
+    let _ = report.write_all(&wall_clock_now().to_le_bytes());
     // What is left (following the run, ending what it leaves, exiting) can wait for the
     // starts of other runs, as the worker's own work does.
     let _ = crate::priority::set(crate::priority::current() + crate::priority::WORKER_YIELD);
@@ -145,6 +147,7 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
         status: None,
         grace: invocation.grace,
         stop_by: None,
+        report,
     }
     .supervise(&incoming, lease)
 }
@@ -199,6 +202,8 @@ struct Supervisor {
     status: Option<ExitStatus>,
     grace: Duration,
     stop_by: Option<Instant>,
+    /// Where the run's start was reported, and its end will be.
+    report: std::fs::File,
 }
 
 impl Supervisor {
@@ -260,12 +265,20 @@ impl Supervisor {
             if self.stop_by.is_some_and(|at| at <= now) {
                 // The grace after a stop is over.
                 self.kill_descendants();
-                exit_like(
-                    self.status
-                        .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32)),
-                );
+                let status = self
+                    .status
+                    .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+                self.finish(status);
             }
         }
+    }
+
+    /// Nothing of the run is left: reports its end, and exits as `status` at the lowest
+    /// priority, so tearing this process down waits behind other runs' starts.
+    fn finish(&mut self, status: ExitStatus) -> ! {
+        let _ = self.report.write_all(&wall_clock_now().to_le_bytes());
+        let _ = crate::priority::set(19);
+        exit_like(status)
     }
 
     fn on_signal(&mut self, signal: Signal) {
@@ -276,10 +289,7 @@ impl Supervisor {
                     // After a stop, what is left has what remains of its grace.
                     let deadline = self.stop_by.unwrap_or_else(|| Instant::now() + self.grace);
                     self.end_descendants(deadline);
-                    // Nothing of the run is left: tearing this process down waits for idle
-                    // CPU, behind other runs' starts.
-                    let _ = crate::priority::set(19);
-                    exit_like(status);
+                    self.finish(status);
                 }
             }
             // The worker stops the run by signalling the group, which reaches the shell and
@@ -422,6 +432,11 @@ fn limit_shell(command: &mut Command, limits: RunLimits) {
     unsafe {
         command.pre_exec(move || limits.apply());
     }
+}
+
+/// Nanoseconds since the epoch.
+fn wall_clock_now() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 fn exit_like(status: ExitStatus) -> ! {

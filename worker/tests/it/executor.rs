@@ -480,10 +480,11 @@ async fn a_go_crontab_job_value_runs_under_bash_whatever_the_allow_list() {
 }
 
 /// A prepared run's shell starts at its start time by the supervisor's own timer, however
-/// late the worker comes back to it; the outcome's start is when the shell started.
+/// late the worker comes back to it; the outcome's start and end are when the shell started
+/// and the run was over.
 #[tokio::test]
 async fn a_prepared_run_starts_on_time_without_the_worker_and_reports_its_start() {
-    let job = job("date +%s%3N", None);
+    let job = job("date +%s%3N; sleep 0.3", None);
     let limits = limits();
     let due = Utc::now().timestamp_millis() + 300;
     let prepared = prepare(&job, &context("timed"), &limits, Duration::from_millis(300)).await;
@@ -507,6 +508,9 @@ async fn a_prepared_run_starts_on_time_without_the_worker_and_reports_its_start(
             "{what} at {at}, due at {due}"
         );
     }
+    // The end is the supervisor's too: when the shell was done, not when the worker looked.
+    let ran = (outcome.ended_at - outcome.started_at).num_milliseconds();
+    assert!((300..1_000).contains(&ran), "ran {ran} ms: {outcome:?}");
 }
 
 /// A prepared run dropped before its start time never starts.
