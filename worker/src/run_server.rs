@@ -47,6 +47,7 @@ use crate::supervisor::Invocation;
 /// `runs_nice`, or the server's own where it has no privilege to go below that.
 #[allow(unsafe_code)]
 pub fn serve(worker: u32, runs_nice: i32) -> ! {
+    close_inherited();
     let child_ended: SigSet = std::iter::once(Signal::SIGCHLD).collect();
     if child_ended.thread_block().is_err() {
         std::process::exit(127);
@@ -75,6 +76,26 @@ pub fn serve(worker: u32, runs_nice: i32) -> ! {
     };
     loop {
         server.turn();
+    }
+}
+
+/// Closes every descriptor above stderr: those the worker inherited and left open on exec
+/// would otherwise reach every run's shell.
+#[allow(unsafe_code)]
+fn close_inherited() {
+    // SAFETY: close_range(2) on descriptors this process has not opened and nothing owns.
+    if unsafe { libc::close_range(3, libc::c_uint::MAX, 0) } == 0 {
+        return;
+    }
+    // Kernels before 5.9: the same from the list of open descriptors.
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in open {
+        let _ = nix::unistd::close(fd);
     }
 }
 

@@ -540,3 +540,13 @@ async fn a_prepared_run_called_off_before_its_start_time_never_runs() {
     assert!(std::path::Path::new(&marker).exists());
     let _ = std::fs::remove_file(&marker);
 }
+
+/// A run's shell holds its standard streams and nothing else of the worker's or the
+/// supervisor's: not the report pipe, not the run server's socket.
+#[tokio::test]
+async fn a_run_holds_only_its_standard_streams() {
+    // `ls` in the shell's place: its open files are the shell's, and the directory it reads.
+    let outcome = run("exec ls /proc/self/fd", None).await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.output.text, "0\n1\n2\n3\n", "{outcome:?}");
+}
