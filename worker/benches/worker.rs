@@ -27,7 +27,8 @@ use cronfleet_worker::upload::{insert_idempotent, Uploader};
 use etcd_client::{Txn, TxnOp};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
-use support::{put_jobs, summary, Bench};
+use support::floor::{Floor, SHELL_CLOCK};
+use support::{compare, put_jobs, summary, Bench, Spread};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -205,6 +206,8 @@ async fn load_and_watch(scratch: &Path) {
 }
 
 async fn trigger_latency_and_kill(scratch: &Path) {
+    // The runs due on one second, spawned by a plain loop on the still quiet box.
+    let floor = Floor::measure(PER_MINUTE_JOBS.div_ceil(60));
     let env = TestEnv::new().await;
     let mut etcd = env.etcd().await;
     let worker = WorkerProcess::start(&env, scratch, "latency");
@@ -218,7 +221,7 @@ async fn trigger_latency_and_kill(scratch: &Path) {
     put_jobs(
         &mut etcd,
         &env.keys,
-        "true",
+        SHELL_CLOCK,
         (0..PER_MINUTE_JOBS).map(|i| (format!("tick-{i:04}"), format!("{} * * * * *", i % 60))),
     )
     .await;
@@ -275,9 +278,12 @@ async fn trigger_latency_and_kill(scratch: &Path) {
         records.len() - started.len()
     );
     println!(
-        "  trigger latency, planned second to child start: {}",
-        summary(lags)
+        "  trigger latency, planned second to the record's startTime (the shell running): {}",
+        summary(lags.clone())
     );
+    if let Some(lags) = Spread::of(lags) {
+        compare("spawned", &lags, &floor.spawned);
+    }
     println!(
         "  etcd writes per execution: {:.2} ({} revisions over {} executions, heartbeats included)",
         (revision_after - revision_before) as f64 / started.len() as f64,

@@ -13,7 +13,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-mod floor;
 mod report;
 #[path = "../support/mod.rs"]
 mod support;
@@ -27,10 +26,10 @@ use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 use cronfleet_common::testkit::TestEnv;
 use cronfleet_common::ExecutionRecord;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
-use floor::{Floor, SHELL_CLOCK};
 use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use report::Report;
+use support::floor::{Floor, SHELL_CLOCK};
 use support::{put_jobs, Bench};
 
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.

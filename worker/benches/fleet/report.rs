@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use cronfleet_common::{ExecutionRecord, RunStatus};
 
-use crate::floor::{boot_ms, Floor};
-use crate::support::Spread;
+use crate::support::floor::{boot_ms, Floor};
+use crate::support::{compare, Spread};
 
 /// The key under which [`Report::txns`] holds the workers' etcd requests.
 pub const REQUESTS: &str = "etcd requests";
@@ -115,16 +115,4 @@ impl Report {
         println!("  server CPU, share of one core: {}", servers.join(", "));
         (last_start, shell_last)
     }
-}
-
-/// Prints `delay` against the floor's `what`; returns the last against the floor's last.
-fn compare(what: &str, delay: &Spread, floor: &Spread) -> f64 {
-    println!(
-        "  against the raw floor's {what} for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
-        floor.n,
-        delay.p50 / floor.p50,
-        delay.p99 / floor.p99,
-        delay.max / floor.max
-    );
-    delay.max / floor.max
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod floor;
+
 /// The value at fraction `p` of `sorted` (nearest rank).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -103,4 +105,16 @@ pub async fn put_jobs(
             .await
             .expect("etcd takes the jobs");
     }
+}
+
+/// Prints `delay` against the floor's `what`; returns the last against the floor's last.
+pub fn compare(what: &str, delay: &Spread, floor: &Spread) -> f64 {
+    println!(
+        "  against the raw floor's {what} for {} at once ({floor}): p50 {:.2}×, p99 {:.2}×, max {:.2}×",
+        floor.n,
+        delay.p50 / floor.p50,
+        delay.p99 / floor.p99,
+        delay.max / floor.max
+    );
+    delay.max / floor.max
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::support::Spread;
+use super::Spread;
 
 /// What every benchmark job and every floor shell runs: the shell prints the box's uptime as
 /// it reads it, so its output says when it was running by its own clock (in the 10 ms steps
