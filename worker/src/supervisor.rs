@@ -39,25 +39,28 @@
 //! process per run is most of what a run costs, and forking a small single-threaded process
 //! costs a fraction of starting a program.
 
+mod descendants;
 mod invocation;
 mod lease_watch;
+mod waiting;
 
-use std::collections::HashMap;
 use std::io::{BufReader, Stdin, Write as _};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, raise, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getppid, Pid};
 
+use self::descendants::descendants;
 use self::invocation::read_environment;
 pub use self::invocation::{arguments, environment_block, monotonic_now, Invocation};
 use self::lease_watch::LeaseWatch;
+use self::waiting::wait_to_start;
 use crate::run_limits::RunLimits;
 
 /// The supervisor binary's file name; it is installed next to `cronfleet-worker`.
@@ -150,49 +153,6 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
         report,
     }
     .supervise(&incoming, lease)
-}
-
-/// Waits until `start_at` on the monotonic clock, reading the worker's lease confirmations
-/// meanwhile; the reason the run is called off instead, if it is.
-fn wait_to_start(
-    start_at: Duration,
-    incoming: &SignalFd,
-    input: &mut LeaseWatch<Stdin>,
-) -> Result<(), &'static str> {
-    loop {
-        let left = start_at.saturating_sub(monotonic_now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        if input.stop_at().is_some_and(|at| at <= Instant::now()) {
-            return Err("the worker stopped confirming its etcd lease");
-        }
-        let lease_left = input
-            .stop_at()
-            .map(|at| at.saturating_duration_since(Instant::now()));
-        let timeout = lease_left.map_or(left, |lease| lease.min(left));
-        let (signalled, readable) = {
-            let mut fds = vec![PollFd::new(incoming.as_fd(), PollFlags::POLLIN)];
-            let Some(stdin) = input.readable() else {
-                return Err("the worker went away or called it off");
-            };
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-            match ppoll(&mut fds, Some(timeout.into()), None) {
-                Ok(_) => (fds[0].any().unwrap_or(false), fds[1].any().unwrap_or(false)),
-                Err(_) => (false, false),
-            }
-        };
-        if readable {
-            input.read();
-        }
-        if signalled {
-            if let Ok(Some(info)) = incoming.read_signal() {
-                if info.ssi_signo != Signal::SIGCHLD as u32 {
-                    return Err("the run was stopped");
-                }
-            }
-        }
-    }
 }
 
 /// The shell, how it ended once it has, the grace between SIGTERM and SIGKILL, and when the
@@ -369,58 +329,6 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-}
-
-/// Every live (not zombie) descendant of this process, from `/proc`.
-fn descendants() -> Vec<Pid> {
-    let me = std::process::id();
-    // The usual case: no child left at all (zombies waiting to be reaped have been reaped).
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) {
-        if children.trim().is_empty() {
-            return Vec::new();
-        }
-    }
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut live = std::collections::HashSet::new();
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The command name in parentheses may contain spaces; the fields after it do not.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let Some(parent) = fields.next().and_then(|f| f.parse::<u32>().ok()) else {
-            continue;
-        };
-        children.entry(parent).or_default().push(pid);
-        if state != Some("Z") && state != Some("X") {
-            live.insert(pid);
-        }
-    }
-    let mut found = Vec::new();
-    let mut next = vec![me];
-    while let Some(pid) = next.pop() {
-        for child in children.get(&pid).into_iter().flatten() {
-            next.push(*child);
-            if live.contains(child) {
-                found.push(Pid::from_raw(i32::try_from(*child).unwrap_or(i32::MAX)));
-            }
-        }
-    }
-    found
 }
 
 /// Sets the run's resource limits in the shell, between fork and exec, after the switch to
