@@ -112,17 +112,21 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
     if let Some(dir) = &invocation.working_dir {
         shell.current_dir(dir);
     }
-    // The standard library clears the signal mask in the shell either way. As another user,
-    // the shell is forked and set up before exec; as the supervisor's own user, the limits go
-    // on the supervisor itself (the shell inherits them), and the shell starts with
-    // posix_spawn, which shares the supervisor's memory until the exec instead of copying it.
-    if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
+    // The shell is forked and set up before exec: its signal mask cleared (a spawn from a
+    // process that blocks signals, as this one does, was measured to hand the shell a mask
+    // with SIGTERM blocked), and as another user, the run's limits set after the switch; as
+    // the supervisor's own user, the limits go on the supervisor itself and the shell
+    // inherits them.
+    let limits = if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
         shell.uid(uid).gid(gid);
-        limit_shell(&mut shell, invocation.limits);
+        Some(invocation.limits)
     } else if let Err(e) = invocation.limits.apply() {
         eprintln!("cronfleet: could not set the run's limits: {e}");
         std::process::exit(127);
-    }
+    } else {
+        None
+    };
+    set_up_shell(&mut shell, limits);
     // At the start time only the spawn is left to do.
     let mut input = LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN);
     if let Err(reason) = wait_to_start(invocation.start_at, &incoming, &mut input) {
@@ -331,14 +335,20 @@ impl Supervisor {
     }
 }
 
-/// Sets the run's resource limits in the shell, between fork and exec, after the switch to
-/// the run's user.
+/// Clears the shell's signal mask and sets `limits` on it, between fork and exec (after the
+/// switch to the run's user).
 #[allow(unsafe_code)]
-fn limit_shell(command: &mut Command, limits: RunLimits) {
-    // SAFETY: runs in the child between fork and exec and only calls setrlimit(2), which is
-    // async-signal-safe; it touches no memory shared with the parent.
+fn set_up_shell(command: &mut Command, limits: Option<RunLimits>) {
+    // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2) and
+    // setrlimit(2), which are async-signal-safe; it touches no memory shared with the parent.
     unsafe {
-        command.pre_exec(move || limits.apply());
+        command.pre_exec(move || {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            match limits {
+                Some(limits) => limits.apply(),
+                None => Ok(()),
+            }
+        });
     }
 }
 

@@ -550,3 +550,29 @@ async fn a_run_holds_only_its_standard_streams() {
     assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
     assert_eq!(outcome.output.text, "0\n1\n2\n3\n", "{outcome:?}");
 }
+
+/// A run's shell starts with no signal blocked, whatever its supervisor blocks:
+/// otherwise a job's `timeout`, or the worker's own SIGTERM, could not end what it starts.
+#[tokio::test]
+async fn a_run_starts_with_no_signal_blocked() {
+    let job = job("grep SigBlk /proc/$$/status", None);
+    let limits = limits();
+    // Started at once, and started by the supervisor's timer after a wait.
+    for start_in in [Duration::ZERO, Duration::from_millis(300)] {
+        let prepared = prepare(&job, &context("masks"), &limits, start_in).await;
+        let (_keep, stop) = watch::channel(None);
+        let outcome = start(
+            prepared,
+            (&job, "masks"),
+            &limits,
+            Clock::with_offset_ms(0),
+            stop,
+        )
+        .await;
+        assert_eq!(outcome.status, RunStatus::Succeeded, "{outcome:?}");
+        assert_eq!(
+            outcome.output.text, "SigBlk:\t0000000000000000\n",
+            "started after {start_in:?}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::Fleet;
+use crate::support::{wait_until, Fleet};
 use cronfleet_common::RunStatus;
 use serde_json::json;
 
@@ -53,5 +53,70 @@ async fn a_worker_runs_below_its_runs_which_keep_its_starting_nice_value() {
         ],
         "{records:#?}"
     );
+    assert_eq!(worker.stop().await, 0);
+}
+
+/// Runs that take every core do not starve the worker that yields to them: its lease holds
+/// throughout, their run ends as it should, and the other jobs' ticks still start each second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_its_lease_while_its_runs_take_every_core() {
+    let mut fleet = Fleet::new().await;
+    let worker = fleet.worker("saturated", &[]);
+    fleet.registered(&["saturated"]).await;
+    // Four busy loops on two cores for 6 s, once.
+    fleet
+        .put_job(json!({
+            "name": "hogs",
+            "command": "for i in 1 2 3 4; do timeout 6 sh -c 'while :; do :; done' & done; wait; echo done",
+            "cronExpr": "* * * * * *",
+            "concurrency": "forbid",
+        }))
+        .await;
+    let registration = fleet.env.keys.worker("saturated");
+    wait_until(Duration::from_secs(10), "the hogs to run", || async {
+        crate::support::processes_mentioning("while :; do :; done") >= 4
+    })
+    .await;
+    fleet
+        .put_job(json!({"name": "ticker", "command": "true", "cronExpr": "* * * * * *"}))
+        .await;
+    let saturated_until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < saturated_until {
+        assert!(
+            fleet.get(&registration).await.is_some(),
+            "the worker's lease ran out while its runs took every core"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fleet
+        .put_job(
+            json!({"name": "hogs", "command": "true", "cronExpr": "* * * * * *", "paused": true}),
+        )
+        .await;
+    fleet
+        .put_job(
+            json!({"name": "ticker", "command": "true", "cronExpr": "* * * * * *", "paused": true}),
+        )
+        .await;
+    let hogs = fleet
+        .wait_for_records(
+            "hogs",
+            Duration::from_secs(15),
+            "the hogs' run to end",
+            |r| r.output == "done\n",
+            1,
+        )
+        .await;
+    let ended: Vec<_> = hogs.iter().filter(|r| r.output == "done\n").collect();
+    assert_eq!(ended[0].status, RunStatus::Succeeded, "{hogs:#?}");
+    fleet
+        .wait_for_records(
+            "ticker",
+            Duration::from_secs(10),
+            "ticks run under load",
+            |r| r.status == RunStatus::Succeeded,
+            3,
+        )
+        .await;
     assert_eq!(worker.stop().await, 0);
 }
