@@ -42,6 +42,7 @@
 mod descendants;
 mod invocation;
 mod lease_watch;
+mod spawn;
 mod waiting;
 
 use std::io::{BufReader, Stdin, Write as _};
@@ -60,6 +61,7 @@ use self::descendants::descendants;
 use self::invocation::read_environment;
 pub use self::invocation::{arguments, environment_block, monotonic_now, Invocation};
 use self::lease_watch::LeaseWatch;
+use self::spawn::ShellSpawn;
 use self::waiting::wait_to_start;
 use crate::run_limits::RunLimits;
 
@@ -101,32 +103,40 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
     let Ok(incoming) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
         std::process::exit(127);
     };
-    let mut shell = Command::new(&invocation.shell);
-    shell
-        .arg("-c")
-        .arg(&invocation.command)
-        .stdin(Stdio::null())
-        .env_clear()
-        .envs(env);
-    // Entered after the switch to the run's user, so it must be that user's to enter.
-    if let Some(dir) = &invocation.working_dir {
-        shell.current_dir(dir);
-    }
-    // The shell is forked and set up before exec: its signal mask cleared (a spawn from a
-    // process that blocks signals, as this one does, was measured to hand the shell a mask
-    // with SIGTERM blocked), and as another user, the run's limits set after the switch; as
-    // the supervisor's own user, the limits go on the supervisor itself and the shell
-    // inherits them.
-    let limits = if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
-        shell.uid(uid).gid(gid);
-        Some(invocation.limits)
-    } else if let Err(e) = invocation.limits.apply() {
-        eprintln!("cronfleet: could not set the run's limits: {e}");
-        std::process::exit(127);
+    // As another user the shell is forked, switched and set up before exec: its signal mask
+    // cleared, the run's limits set after the switch. As the supervisor's own user the limits
+    // go on the supervisor itself, which the shell inherits, and the shell starts with
+    // posix_spawn ([`spawn`]).
+    let mut starter = if let (Some(uid), Some(gid)) = (invocation.uid, invocation.gid) {
+        let mut shell = Command::new(&invocation.shell);
+        shell
+            .arg("-c")
+            .arg(&invocation.command)
+            .stdin(Stdio::null())
+            .env_clear()
+            .envs(env)
+            .uid(uid)
+            .gid(gid);
+        // Entered after the switch to the run's user, so it must be that user's to enter.
+        if let Some(dir) = &invocation.working_dir {
+            shell.current_dir(dir);
+        }
+        set_up_shell(&mut shell, invocation.limits);
+        Starter::Forked(shell)
     } else {
-        None
+        if let Err(e) = invocation.limits.apply() {
+            eprintln!("cronfleet: could not set the run's limits: {e}");
+            std::process::exit(127);
+        }
+        let shell = (invocation.shell.as_os_str(), invocation.command.as_os_str());
+        match ShellSpawn::new(shell, &env, invocation.working_dir.as_deref()) {
+            Ok(spawn) => Starter::Spawned(spawn),
+            Err(e) => {
+                eprintln!("cronfleet: could not start the shell: {e}");
+                std::process::exit(127);
+            }
+        }
     };
-    set_up_shell(&mut shell, limits);
     // At the start time only the spawn is left to do.
     let mut input = LeaseWatch::new(stdin, invocation.grace + LEASE_MARGIN);
     if let Err(reason) = wait_to_start(invocation.start_at, &incoming, &mut input) {
@@ -134,8 +144,14 @@ pub fn run(invocation: &Invocation, report: OwnedFd) -> ! {
         std::process::exit(0);
     }
     let lease = invocation.watch.then_some(input);
-    let shell = match shell.spawn() {
-        Ok(shell) => Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX)),
+    let spawned = match &mut starter {
+        Starter::Forked(shell) => shell
+            .spawn()
+            .map(|shell| Pid::from_raw(i32::try_from(shell.id()).unwrap_or(i32::MAX))),
+        Starter::Spawned(spawn) => spawn.spawn(),
+    };
+    let shell = match spawned {
+        Ok(shell) => shell,
         Err(e) => {
             eprintln!(
                 "cronfleet: could not start {}: {e}",
@@ -335,19 +351,22 @@ impl Supervisor {
     }
 }
 
-/// Clears the shell's signal mask and sets `limits` on it, between fork and exec (after the
-/// switch to the run's user).
+/// How the shell will start: forked, to switch to the run's user, or spawned as this one.
+enum Starter {
+    Forked(Command),
+    Spawned(ShellSpawn),
+}
+
+/// Clears the shell's signal mask and sets `limits` on it, between fork and exec, after the
+/// switch to the run's user.
 #[allow(unsafe_code)]
-fn set_up_shell(command: &mut Command, limits: Option<RunLimits>) {
+fn set_up_shell(command: &mut Command, limits: RunLimits) {
     // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2) and
     // setrlimit(2), which are async-signal-safe; it touches no memory shared with the parent.
     unsafe {
         command.pre_exec(move || {
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            match limits {
-                Some(limits) => limits.apply(),
-                None => Ok(()),
-            }
+            limits.apply()
         });
     }
 }
